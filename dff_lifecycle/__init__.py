@@ -1,0 +1,1 @@
+"""Distributed Forward-Forward training on ROS 2 lifecycle nodes."""

@@ -1,0 +1,1 @@
+"""Pure PyTorch Forward-Forward core: no ROS imports here."""

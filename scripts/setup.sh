@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Create .venv, install pinned dependencies, the project (editable) and the
+# dff_msgs interfaces. Idempotent: with nothing changed it returns in seconds.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${DFF_VENV:-$repo/.venv}"
+python="${DFF_PYTHON:-python3}"
+stamp="$venv/.dff-setup-stamp"
+
+fail() { echo "setup: ERROR: $*" >&2; exit 1; }
+step() { echo "setup: $*"; }
+
+cd "$repo"
+inputs_hash() {
+  cat requirements.txt setup.py setup.cfg package.xml scripts/setup.sh \
+      dff_msgs/CMakeLists.txt dff_msgs/package.xml dff_msgs/msg/* dff_msgs/srv/* |
+    sha256sum | cut -d' ' -f1
+}
+want="$(inputs_hash)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
+   "$venv/bin/python" -c 'import dff_msgs.msg, rclpy, torch' 2>/dev/null; then
+  step "up to date ($venv)"
+  exit 0
+fi
+
+command -v "$python" >/dev/null || fail "no '$python' on PATH (set DFF_PYTHON to a Python 3.11 interpreter)"
+pyver="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+[[ "$pyver" == "3.11" ]] || fail "Python 3.11 is needed (ROS 2 Kilted and torch wheels here are cp311); '$python' is $pyver. Set DFF_PYTHON."
+command -v cmake >/dev/null || fail "cmake is needed to build dff_msgs (apt-get install cmake g++)"
+command -v c++ >/dev/null || fail "a C++ compiler is needed to build dff_msgs (apt-get install g++)"
+
+if [[ ! -x "$venv/bin/python" ]]; then
+  step "creating $venv"
+  "$python" -m venv "$venv" || fail "could not create the virtual environment $venv"
+fi
+export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
+
+step "installing pinned dependencies (first run takes a few minutes: torch is large)"
+python -m pip install -q -r requirements.txt 2> >(grep -v "is ignored: it is neither" >&2) || fail "pip could not install requirements.txt"
+
+step "building dff_msgs"
+build="$repo/build/dff_msgs"
+mkdir -p "$build"
+export CMAKE_PREFIX_PATH="$venv" AMENT_PREFIX_PATH="$venv"
+cmake -S dff_msgs -B "$build" -DCMAKE_INSTALL_PREFIX="$venv" -DCMAKE_BUILD_TYPE=Release \
+      -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF >"$repo/build/dff_msgs.log" 2>&1 &&
+  cmake --build "$build" -j "$(nproc)" >>"$repo/build/dff_msgs.log" 2>&1 &&
+  cmake --install "$build" >>"$repo/build/dff_msgs.log" 2>&1 ||
+  { tail -30 "$repo/build/dff_msgs.log" >&2; fail "building dff_msgs failed (log: build/dff_msgs.log)"; }
+
+step "installing dff_lifecycle (editable)"
+python -m pip install -q --no-deps --no-build-isolation -e . || fail "pip could not install the project"
+
+python -c 'import rclpy, torch, dff_lifecycle; from dff_msgs.msg import TensorChunk' ||
+  fail "the environment does not import; see the messages above"
+echo "$want" >"$stamp"
+step "ready: $venv"
