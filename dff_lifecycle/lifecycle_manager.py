@@ -1,0 +1,73 @@
+"""Nav2-style lifecycle manager over an ordered list of layer nodes.
+
+Bring-up configures every node in order, then activates every node; it stops
+at the first failure and says which node and why. Teardown walks the same list
+in reverse and is best effort: it keeps going and reports what failed.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from dff_lifecycle.lifecycle_client import LifecycleClient, LifecycleError
+from dff_lifecycle.ros_calls import ServiceCallError
+
+Log = Callable[[str], None]
+
+
+class BringUpError(RuntimeError):
+    def __init__(self, node: str, transition: str, reason: str) -> None:
+        super().__init__(f'{transition} of {node} failed: {reason}')
+        self.node = node
+        self.transition = transition
+
+
+class LifecycleManager:
+    def __init__(self, client: LifecycleClient, nodes: Sequence[str], log: Log = print) -> None:
+        self.client = client
+        self.nodes = list(nodes)  # the single source of truth for the order
+        self.log = log
+
+    def _all(self, label: str, nodes: Sequence[str]) -> None:
+        for node in nodes:
+            try:
+                self.client.transition(node, label)
+            except (LifecycleError, ServiceCallError) as exc:
+                raise BringUpError(node, label, str(exc)) from exc
+            self.log(f'  {label:<10} {node}: ok')
+
+    def startup(self) -> None:
+        """configure all, then activate all; raises BringUpError at the first failure."""
+        self._all('configure', self.nodes)
+        self._all('activate', self.nodes)
+
+    def pause(self) -> None:
+        self._all('deactivate', list(reversed(self.nodes)))
+
+    def resume(self) -> None:
+        self._all('activate', self.nodes)
+
+    def states(self) -> dict[str, str]:
+        out = {}
+        for node in self.nodes:
+            try:
+                out[node] = self.client.get_state(node)[1]
+            except ServiceCallError as exc:
+                out[node] = f'unreachable ({exc})'
+        return out
+
+    def shutdown(self) -> list[str]:
+        """Deactivate and clean up in reverse order, as far as each node allows."""
+        problems = []
+        for node in reversed(self.nodes):
+            try:
+                state = self.client.get_state(node)[1]
+                if state == 'active':
+                    self.client.transition(node, 'deactivate')
+                    state = 'inactive'
+                if state == 'inactive':
+                    self.client.transition(node, 'cleanup')
+                self.log(f'  teardown   {node}: ok')
+            except (LifecycleError, ServiceCallError) as exc:
+                problems.append(f'{node}: {exc}')
+                self.log(f'  teardown   {node}: {exc}')
+        return problems

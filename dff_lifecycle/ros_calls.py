@@ -1,0 +1,59 @@
+"""Blocking service calls with timeouts, for code that runs outside the executor.
+
+The master and the CLIs spin their node in a background executor thread and
+call services from the main thread; waiting on a future from inside a callback
+of the same executor would deadlock, so nothing here is used in callbacks.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rclpy.client import Client
+from rclpy.node import Node
+
+
+class ServiceCallError(RuntimeError):
+    """A service was unavailable, timed out or failed."""
+
+
+def wait_for_service(client: Client, timeout_s: float) -> None:
+    if not client.wait_for_service(timeout_sec=timeout_s):
+        raise ServiceCallError(f'service {client.srv_name} not available after {timeout_s:.1f} s')
+
+
+def call(client: Client, request: Any, timeout_s: float) -> Any:
+    """Call a service and wait for its response, or raise ServiceCallError."""
+    wait_for_service(client, timeout_s)
+    done = threading.Event()
+    future = client.call_async(request)
+    future.add_done_callback(lambda _f: done.set())
+    if not done.wait(timeout_s):
+        future.cancel()
+        raise ServiceCallError(f'{client.srv_name}: no response within {timeout_s:.1f} s')
+    exc = future.exception()
+    if exc is not None:
+        raise ServiceCallError(f'{client.srv_name}: {exc}') from exc
+    return future.result()
+
+
+class ClientCache:
+    """Create each (type, name) service client once per node."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._clients: dict[tuple[type, str], Client] = {}
+        self._lock = threading.Lock()
+
+    def get(self, srv_type: type, name: str) -> Client:
+        with self._lock:
+            key = (srv_type, name)
+            if key not in self._clients:
+                self._clients[key] = self._node.create_client(srv_type, name)
+            return self._clients[key]
+
+    def destroy(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                self._node.destroy_client(client)
+            self._clients.clear()

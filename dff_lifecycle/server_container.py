@@ -1,0 +1,201 @@
+"""Server container: one process hosting any number of FF layer nodes.
+
+It names itself `server_<idx+1>` after the servers already present, offers the
+dff_msgs create / delete / list / save services, and on SIGINT or SIGTERM shuts
+every hosted layer down (weights saved) before it exits.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Optional
+
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
+
+from dff_lifecycle.ff_layer_node import LAYER_PARAMETERS, FFLayerNode
+from dff_lifecycle.node_parameters import Param, declare_all, read_all
+from dff_lifecycle.server_naming import SERVER_NAMESPACE, claimed_server_name
+from dff_lifecycle.transport import configure_environment
+from dff_msgs.msg import LayerInfo
+from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
+
+SERVER_PARAMETERS = {
+    'server_name': Param(str, '', 'Fixed name; empty: claim server_<idx+1> after the others.'),
+    'weight_dir': Param(str, 'weights', 'Local directory where hosted layers keep weights.'),
+    'device': Param(str, 'cpu', 'Torch device of hosted layers: cpu | cuda | cuda:N.'),
+    'torch_threads': Param(int, 0, 'Torch intra-op threads (0: torch default).', 0),
+    'executor_threads': Param(int, 4, 'Executor threads shared by the hosted layers.', 1),
+}
+# Settings a server hands to its layers unless the creation request sets them.
+INHERITED = ('weight_dir', 'device')
+
+
+class ServerContainer(Node):
+    """Hosts layer nodes and creates or removes them on request."""
+
+    def __init__(self, name: str, executor: MultiThreadedExecutor, **kwargs) -> None:
+        super().__init__(name, namespace=SERVER_NAMESPACE, **kwargs)
+        declare_all(self, SERVER_PARAMETERS)
+        self.settings = read_all(self, SERVER_PARAMETERS)
+        self._executor = executor
+        self._layers: dict[str, FFLayerNode] = {}  # fully qualified name -> node
+        self._lock = threading.Lock()
+        group = MutuallyExclusiveCallbackGroup()
+        self.create_service(CreateLayers, '~/create_layers', self._on_create, callback_group=group)
+        self.create_service(DeleteModel, '~/delete_model', self._on_delete, callback_group=group)
+        self.create_service(ListLayers, '~/list_layers', self._on_list, callback_group=group)
+        self.create_service(SaveModel, '~/save_model', self._on_save, callback_group=group)
+        self.get_logger().info(f'{self.get_fully_qualified_name()} ready; weights in '
+                               f'{os.path.abspath(self.settings["weight_dir"])}')
+
+    # ----------------------------------------------------------------- services
+    def _on_create(self, request: CreateLayers.Request,
+                   response: CreateLayers.Response) -> CreateLayers.Response:
+        created: list[FFLayerNode] = []
+        try:
+            for spec in request.layers:
+                created.append(self._create_layer(spec))
+        except Exception as exc:  # noqa: BLE001 - all or nothing, reported to the caller
+            for node in created:
+                self._remove(node, save=False)
+            response.success = False
+            response.message = f'{self.get_name()}: {exc}'
+            self.get_logger().error(response.message)
+            return response
+        response.success = True
+        response.node_names = [n.get_fully_qualified_name() for n in created]
+        self.get_logger().info(f'created {", ".join(response.node_names)}')
+        return response
+
+    def _create_layer(self, spec) -> FFLayerNode:
+        overrides = [Parameter.from_parameter_msg(p) for p in spec.parameters]
+        given = {p.name for p in overrides}
+        unknown = sorted(given - set(LAYER_PARAMETERS))
+        if unknown:
+            raise ValueError(f'layer {spec.node_name}: unknown parameters {", ".join(unknown)}')
+        overrides += [Parameter(k, value=self.settings[k]) for k in INHERITED if k not in given]
+        namespace = f'/{spec.model}'
+        full = f'{namespace}/{spec.node_name}'
+        with self._lock:
+            if full in self._layers:
+                raise ValueError(f'{full} already exists on this server')
+            node = FFLayerNode(spec.node_name, namespace=namespace, parameter_overrides=overrides)
+            self._layers[full] = node
+        self._executor.add_node(node)
+        return node
+
+    def _on_delete(self, request: DeleteModel.Request,
+                   response: DeleteModel.Response) -> DeleteModel.Response:
+        response.success = True
+        for node in self._layers_of(request.model):
+            name = node.get_fully_qualified_name()
+            try:
+                self._remove(node, save=request.save_weights)
+                response.removed_nodes.append(name)
+            except Exception as exc:  # noqa: BLE001
+                response.success = False
+                response.message += f'{name}: {exc}; '
+        self.get_logger().info(f'deleted model {request.model!r}: {response.removed_nodes}')
+        return response
+
+    def _on_list(self, request: ListLayers.Request,
+                 response: ListLayers.Response) -> ListLayers.Response:
+        response.server_name = self.get_fully_qualified_name()
+        for node in self._layers_of(request.model):
+            state_id, label = node._state_machine.current_state
+            response.layers.append(LayerInfo(
+                model=node.get_parameter('model').value or '',
+                layer_index=node.get_parameter('layer_index').value or 0,
+                layer_type=node.get_parameter('layer_type').value,
+                node_name=node.get_fully_qualified_name(), state_id=state_id,
+                state_label=label))
+        return response
+
+    def _on_save(self, request: SaveModel.Request,
+                 response: SaveModel.Response) -> SaveModel.Response:
+        response.success = True
+        for node in self._layers_of(request.model):
+            try:
+                path = node.save_weights()
+                if path is not None:
+                    response.files.append(str(path))
+            except Exception as exc:  # noqa: BLE001
+                response.success = False
+                response.message += f'{node.get_fully_qualified_name()}: {exc}; '
+        return response
+
+    # ------------------------------------------------------------------ helpers
+    def _layers_of(self, model: str) -> list[FFLayerNode]:
+        with self._lock:
+            return [n for full, n in self._layers.items()
+                    if not model or full.startswith(f'/{model}/')]
+
+    def _remove(self, node: FFLayerNode, save: bool) -> None:
+        """Shut the layer down (saving unless told not to) and drop it from the graph."""
+        node.discard_weights_on_shutdown = not save
+        if node.lifecycle_label != 'finalized':
+            node.trigger_shutdown()  # on_shutdown saves the weights unless discarded
+        with self._lock:
+            self._layers.pop(node.get_fully_qualified_name(), None)
+        self._executor.remove_node(node)
+        node.destroy_node()
+        # rclpy 9 keeps a destroyed lifecycle node in the graph until its state
+        # machine is released as well.
+        node._state_machine.destroy_when_not_in_use()
+
+    def shutdown_layers(self) -> None:
+        for node in self._layers_of(''):
+            try:
+                self._remove(node, save=True)
+            except Exception as exc:  # noqa: BLE001 - keep shutting the others down
+                self.get_logger().error(f'{node.get_fully_qualified_name()}: {exc}')
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    configure_environment()
+    args = sys.argv if argv is None else argv
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        probe = Node('dff_server_settings', namespace=SERVER_NAMESPACE,
+                     start_parameter_services=False, enable_rosout=False)
+        declare_all(probe, SERVER_PARAMETERS)
+        settings = read_all(probe, SERVER_PARAMETERS)
+        probe.destroy_node()
+        if settings['torch_threads']:
+            import torch
+            torch.set_num_threads(settings['torch_threads'])
+        executor = MultiThreadedExecutor(num_threads=settings['executor_threads'])
+        if settings['server_name']:
+            server = ServerContainer(settings['server_name'], executor)
+        else:
+            with claimed_server_name(stop_event=stop) as name:
+                server = ServerContainer(name, executor)
+        executor.add_node(server)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        print(f'server container {server.get_fully_qualified_name()} up (pid {os.getpid()})',
+              flush=True)
+        while not stop.wait(0.5):
+            pass
+        server.get_logger().info('shutting down: saving and removing hosted layers')
+        server.shutdown_layers()
+        executor.shutdown(timeout_sec=5.0)
+        server.destroy_node()
+    finally:
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
