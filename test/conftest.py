@@ -1,13 +1,15 @@
-"""Shared fixtures: data root and an isolated ROS domain per test."""
+"""Shared fixtures: the data root (also exported for child processes)."""
 import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get('DFF_DATA_ROOT', REPO_ROOT.parent / 'shared' / 'data')).resolve()
+os.environ['DFF_DATA_ROOT'] = str(DATA_ROOT)  # masters and servers started by tests read it
 
 
 @pytest.fixture(scope='session')
 def data_root() -> Path:
-    """Data root for tests: $DFF_DATA_ROOT, else the shared data beside the checkout."""
-    return Path(os.environ.get('DFF_DATA_ROOT', REPO_ROOT.parent / 'shared' / 'data')).resolve()
+    """$DFF_DATA_ROOT, else the shared data beside the checkout."""
+    return DATA_ROOT

@@ -1,0 +1,118 @@
+"""Real DFF processes for multi-process tests: server containers and the master.
+
+Every process runs in the isolated environment given by test/ros_env.py and
+its own process group, so a failing test never leaves anything running.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LAYER_CONFIG = REPO / 'params' / 'layers.yaml'
+
+
+class Proc:
+    """A child process whose output is collected line by line."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True, cwd=REPO)
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.popen.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip('\n'))
+                self._cond.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._cond:
+            return '\n'.join(self.lines)
+
+    def wait_for(self, text: str, timeout_s: float = 60.0) -> str:
+        """The first output line containing `text`; AssertionError with the log otherwise."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.popen.poll() is not None and not self._pending()):
+                    raise AssertionError(f'{self.name}: no line with {text!r} within '
+                                         f'{timeout_s} s; output:\n' + '\n'.join(self.lines))
+                self._cond.wait(min(left, 0.2))
+
+    def _pending(self) -> bool:
+        return self.popen.stdout is not None and not self.popen.stdout.closed
+
+    def wait(self, timeout_s: float = 120.0) -> int:
+        try:
+            return self.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f'{self.name} did not exit within {timeout_s} s; output:\n'
+                                 + self.output)
+
+    def interrupt(self, timeout_s: float = 20.0) -> int:
+        """SIGINT (like Ctrl-C), then the exit code; escalates if it hangs."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGINT)
+        return self.wait(timeout_s)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.popen.wait(10)
+
+
+def ros_args(params: dict) -> list[str]:
+    args = ['--ros-args']
+    for key, value in params.items():
+        if isinstance(value, bool):
+            value = 'true' if value else 'false'
+        elif isinstance(value, (list, tuple)):
+            value = '[' + ','.join(f"'{v}'" for v in value) + ']'
+        args += ['-p', f'{key}:={value}']
+    return args
+
+
+def start_server(env: dict[str, str], weight_dir: Path, name: Optional[str] = None,
+                 **params) -> Proc:
+    params = {'weight_dir': str(weight_dir), 'torch_threads': 1, **params}
+    if name:
+        params['server_name'] = name
+    proc = Proc(name or 'server', [str(BIN / 'server_container'), *ros_args(params)], env)
+    line = proc.wait_for('server container /dff/server_', 60)
+    proc.name = line.split('/dff/')[1].split()[0]
+    return proc
+
+
+def start_master(env: dict[str, str], model_config: Path, **params) -> Proc:
+    params = {'model_config': str(model_config), 'layer_config': str(LAYER_CONFIG),
+              'progress': False, **params}
+    return Proc('master', [str(BIN / 'master'), *ros_args(params)], env)
+
+
+def stop_all(procs: list[Proc]) -> None:
+    for proc in reversed(procs):
+        try:
+            proc.interrupt(20)
+        except AssertionError:
+            proc.kill()
