@@ -1,0 +1,113 @@
+"""One FF layer with its own optimizer and local loss: the unit a layer node runs."""
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Union
+
+from dff_lifecycle.core.ff_layers import FFHyperParams, OPTIMIZERS
+from dff_lifecycle.core.losses import ff_loss, goodness
+import torch
+from torch import nn, Tensor
+
+_STATE_KEYS = ('layer', 'optimizer', 'optimizer_name', 'hparams', 'batches_seen', 'steps_seen')
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Scalars of the last training step plus that step's detached activities."""
+
+    loss: float
+    goodness_pos: float
+    goodness_neg: float
+    h_pos: Tensor
+    h_neg: Tensor
+
+
+def make_optimizer(params: Iterable[nn.Parameter],
+                   hparams: FFHyperParams) -> torch.optim.Optimizer:
+    return OPTIMIZERS[hparams.optimizer](params, lr=hparams.lr, weight_decay=hparams.weight_decay)
+
+
+class LocalTrainer:
+    """Trains one layer on (positive, negative) batches with no gradient leaving the layer."""
+
+    def __init__(self, layer: nn.Module, hparams: FFHyperParams,
+                 device: Union[str, torch.device] = 'cpu') -> None:
+        self.hparams = hparams.validate()
+        self.device = torch.device(device)
+        # Move before building the optimizer so its state lives beside the parameters.
+        self.layer = layer.to(self.device)
+        self.optimizer = make_optimizer(self.layer.parameters(), hparams)
+        self.batches_seen = 0
+        self.steps_seen = 0
+
+    def step(self, x_pos: Tensor, x_neg: Tensor, steps: int = 1) -> StepResult:
+        """Run `steps` optimisation steps on one batch.
+
+        Returns the loss, mean goodness and activities of the last step's forward pass
+        (taken before its update), so each step costs exactly one forward pass.
+        """
+        if steps < 1:
+            raise ValueError(f'steps must be >= 1, got {steps}')
+        if x_pos.shape[1:] != x_neg.shape[1:]:
+            raise ValueError('positive and negative samples differ in shape: '
+                             f'{tuple(x_pos.shape)} vs {tuple(x_neg.shape)}')
+        n_pos = x_pos.shape[0]
+        # One forward over both halves; valid because layers treat samples independently.
+        x = torch.cat([x_pos.to(self.device), x_neg.to(self.device)])
+        self.layer.train()
+        for _ in range(steps):
+            h = self.layer(x)
+            h_pos, h_neg = h[:n_pos], h[n_pos:]
+            g_pos = self.goodness_of(h_pos)
+            g_neg = self.goodness_of(h_neg)
+            loss = ff_loss(g_pos, g_neg, self.hparams.threshold, self.hparams.loss,
+                           self.hparams.symba_alpha)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.batches_seen += 1
+        self.steps_seen += steps
+        # One device sync for all three scalars.
+        scalars = torch.stack([loss.detach(), g_pos.detach().mean(), g_neg.detach().mean()]).cpu()
+        return StepResult(loss=float(scalars[0]), goodness_pos=float(scalars[1]),
+                          goodness_neg=float(scalars[2]), h_pos=h_pos.detach(),
+                          h_neg=h_neg.detach())
+
+    @torch.no_grad()
+    def infer(self, x: Tensor) -> Tensor:
+        """Return the layer's activities for x, on this trainer's device, without gradients."""
+        self.layer.eval()
+        return self.layer(x.to(self.device))
+
+    def goodness_of(self, h: Tensor) -> Tensor:
+        """Per-sample goodness with this layer's reduction (mean or sum)."""
+        return goodness(h, self.hparams.goodness)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: weights, optimizer state, counters (weights_only-safe)."""
+        return {
+            'layer': self.layer.state_dict(),
+            'optimizer': self.optimizer.state_dict(),
+            'optimizer_name': self.hparams.optimizer,
+            'hparams': self.hparams.to_dict(),
+            'batches_seen': self.batches_seen,
+            'steps_seen': self.steps_seen,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        missing = [key for key in _STATE_KEYS if key not in state]
+        if missing:
+            raise ValueError(f'trainer state lacks {", ".join(missing)}')
+        if state['optimizer_name'] != self.hparams.optimizer:
+            raise ValueError(f'trainer state holds a {state["optimizer_name"]!r} optimizer, '
+                             f'but this layer is configured for {self.hparams.optimizer!r}')
+        try:
+            self.layer.load_state_dict(state['layer'])
+        except RuntimeError as error:  # torch reports shape/key mismatches as RuntimeError
+            raise ValueError(f'trainer state does not fit this layer: {error}') from error
+        self.optimizer.load_state_dict(state['optimizer'])
+        # The config, not the checkpoint, decides the hyperparameters of the resumed run.
+        for group in self.optimizer.param_groups:
+            group['lr'] = self.hparams.lr
+            group['weight_decay'] = self.hparams.weight_decay
+        self.batches_seen = int(state['batches_seen'])
+        self.steps_seen = int(state['steps_seen'])
