@@ -1,0 +1,83 @@
+"""A real server container process driven through its services and signals."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from rclpy.parameter import Parameter
+
+from dff_lifecycle.core.weights import layer_weight_path
+from dff_lifecycle.ros_calls import call
+from dff_msgs.msg import LayerSpec
+from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
+from dff_processes import start_server
+from ros_client import ros_client
+from ros_env import ros_domain  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.integration
+
+
+def spec(index: int, **overrides) -> LayerSpec:
+    params = {'model': 'demo', 'layer_index': index, 'in_features': 16, 'out_features': 8,
+              'train_in_topic': f'/demo/in_{index}', 'infer_in_topic': f'/demo/infer_{index}',
+              'result_topic': '/demo/results', 'status_topic': f'/demo/layer_{index}/status',
+              **overrides}
+    return LayerSpec(model='demo', layer_index=index, layer_type='FFDense',
+                     node_name=f'layer_{index}',
+                     parameters=[Parameter(k, value=v).to_parameter_msg()
+                                 for k, v in params.items()])
+
+
+def create(client, server: str, *layers: LayerSpec):
+    return call(client.clients.get(CreateLayers, f'/dff/{server}/create_layers'),
+                CreateLayers.Request(layers=list(layers)), 15.0)
+
+
+def test_create_list_save_delete_and_graph_removal(ros_domain, tmp_path):  # noqa: F811
+    server = start_server(os.environ.copy(), tmp_path)
+    try:
+        with ros_client() as client:
+            response = create(client, server.name, spec(0), spec(1))
+            assert response.success, response.message
+            assert response.node_names == ['/demo/layer_0', '/demo/layer_1']
+            client.wait_until(lambda: {'/demo/layer_0', '/demo/layer_1'} <= client.node_names(),
+                              what='layer nodes in the graph')
+            # Duplicates and unknown parameters are refused as a whole.
+            again = create(client, server.name, spec(2), spec(0))
+            assert not again.success and 'already exists' in again.message
+            bogus = create(client, server.name, spec(3, learning_rate=0.1))
+            assert not bogus.success and 'learning_rate' in bogus.message
+            listed = call(client.clients.get(ListLayers, f'/dff/{server.name}/list_layers'),
+                          ListLayers.Request(model='demo'), 10.0)
+            assert [(l.node_name, l.state_label) for l in listed.layers] == [
+                ('/demo/layer_0', 'unconfigured'), ('/demo/layer_1', 'unconfigured')]
+            client.lifecycle.transition('/demo/layer_0', 'configure')
+            saved = call(client.clients.get(SaveModel, f'/dff/{server.name}/save_model'),
+                         SaveModel.Request(model='demo'), 10.0)
+            assert saved.success and saved.files == [str(layer_weight_path(tmp_path, 'demo', 0))]
+            deleted = call(client.clients.get(DeleteModel, f'/dff/{server.name}/delete_model'),
+                           DeleteModel.Request(model='demo', save_weights=True), 10.0)
+            assert sorted(deleted.removed_nodes) == ['/demo/layer_0', '/demo/layer_1']
+            client.wait_until(lambda: not any(n.startswith('/demo/') for n in client.node_names()),
+                              what='deleted layers to leave the graph')
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_configured_layers_and_exits_cleanly(ros_domain, tmp_path, sig):  # noqa: F811
+    server = start_server(os.environ.copy(), tmp_path)
+    try:
+        with ros_client() as client:
+            assert create(client, server.name, spec(0)).success
+            client.lifecycle.transition('/demo/layer_0', 'configure')
+            client.lifecycle.transition('/demo/layer_0', 'activate')
+        path = layer_weight_path(tmp_path, 'demo', 0)
+        assert not path.exists()
+        os.killpg(server.popen.pid, sig)
+        assert server.wait(30) == 0, server.output
+        assert path.is_file(), server.output
+        assert 'saved weights' in server.output
+    finally:
+        server.kill()
