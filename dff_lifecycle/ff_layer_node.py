@@ -25,7 +25,7 @@ from dff_lifecycle.core.local_trainer import LocalTrainer
 from dff_lifecycle.core.scoring import normalised_features
 from dff_lifecycle.core.weights import layer_weight_path, load_state, save_state_atomic
 from dff_lifecycle.node_parameters import Param, declare_all, read_all
-from dff_lifecycle.transport import (STATUS_QOS, TENSOR_QOS, ReceivedTensor, TensorReceiver,
+from dff_lifecycle.transport import (DEFAULT_CHUNK_ELEMENTS, STATUS_QOS, TENSOR_QOS, ReceivedTensor, TensorReceiver,
                                      TensorSender, from_numpy, to_numpy)
 from dff_msgs.msg import LayerStatus, TensorChunk
 
@@ -71,7 +71,8 @@ LAYER_PARAMETERS = {
     'save_every_batches': Param(int, 0, 'Also save weights every N training batches (0: off).',
                                 0),
     'device': Param(str, 'cpu', 'Torch device: cpu | cuda | cuda:N.'),
-    'chunk_elements': Param(int, 1 << 20, 'Float32 values per chunk message (4 MiB).', 1),
+    'chunk_elements': Param(int, DEFAULT_CHUNK_ELEMENTS, 'Float32 values per chunk '
+                                                               'message (1 MiB).', 1),
 }
 
 

@@ -35,6 +35,7 @@ from dff_lifecycle.core.experiment import TRAIN_ACCURACY_SAMPLES
 from dff_lifecycle.core.head import head_predict, train_head
 from dff_lifecycle.core.plots import plot_training
 from dff_lifecycle.core.scoring import accuracy, label_scores, predict_labels
+from dff_lifecycle.deployment import resolve_config_path
 from dff_lifecycle.lifecycle_client import LifecycleClient
 from dff_lifecycle.lifecycle_manager import BringUpError, LifecycleManager
 from dff_lifecycle.node_parameters import Param, declare_all, read_all
@@ -42,7 +43,7 @@ from dff_lifecycle.pipeline_watch import PipelineWatch
 from dff_lifecycle.plan import DistributionPlan, build_plan, model_topics, parse_pins
 from dff_lifecycle.ros_calls import ClientCache, ServiceCallError, call
 from dff_lifecycle.server_naming import SERVER_NAMESPACE, server_indices
-from dff_lifecycle.transport import (STATUS_QOS, TENSOR_QOS, TensorReceiver, TensorSender,
+from dff_lifecycle.transport import (DEFAULT_CHUNK_ELEMENTS, STATUS_QOS, TENSOR_QOS, TensorReceiver, TensorSender,
                                      configure_environment, to_numpy)
 from dff_msgs.msg import LayerSpec, LayerStatus, TensorChunk
 from dff_msgs.srv import CreateLayers, DeleteModel, SaveModel
@@ -59,7 +60,8 @@ MASTER_PARAMETERS = {
     'pins': Param(list, [''], 'Pinned layers as "<layer>:<server>", e.g. "0:server_2".'),
     'window': Param(int, 4, 'Batches in flight in the pipeline.', 1),
     'epochs': Param(int, 0, 'Override training.epochs (0: keep the config).', 0),
-    'chunk_elements': Param(int, 1 << 20, 'Float32 values per chunk message.', 1),
+    'chunk_elements': Param(int, DEFAULT_CHUNK_ELEMENTS, 'Float32 values per chunk '
+                                                               'message (1 MiB).', 1),
     'service_timeout_s': Param(float, 30.0, 'Timeout of each service call.', 0.1),
     'discovery_timeout_s': Param(float, 60.0, 'How long to wait for servers and topics.', 0.1),
     'batch_timeout_s': Param(float, 60.0, 'No progress for this long: look for the cause.', 0.1),
@@ -97,7 +99,9 @@ class MasterCoordinator(Node):
     # ------------------------------------------------------------- configuration
     def load_configs(self) -> ModelConfig:
         s = self.settings
-        model = load_model_config(s['model_config'], load_layer_config(s['layer_config']))
+        # Relative paths: from the current folder, else from the package (repo or share).
+        model = load_model_config(resolve_config_path(s['model_config']),
+                                  load_layer_config(resolve_config_path(s['layer_config'])))
         if s['epochs']:
             from dataclasses import replace
             model = replace(model, training=replace(model.training, epochs=s['epochs']))

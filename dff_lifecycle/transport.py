@@ -1,0 +1,239 @@
+"""ROS edge of the tensor transport: QoS, TensorChunk messages, sender and receiver.
+
+The checks live in `core.chunking`; this module only converts between numpy
+buffers and `dff_msgs/msg/TensorChunk` without per-element Python work:
+payloads go in through `array.array.frombytes` and come out through
+`np.frombuffer`.
+"""
+from __future__ import annotations
+
+import array as std_array
+import os
+import traceback
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional, Union
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from dff_msgs.msg import TensorChunk
+from rclpy.clock import Clock
+from rclpy.impl.rcutils_logger import RcutilsLogger
+from rclpy.publisher import Publisher
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from dff_lifecycle.core.chunking import (
+    WIRE_DTYPE, ChunkError, ChunkMeta, Reassembler, TensorKey, crc32_of, split_tensor)
+
+if TYPE_CHECKING:  # torch costs ~2 s to import; ROS-only processes never need it
+    import torch
+
+# 256 Ki float32 values = 1 MiB per message. Measured here: 1 MiB messages arrive
+# within ~50 ms and stream faster than 4 MiB ones, whose first delivery often lags
+# 0.2-0.6 s (benchmarks/transport_bench.py --chunk-elements).
+DEFAULT_CHUNK_ELEMENTS = 1 << 18
+
+TENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_ALL,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+"""Tensor chunks: reliable + KEEP_ALL, so unread chunks wait in the reader's history
+instead of being overwritten. A burst of 30 x 4 MiB tensors to a subscriber that
+needs 0.1 s per message arrives complete with this profile, while a reliable
+KEEP_LAST(10) delivered only 2-12 of 30 (benchmarks/transport_bench.py, qos_burst;
+test/integration/test_transport_ros.py). The backlog costs memory on the reader,
+so senders bound the number of tensors in flight. Volatile: a tensor only matters
+to subscribers that exist when it is sent (publishers wait for a match first).
+"""
+
+STATUS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+"""Periodic status/progress messages: reliable, small queue; only recent ones matter."""
+
+STATUS_LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+"""Latest state of each publisher, replayed to late joiners (e.g. a master that starts
+after its layers). Publishers with this profile also serve STATUS_QOS subscribers."""
+
+
+def configure_environment(
+        environ: MutableMapping[str, str] = os.environ) -> MutableMapping[str, str]:
+    """Set transport defaults (keeping explicit user choices); call before `rclpy.init`.
+
+    Also usable on a copy of the environment for child processes.
+    """
+    # Fast DDS LARGE_DATA: UDP only for discovery, samples over shared memory (same
+    # host) or TCP, so multi-MiB samples are never cut into lossy UDP fragments.
+    environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    return environ
+
+
+def iter_tensor_msgs(array: np.ndarray, *, model: str, stream: str, source: str,
+                     batch_seq: int, kind: int, chunk_elements: int,
+                     stamp: Optional[Time] = None) -> Iterator[TensorChunk]:
+    """Yield the TensorChunk messages of `array` one by one (one payload copy each)."""
+    shape = tuple(array.shape)
+    if any(dim >= 1 << 32 for dim in shape):
+        raise ValueError(f'tensor dimension too large for uint32 shape: {list(shape)}')
+    crc = crc32_of(array)
+    chunks = split_tensor(array, chunk_elements)
+    for chunk in chunks:
+        msg = TensorChunk(
+            stamp=stamp if stamp is not None else Time(), model=model, stream=stream,
+            source=source, batch_seq=batch_seq, kind=kind, chunk_index=chunk.index,
+            chunk_count=len(chunks), offset=chunk.offset, shape=shape, crc32=crc)
+        payload = std_array.array('f')
+        payload.frombytes(memoryview(chunk.data).cast('B'))  # memcpy, not per-element
+        msg.payload.data = payload
+        yield msg
+
+
+def tensor_to_msgs(array: np.ndarray, *, model: str, stream: str, source: str,
+                   batch_seq: int, kind: int, chunk_elements: int,
+                   stamp: Optional[Time] = None) -> list[TensorChunk]:
+    """All TensorChunk messages of a float32 `array` (see `iter_tensor_msgs`)."""
+    return list(iter_tensor_msgs(array, model=model, stream=stream, source=source,
+                                 batch_seq=batch_seq, kind=kind,
+                                 chunk_elements=chunk_elements, stamp=stamp))
+
+
+def payload_view(msg: TensorChunk) -> np.ndarray:
+    """The chunk's values as a float32 array sharing the message's buffer (no copy)."""
+    return np.frombuffer(msg.payload.data, dtype=WIRE_DTYPE)
+
+
+def chunk_meta(msg: TensorChunk) -> ChunkMeta:
+    """The header of `msg` in core terms."""
+    key = TensorKey(msg.model, msg.stream, msg.batch_seq, msg.kind)
+    return ChunkMeta(key, msg.chunk_index, msg.chunk_count, msg.offset, tuple(msg.shape),
+                     msg.crc32)
+
+
+class TensorSender:
+    """Publishes every chunk of a tensor on one publisher (regular or lifecycle)."""
+
+    def __init__(self, publisher: Publisher, *, source: str,
+                 chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+                 clock: Optional[Clock] = None) -> None:
+        if chunk_elements < 1:
+            raise ValueError(f'chunk_elements must be >= 1, got {chunk_elements}')
+        self._publisher = publisher
+        self._source = source
+        self._chunk_elements = chunk_elements
+        self._clock = clock
+
+    def send(self, array: np.ndarray, *, model: str, stream: str, batch_seq: int,
+             kind: int) -> int:
+        """Publish all chunks of `array`; return how many were published.
+
+        Raises RuntimeError for an inactive lifecycle publisher, which would
+        otherwise drop the tensor without a word. If `publish` fails part way, the
+        receiver holds an incomplete tensor until it expires.
+        """
+        if not getattr(self._publisher, 'is_activated', True):
+            raise RuntimeError(f'publisher on {self._publisher.topic_name} is not active; '
+                               f'{TensorKey(model, stream, batch_seq, kind).describe()} not sent')
+        stamp = self._clock.now().to_msg() if self._clock is not None else None
+        count = 0
+        # One message at a time keeps the extra memory at one chunk.
+        for msg in iter_tensor_msgs(array, model=model, stream=stream, source=self._source,
+                                    batch_seq=batch_seq, kind=kind,
+                                    chunk_elements=self._chunk_elements, stamp=stamp):
+            self._publisher.publish(msg)
+            count += 1
+        return count
+
+
+@dataclass(frozen=True)
+class ReceivedTensor:
+    """A complete, verified tensor."""
+
+    model: str
+    stream: str
+    source: str
+    batch_seq: int
+    kind: int
+    array: np.ndarray
+    stamp: Time
+
+
+class TensorReceiver:
+    """Feeds TensorChunk messages to a Reassembler; safe to call from a subscription callback.
+
+    Bad chunks and stale or evicted tensors are logged and counted in
+    `rejected_tensors`; `on_message` never raises. Not thread-safe: call it from
+    one mutually exclusive callback group.
+    """
+
+    def __init__(self, logger: RcutilsLogger, *, pending_timeout_s: float = 30.0,
+                 max_pending: int = 16, max_pending_bytes: int = 1 << 30) -> None:
+        self._logger = logger
+        self._pending_timeout_s = pending_timeout_s
+        self._reassembler = Reassembler(max_pending, max_pending_bytes,
+                                        on_discard=self._on_discard)
+        self.completed_tensors = 0
+        self.rejected_tensors = 0
+        self.last_error = ''
+
+    @property
+    def ignored_chunks(self) -> int:
+        """Chunks that arrived after their tensor had already been rejected."""
+        return self._reassembler.ignored_chunks
+
+    def on_message(self, msg: TensorChunk) -> Optional[ReceivedTensor]:
+        """Add one chunk; return the tensor when this chunk completes it."""
+        try:
+            self._reassembler.expire(self._pending_timeout_s)
+            array = self._reassembler.add(chunk_meta(msg), payload_view(msg))
+        except ChunkError as error:
+            self._reject(f'rejected {error}')
+            return None
+        except Exception:  # a malformed message must not kill the executor
+            source = getattr(msg, 'source', '?')
+            self._reject(f'unexpected error on a chunk from {source!r}:\n{traceback.format_exc()}',
+                         unexpected=True)
+            return None
+        if array is None:
+            return None
+        self.completed_tensors += 1
+        return ReceivedTensor(msg.model, msg.stream, msg.source, msg.batch_seq, msg.kind,
+                              array, msg.stamp)
+
+    def expire(self) -> int:
+        """Drop stale partial tensors (call from a timer when traffic may stop)."""
+        return len(self._reassembler.expire(self._pending_timeout_s))
+
+    def _on_discard(self, key: TensorKey, reason: str) -> None:
+        self._reject(f'dropped incomplete {key.describe()}: {reason}')
+
+    def _reject(self, text: str, unexpected: bool = False) -> None:
+        self.rejected_tensors += 1
+        self.last_error = text.splitlines()[0]
+        (self._logger.error if unexpected else self._logger.warning)(text)
+
+
+def to_numpy(tensor: 'torch.Tensor') -> np.ndarray:
+    """Float32 CPU numpy array of `tensor`, sharing its memory when it already is
+    a contiguous float32 CPU tensor (otherwise one conversion copy)."""
+    import torch
+    return tensor.detach().to(device='cpu', dtype=torch.float32).contiguous().numpy()
+
+
+def from_numpy(array: np.ndarray, device: Union['torch.device', str]) -> 'torch.Tensor':
+    """Float32 tensor on `device`; shares `array`'s memory for a writable,
+    contiguous float32 array and a CPU device."""
+    import torch
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not array.flags.writeable:  # torch cannot safely share a read-only buffer
+        array = array.copy()
+    return torch.from_numpy(array).to(device)
