@@ -1,0 +1,46 @@
+"""Print the parameter reference of every DFF node as Markdown tables.
+
+docs/configuration.md embeds this output; a test keeps the two in sync.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Mapping
+
+from dff_lifecycle.node_parameters import Param
+
+NODES = (
+    ('FFLayerNode (`/<model>/layer_<i>`)', 'dff_lifecycle.ff_layer_node', 'LAYER_PARAMETERS'),
+    ('Server container (`/dff/server_<n>`)', 'dff_lifecycle.server_container', 'SERVER_PARAMETERS'),
+    ('Master (`/dff/master`)', 'dff_lifecycle.master_node', 'MASTER_PARAMETERS'),
+)
+
+
+def table(params: Mapping[str, Param]) -> str:
+    rows = ['| parameter | type | default | range | description |', '|---|---|---|---|---|']
+    for name, p in params.items():
+        default = 'required' if p.default is None else f'`{p.default!r}`'
+        bounds = '' if p.minimum is None and p.maximum is None else \
+            f'{"" if p.minimum is None else p.minimum} .. {"" if p.maximum is None else p.maximum}'
+        kind = 'string[]' if p.type is list else p.type.__name__
+        description = p.description.replace('|', '\\|')
+        rows.append(f'| `{name}` | {kind} | {default} | {bounds} | {description} |')
+    return '\n'.join(rows)
+
+
+def reference() -> str:
+    import importlib
+    parts = []
+    for title, module, attribute in NODES:
+        params = getattr(importlib.import_module(module), attribute)
+        parts.append(f'### {title}\n\n{table(params)}\n')
+    return '\n'.join(parts)
+
+
+def main() -> int:
+    sys.stdout.write(reference())
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
