@@ -55,10 +55,12 @@ class LifecycleManager:
                 out[node] = f'unreachable ({exc})'
         return out
 
-    def shutdown(self) -> list[str]:
+    def shutdown(self, skip: set[str] = frozenset()) -> list[str]:
         """Deactivate and clean up in reverse order, as far as each node allows."""
-        problems = []
+        problems = [f'{node}: gone' for node in self.nodes if node in skip]
         for node in reversed(self.nodes):
+            if node in skip:
+                continue
             try:
                 state = self.client.get_state(node)[1]
                 if state == 'active':

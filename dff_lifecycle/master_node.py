@@ -48,6 +48,7 @@ from dff_lifecycle.transport import (DEFAULT_CHUNK_ELEMENTS, STATUS_QOS, TENSOR_
 from dff_msgs.msg import LayerSpec, LayerStatus, TensorChunk
 from dff_msgs.srv import CreateLayers, DeleteModel, SaveModel
 
+GRAPH_CHECK_PERIOD_S = 2.0  # how often streaming checks that every layer node still exists
 COMMANDS = ('run', 'train', 'evaluate', 'plan', 'save', 'delete')
 
 MASTER_PARAMETERS = {
@@ -60,6 +61,8 @@ MASTER_PARAMETERS = {
     'pins': Param(list, [''], 'Pinned layers as "<layer>:<server>", e.g. "0:server_2".'),
     'window': Param(int, 4, 'Batches in flight in the pipeline.', 1),
     'epochs': Param(int, 0, 'Override training.epochs (0: keep the config).', 0),
+    'save_every_batches': Param(int, 100, 'Layers also save their weights every N training '
+                                          'batches (0: only on cleanup / shutdown / save).', 0),
     'chunk_elements': Param(int, DEFAULT_CHUNK_ELEMENTS, 'Float32 values per chunk '
                                                                'message (1 MiB).', 1),
     'service_timeout_s': Param(float, 30.0, 'Timeout of each service call.', 0.1),
@@ -132,7 +135,8 @@ class MasterCoordinator(Node):
     def make_plan(self, servers: list[str]) -> DistributionPlan:
         pins = parse_pins([p for p in self.settings['pins'] if p])
         self.plan = build_plan(self.model, servers, self.settings['placement'], pins,
-                               {'chunk_elements': self.settings['chunk_elements']})
+                               {'chunk_elements': self.settings['chunk_elements'],
+                                'save_every_batches': self.settings['save_every_batches']})
         return self.plan
 
     # ---------------------------------------------------------------- deployment
@@ -221,18 +225,28 @@ class MasterCoordinator(Node):
                 raise PipelineError(f'missing result publishers on {result}')
             time.sleep(0.05)
 
+    def present_nodes(self) -> set[str]:
+        return {f'{ns.rstrip("/")}/{n}' for n, ns in self.get_node_names_and_namespaces()}
+
     def teardown(self, manager: LifecycleManager, servers: list[str]) -> None:
-        problems = manager.shutdown()
+        # Skip what left the graph (a dead server) instead of waiting for its timeouts.
+        present = self.present_nodes()
+        problems = manager.shutdown(skip={n for n in manager.nodes if n not in present})
         self._close_io()
-        self.delete_model(servers)
+        self.delete_model([s for s in servers if f'{SERVER_NAMESPACE}/{s}' in present])
         if problems:
             self.log('teardown problems: ' + '; '.join(problems))
 
     def delete_model(self, servers: list[str], quiet: bool = False) -> None:
+        """Remove the model's layers (weights saved) from every server that answers."""
         for server in servers:
-            response = self._server_call(server, DeleteModel, 'delete_model',
-                                         DeleteModel.Request(model=self.model.name,
-                                                             save_weights=True))
+            try:
+                response = self._server_call(server, DeleteModel, 'delete_model',
+                                             DeleteModel.Request(model=self.model.name,
+                                                                 save_weights=True))
+            except ServiceCallError as exc:
+                self.log(f'{server}: could not delete {self.model.name}: {exc}')
+                continue
             if response.removed_nodes and not quiet:
                 self.log(f'{server}: removed {", ".join(response.removed_nodes)}')
             if response.removed_nodes and quiet:
@@ -283,7 +297,7 @@ class MasterCoordinator(Node):
         inflight: OrderedDict[int, object] = OrderedDict()
         items = iter(items)
         exhausted, resends = False, 0
-        last_progress = time.monotonic()
+        last_progress = last_graph_check = time.monotonic()
         while True:
             while not exhausted and len(inflight) < window:
                 item = next(items, None)
@@ -296,6 +310,9 @@ class MasterCoordinator(Node):
                 return
             with self.watch.changed:
                 self.watch.changed.wait(0.2)
+            if time.monotonic() - last_graph_check > GRAPH_CHECK_PERIOD_S:
+                self._check_layers_present(what)
+                last_graph_check = time.monotonic()
             done = done_through()
             finished = [seq for seq in inflight if seq <= done]
             for seq in finished:
@@ -310,6 +327,18 @@ class MasterCoordinator(Node):
                 for item in inflight.values():
                     send(item)
                 last_progress = time.monotonic()
+
+    def _check_layers_present(self, what: str) -> None:
+        """A layer that left the graph means its server died: stop instead of waiting."""
+        present = self.present_nodes()
+        gone = [p for p in self.plan.placements if p.full_name not in present]
+        if gone:
+            listing = ', '.join(f'{p.full_name} (on {p.server})' for p in gone)
+            raise PipelineError(
+                f'{what} stopped: {listing} left the ROS graph (server container gone?). The '
+                'other layers save their weights at teardown; layers save to their server\'s '
+                'weight_dir on cleanup, shutdown and every save_every_batches batches, so '
+                'deploying again resumes from the last save.')
 
     def _stall_limit(self) -> float:
         limit = self.settings['batch_timeout_s']

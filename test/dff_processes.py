@@ -95,13 +95,27 @@ def ros_args(params: dict) -> list[str]:
 
 def start_server(env: dict[str, str], weight_dir: Path, name: Optional[str] = None,
                  **params) -> Proc:
-    params = {'weight_dir': str(weight_dir), 'torch_threads': 1, **params}
-    if name:
-        params['server_name'] = name
-    proc = Proc(name or 'server', [str(BIN / 'server_container'), *ros_args(params)], env)
-    line = proc.wait_for('server container /dff/server_', 60)
-    proc.name = line.split('/dff/')[1].split()[0]
-    return proc
+    return start_servers(env, [weight_dir], name=name, **params)[0]
+
+
+def start_servers(env: dict[str, str], weight_dirs: list[Path], name: Optional[str] = None,
+                  **params) -> list[Proc]:
+    """Start one server container per weight dir at once; return them once all are up."""
+    procs = []
+    for weight_dir in weight_dirs:
+        settings = {'weight_dir': str(weight_dir), 'torch_threads': 1, **params}
+        if name:
+            settings['server_name'] = name
+        procs.append(Proc(name or 'server', [str(BIN / 'server_container'),
+                                             *ros_args(settings)], env))
+    try:
+        for proc in procs:
+            line = proc.wait_for('server container /dff/server_', 60)
+            proc.name = line.split('/dff/')[1].split()[0]
+    except AssertionError:
+        stop_all(procs)
+        raise
+    return sorted(procs, key=lambda p: p.name)
 
 
 def start_master(env: dict[str, str], model_config: Path, **params) -> Proc:

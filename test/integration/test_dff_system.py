@@ -20,7 +20,7 @@ from dff_lifecycle.core.experiment import run_single_process
 from dff_lifecycle.transport import TENSOR_QOS, STATUS_QOS, tensor_to_msgs
 from dff_msgs.msg import LayerStatus, TensorChunk
 from dff_msgs.srv import ListLayers
-from dff_processes import LAYER_CONFIG, REPO, start_master, start_server, stop_all
+from dff_processes import LAYER_CONFIG, REPO, start_master, start_servers, stop_all
 from ros_client import ros_client
 from ros_env import allocate_domain_id, isolated_ros_env, release_domain_id
 from dff_lifecycle.ros_calls import call
@@ -56,10 +56,8 @@ def weights(tmp_path_factory) -> Path:
 def servers(env, weights):
     # Both servers share one weight directory, as machines sharing storage would;
     # it lets a different placement find every layer's weights.
-    procs = []
+    procs = start_servers(env, [weights, weights])
     try:
-        procs.append(start_server(env, weights))
-        procs.append(start_server(env, weights))
         yield procs
     finally:
         stop_all(procs)

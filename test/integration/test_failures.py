@@ -1,0 +1,40 @@
+"""Failures across processes: a server dies mid-training, trained weights survive."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from dff_lifecycle.core.weights import layer_weight_path, load_state
+from dff_processes import REPO, start_master, start_servers, stop_all
+from ros_env import ros_domain  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.integration
+SMALL = REPO / 'test' / 'fixtures' / 'mnist_small.yaml'
+
+
+def test_dead_server_stops_training_clearly_and_keeps_weights(ros_domain, tmp_path):  # noqa: F811
+    env = os.environ.copy()
+    first, second = start_servers(env, [tmp_path / 'a', tmp_path / 'b'])
+    procs = [first, second]
+    try:
+        master = start_master(env, SMALL, servers=2, epochs=20, save_every_batches=20)
+        procs.append(master)
+        master.wait_for('activate   /mnist_small/layer_1: ok', 90)
+        deadline = time.monotonic() + 60
+        saved = layer_weight_path(tmp_path / 'b', 'mnist_small', 1)
+        while not saved.exists():  # layer_1 has trained and saved at least once
+            assert time.monotonic() < deadline, master.output
+            time.sleep(0.2)
+        os.killpg(second.popen.pid, signal.SIGKILL)
+        assert master.wait(120) == 2, master.output
+        assert 'left the ROS graph' in master.output and '/mnist_small/layer_1' in master.output
+        # The surviving layer was saved at teardown, the dead one by its periodic saves.
+        survivor = load_state(layer_weight_path(tmp_path / 'a', 'mnist_small', 0))
+        assert survivor['batches_seen'] > 20
+        assert load_state(saved)['batches_seen'] >= 20
+        assert first.popen.poll() is None  # the surviving container is unaffected
+    finally:
+        stop_all(procs)
