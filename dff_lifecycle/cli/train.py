@@ -1,0 +1,88 @@
+"""dff_train: train a Forward-Forward model in one process (no ROS), for baselines and recipe tuning.
+
+    dff_train --config params/models/mnist_ff.yaml [--data-root DIR] [--out runs/NAME]
+              [--device auto|cpu|cuda] [--epochs N] [--steps N] [--no-progress]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from dff_lifecycle.core.config import ConfigError, ModelConfig, load_layer_config, load_model_config
+from dff_lifecycle.core.data import DATA_ROOT_ENV, DataNotFoundError, load_dataset
+from dff_lifecycle.core.experiment import run_single_process
+
+PROG = 'dff_train'
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description='Train a Forward-Forward model in one process.')
+    parser.add_argument('--config', required=True, type=Path, help='model config (params/models/*.yaml)')
+    parser.add_argument('--layers', type=Path, default=None,
+                        help='layer config (default: layers.yaml in the parent folder of the model config)')
+    parser.add_argument('--data-root', type=Path, default=None,
+                        help=f'dataset folder (default: ${DATA_ROOT_ENV}, else ./data)')
+    parser.add_argument('--out', type=Path, default=None, help='output folder (default: runs/<model name>)')
+    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
+    parser.add_argument('--epochs', type=_positive_int, default=None, help='override training.epochs')
+    parser.add_argument('--steps', type=_positive_int, default=None,
+                        help='override training.steps_per_layer (full_batch mode)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if choice == 'cuda' and not torch.cuda.is_available():
+        raise ValueError('--device cuda was requested but CUDA is not available')
+    return torch.device(choice)
+
+
+def load_config(args: argparse.Namespace) -> ModelConfig:
+    # params/models/x.yaml -> params/layers.yaml, both in the repo and in the installed share/ folder.
+    layers_path = args.layers or args.config.parent.parent / 'layers.yaml'
+    model_cfg = load_model_config(args.config, load_layer_config(layers_path))
+    overrides = {}
+    if args.epochs is not None:
+        overrides['epochs'] = args.epochs
+    if args.steps is not None:
+        overrides['steps_per_layer'] = args.steps
+    if overrides:
+        model_cfg = dataclasses.replace(model_cfg, training=dataclasses.replace(model_cfg.training, **overrides))
+    return model_cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        model_cfg = load_config(args)
+        device = resolve_device(args.device)
+        dataset = load_dataset(model_cfg.dataset, args.data_root,
+                               train_limit=model_cfg.training.train_limit,
+                               test_limit=model_cfg.training.test_limit)
+    except (ConfigError, DataNotFoundError, ValueError) as err:
+        print(f'{PROG}: error: {err}', file=sys.stderr)
+        return 2
+    out_dir = args.out or Path('runs') / model_cfg.name
+    print(f'{PROG}: {model_cfg.name} on {device} ({torch.get_num_threads()} threads), '
+          f'{len(dataset.x_train)} train / {len(dataset.x_test)} test samples -> {out_dir}')
+    metrics = run_single_process(model_cfg, dataset, device, out_dir, progress=not args.no_progress)
+    print(f"test accuracy: {metrics['test_accuracy']:.4f} (train {metrics['train_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

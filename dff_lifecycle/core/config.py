@@ -1,0 +1,356 @@
+"""Layer and model configuration: parsing and validation in one place (YAML via safe_load, never eval).
+
+Every error is a ConfigError whose message names the file and the key, e.g.
+`params/models/m.yaml: layers[1]: unknown module 'FFDens' (known: FFDense)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from dff_lifecycle.core.ff_layers import LAYER_TYPES, FFHyperParams
+from dff_lifecycle.core.head import HeadConfig
+
+MODEL_NAME_RE = re.compile(r'[a-z][a-z0-9_]*\Z')  # model names become parts of ROS names
+PORT_RE = re.compile(r'[a-z][a-z0-9_]*\Z')
+MSG_TYPE_RE = re.compile(r'[A-Za-z][A-Za-z0-9_]*/msg/[A-Z][A-Za-z0-9]*\Z')
+# What each dataset loader produces (dff_lifecycle.core.data): input shape and class count.
+DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    'mnist': ((784,), 10),
+    'cifar10': ((3, 32, 32), 10),
+}
+TRAINING_MODES = ('minibatch', 'full_batch')
+DICT_SOURCE = '<dict>'
+
+
+class ConfigError(ValueError):
+    """A configuration problem; `str(err)` is `<file>: <key>: <problem>`."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f'{source}: {key}: {problem}' if key else f'{source}: {problem}')
+        self.source, self.key, self.problem = source, key, problem
+
+
+@dataclass(frozen=True)
+class LayerTypeSpec:
+    """Ports of one layer type: port name -> ROS message type (`pkg/msg/Name`)."""
+
+    name: str
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    mode: str = 'minibatch'          # minibatch | full_batch
+    batch_size: int = 1000           # minibatch only
+    epochs: int = 10                 # minibatch only
+    steps_per_layer: int = 1000      # full_batch only: optimisation steps per layer on the one batch
+    train_limit: int | None = None   # first N training samples (None: all)
+    test_limit: int | None = None
+    eval_batch_size: int = 1000      # samples per inference batch
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LayerSpecConfig:
+    """One resolved layer row; source_index is an absolute layer index, -1 = the model input."""
+
+    index: int
+    source_index: int
+    module: str
+    args: tuple[Any, ...]
+    in_features: int
+    out_features: int
+    hparams: FFHyperParams
+    seed: int
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    dataset: str
+    supervised: bool
+    num_classes: int
+    input_shape: tuple[int, ...]
+    goodness_layers: tuple[int, ...]
+    feature_layers: tuple[int, ...]
+    head: HeadConfig | None
+    layer_defaults: FFHyperParams
+    training: TrainingConfig
+    layers: tuple[LayerSpecConfig, ...]
+    source: str = field(default=DICT_SOURCE, compare=False)  # file it came from, for messages
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that load_model_config accepts again (and yaml.safe_dump can write)."""
+        return {
+            'name': self.name,
+            'dataset': self.dataset,
+            'supervised': self.supervised,
+            'num_classes': self.num_classes,
+            'input_shape': list(self.input_shape),
+            'goodness_layers': list(self.goodness_layers),
+            'feature_layers': list(self.feature_layers),
+            'head': None if self.head is None else dataclasses.asdict(self.head),
+            'layer_defaults': dataclasses.asdict(self.layer_defaults),
+            'training': dataclasses.asdict(self.training),
+            'layers': [[-1 if spec.source_index == spec.index - 1 else spec.source_index,
+                        spec.module, [dict(a) if isinstance(a, Mapping) else a for a in spec.args]]
+                       for spec in self.layers],
+        }
+
+
+class _Reader:
+    """Typed access to one config mapping; every failure names the source file and the key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, key, problem)
+
+    def mapping(self, key: str, value: Any) -> dict:
+        if not isinstance(value, Mapping):
+            raise self.error(key, f'must be a mapping, got {_kind(value)}')
+        return dict(value)
+
+    def keys(self, key: str, value: Any, known: Sequence[str], required: Sequence[str] = ()) -> dict:
+        """The mapping `value`, refusing keys outside `known` and requiring `required`."""
+        value = self.mapping(key, value)
+        for name in value:
+            if name not in known:
+                raise self.error(_join(key, name), f'unknown key (known: {", ".join(known)})')
+        for name in required:
+            if name not in value:
+                raise self.error(_join(key, name), 'required key is missing')
+        return dict(value)
+
+    def integer(self, key: str, value: Any, minimum: int, allow_none: bool = False) -> int | None:
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f'must be an integer{" or null" if allow_none else ""}, got {_kind(value)}')
+        if value < minimum:
+            raise self.error(key, f'must be >= {minimum}, got {value}')
+        return value
+
+    def number(self, key: str, value: Any, minimum: float, exclusive: bool) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.error(key, f'must be a finite number, got {_kind(value)}')
+        if value < minimum or (exclusive and value == minimum):
+            raise self.error(key, f'must be {">" if exclusive else ">="} {minimum}, got {value}')
+        return float(value)
+
+    def boolean(self, key: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(key, f'must be true or false, got {_kind(value)}')
+        return value
+
+    def choice(self, key: str, value: Any, choices: Sequence[str]) -> str:
+        if value not in choices:
+            raise self.error(key, f'must be one of {", ".join(choices)}, got {value!r}')
+        return value
+
+    def pattern(self, key: str, value: Any, regex: re.Pattern, meaning: str) -> str:
+        if not isinstance(value, str) or not regex.match(value):
+            raise self.error(key, f'must be {meaning}, got {value!r}')
+        return value
+
+    def int_list(self, key: str, value: Any, minimum: int, maximum: int) -> tuple[int, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.error(key, f'must be a non-empty list, got {_kind(value)}')
+        items = tuple(self.integer(f'{key}[{i}]', v, minimum) for i, v in enumerate(value))
+        for i, item in enumerate(items):
+            if item > maximum:
+                raise self.error(f'{key}[{i}]', f'must be <= {maximum}, got {item}')
+            if item in items[:i]:
+                raise self.error(f'{key}[{i}]', f'duplicate value {item}')
+        return items
+
+
+def _join(prefix: str, name: Any) -> str:
+    return f'{prefix}.{name}' if prefix else str(name)
+
+
+def _kind(value: Any) -> str:
+    return 'null' if value is None else f'{type(value).__name__} {value!r}'
+
+
+def _read_mapping(path_or_dict: str | Path | Mapping[str, Any]) -> tuple[dict, str]:
+    """The top-level mapping of a YAML file (or a dict as is) and the name to use in messages."""
+    if isinstance(path_or_dict, Mapping):
+        return dict(path_or_dict), DICT_SOURCE
+    source = str(path_or_dict)
+    try:
+        text = Path(path_or_dict).read_text(encoding='utf-8')
+    except OSError as err:
+        raise ConfigError(source, '', f'cannot read the file ({err.strerror or err})') from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(source, '', f'invalid YAML: {err}') from err
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, '', f'the top level must be a mapping, got {_kind(data)}')
+    return dict(data), source
+
+
+# --------------------------------------------------------------------------- layer config
+
+def load_layer_config(path_or_dict: str | Path | Mapping[str, Any]) -> dict[str, LayerTypeSpec]:
+    """Parse `layer_types: {Type: {inputs: {port: pkg/msg/Name}, outputs: {...}}}`."""
+    data, source = _read_mapping(path_or_dict)
+    read = _Reader(source)
+    read.keys('', data, known=('layer_types',), required=('layer_types',))
+    types = read.mapping('layer_types', data['layer_types'])
+    if not types:
+        raise read.error('layer_types', 'must list at least one layer type')
+    specs = {}
+    for name, body in types.items():
+        key = f'layer_types.{name}'
+        body = read.keys(key, body, known=('inputs', 'outputs'), required=('inputs', 'outputs'))
+        ports = {side: _ports(read, f'{key}.{side}', body[side]) for side in ('inputs', 'outputs')}
+        specs[str(name)] = LayerTypeSpec(str(name), ports['inputs'], ports['outputs'])
+    return specs
+
+
+def _ports(read: _Reader, key: str, value: Any) -> dict[str, str]:
+    ports = read.mapping(key, value)
+    if not ports:
+        raise read.error(key, 'must name at least one port')
+    for port, msg_type in ports.items():
+        read.pattern(f'{key}.{port}', port, PORT_RE, 'a lower_case port name')
+        read.pattern(f'{key}.{port}', msg_type, MSG_TYPE_RE, 'a message type like pkg/msg/Name')
+    return ports
+
+
+# --------------------------------------------------------------------------- model config
+
+MODEL_KEYS = ('name', 'dataset', 'supervised', 'num_classes', 'input_shape', 'goodness_layers',
+              'feature_layers', 'head', 'layer_defaults', 'training', 'layers')
+REQUIRED_MODEL_KEYS = ('name', 'dataset', 'supervised', 'layers')
+
+
+def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
+                      layer_types: Mapping[str, LayerTypeSpec]) -> ModelConfig:
+    """Parse and validate a YOLOv5-style model config against the registry and the layer config."""
+    data, source = _read_mapping(path_or_dict)
+    read = _Reader(source)
+    read.keys('', data, known=MODEL_KEYS, required=REQUIRED_MODEL_KEYS)
+    name = read.pattern('name', data['name'], MODEL_NAME_RE, 'lower_snake_case ([a-z][a-z0-9_]*)')
+    dataset = read.choice('dataset', data['dataset'], tuple(DATASET_SHAPES))
+    supervised = read.boolean('supervised', data['supervised'])
+    input_shape, num_classes = _dataset_interface(read, data, dataset)
+    training = _training(read, data.get('training') or {})
+    defaults = _hparams(read, 'layer_defaults', FFHyperParams(), data.get('layer_defaults') or {})
+    layers = _layers(read, data['layers'], layer_types, input_shape, defaults, training.seed)
+    last = len(layers) - 1
+    all_layers = list(range(len(layers)))
+    goodness_layers = read.int_list('goodness_layers', data.get('goodness_layers', all_layers), 0, last)
+    feature_layers = read.int_list('feature_layers', data.get('feature_layers', all_layers), 0, last)
+    head = _head(read, data.get('head'), supervised)
+    return ModelConfig(name, dataset, supervised, num_classes, input_shape, goodness_layers,
+                       feature_layers, head, defaults, training, layers, source)
+
+
+def _dataset_interface(read: _Reader, data: dict, dataset: str) -> tuple[tuple[int, ...], int]:
+    """input_shape and num_classes are optional but, when given, must match what the loader yields."""
+    shape, classes = DATASET_SHAPES[dataset]
+    if 'input_shape' in data:
+        given = data['input_shape']
+        if not isinstance(given, list) or tuple(given) != shape:
+            raise read.error('input_shape', f'{dataset} inputs have shape {list(shape)}, got {given!r}')
+    if 'num_classes' in data:
+        given = read.integer('num_classes', data['num_classes'], 2)
+        if given != classes:
+            raise read.error('num_classes', f'{dataset} has {classes} classes, got {given}')
+    return shape, classes
+
+
+def _training(read: _Reader, value: Any) -> TrainingConfig:
+    names = tuple(f.name for f in dataclasses.fields(TrainingConfig))
+    raw = read.keys('training', value, known=names)
+    merged = {**dataclasses.asdict(TrainingConfig()), **raw}
+    key = lambda name: f'training.{name}'  # noqa: E731 - short local helper for messages
+    return TrainingConfig(
+        mode=read.choice(key('mode'), merged['mode'], TRAINING_MODES),
+        batch_size=read.integer(key('batch_size'), merged['batch_size'], 2),
+        epochs=read.integer(key('epochs'), merged['epochs'], 1),
+        steps_per_layer=read.integer(key('steps_per_layer'), merged['steps_per_layer'], 1),
+        train_limit=read.integer(key('train_limit'), merged['train_limit'], 2, allow_none=True),
+        test_limit=read.integer(key('test_limit'), merged['test_limit'], 1, allow_none=True),
+        eval_batch_size=read.integer(key('eval_batch_size'), merged['eval_batch_size'], 1),
+        seed=read.integer(key('seed'), merged['seed'], 0),
+    )
+
+
+def _hparams(read: _Reader, key: str, base: FFHyperParams, overrides: Any) -> FFHyperParams:
+    names = tuple(f.name for f in dataclasses.fields(FFHyperParams))
+    overrides = read.keys(key, overrides, known=names)
+    for name, value in overrides.items():  # one at a time, so the message names the bad key
+        try:
+            base.with_overrides({name: value})
+        except ValueError as err:
+            raise read.error(f'{key}.{name}', str(err)) from err
+    return base.with_overrides(overrides)
+
+
+def _layers(read: _Reader, rows: Any, layer_types: Mapping[str, LayerTypeSpec],
+            input_shape: tuple[int, ...], defaults: FFHyperParams, seed: int) -> tuple[LayerSpecConfig, ...]:
+    if not isinstance(rows, list) or not rows:
+        raise read.error('layers', f'must be a non-empty list of [from, module, args] rows, got {_kind(rows)}')
+    known = sorted(set(LAYER_TYPES) & set(layer_types))
+    specs: list[LayerSpecConfig] = []
+    for index, row in enumerate(rows):
+        key = f'layers[{index}]'
+        if not isinstance(row, list) or len(row) != 3:
+            raise read.error(key, f'must be a [from, module, args] row, got {row!r}')
+        source_from, module, args = row
+        source_index = _source_index(read, key, source_from, index)
+        if module not in known:
+            raise read.error(key, f'unknown module {module!r} (known: {", ".join(known)})')
+        try:
+            parsed = LAYER_TYPES[module].parse_args(args)
+        except ValueError as err:
+            raise read.error(f'{key}.args', str(err)) from err
+        hparams = _hparams(read, f'{key}.args[1]', defaults, parsed.overrides)
+        in_features = math.prod(input_shape) if source_index < 0 else specs[source_index].out_features
+        specs.append(LayerSpecConfig(index, source_index, module, tuple(args), in_features,
+                                     parsed.out_features, hparams, seed * 1000 + index))
+    return tuple(specs)
+
+
+def _source_index(read: _Reader, key: str, value: Any, index: int) -> int:
+    """YOLOv5 `from`: -1 is the previous layer (the model input for layer 0), else an earlier index."""
+    if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value < index:
+        earlier = f' or an earlier layer index 0..{index - 1}' if index else ''
+        raise read.error(f'{key}.from', f'must be -1 (previous layer){earlier}, got {value!r}')
+    return index - 1 if value == -1 else value
+
+
+HEAD_RULES = {'hidden': ('int', 0), 'epochs': ('int', 1), 'batch_size': ('int', 1),
+              'lr': ('positive', 0.0), 'weight_decay': ('number', 0.0)}
+
+
+def _head(read: _Reader, value: Any, supervised: bool) -> HeadConfig | None:
+    if value is None:
+        if not supervised:
+            raise read.error('head', 'unsupervised models need a head (the classifier trained on features)')
+        return None
+    if supervised:
+        raise read.error('head', 'must be null for supervised models (they predict by goodness)')
+    names = tuple(f.name for f in dataclasses.fields(HeadConfig))
+    raw = read.keys('head', value, known=names)
+    checked = {}
+    for name, item in raw.items():
+        kind, minimum = HEAD_RULES.get(name, ('number', 0.0))
+        if kind == 'int':
+            checked[name] = read.integer(f'head.{name}', item, int(minimum))
+        else:
+            checked[name] = read.number(f'head.{name}', item, minimum, exclusive=kind == 'positive')
+    return HeadConfig(**checked)

@@ -1,0 +1,175 @@
+"""Offline MNIST / CIFAR-10 loading into float32 tensors (file reading only, no training logic)."""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+DATA_ROOT_ENV = 'DFF_DATA_ROOT'
+DEFAULT_DATA_ROOT = Path('data')
+
+MNIST_FILES = tuple(f'MNIST/raw/{split}-{kind}-ubyte.gz'
+                    for split in ('train', 't10k') for kind in ('images-idx3', 'labels-idx1'))
+CIFAR10_FILES = tuple([f'cifar10/data_batch_{i}.npz' for i in range(1, 6)] + ['cifar10/test_batch.npz'])
+EXPECTED_FILES = {
+    'mnist': ('MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz', MNIST_FILES),
+    'cifar10': ('cifar10/data_batch_{1..5}.npz, cifar10/test_batch.npz', CIFAR10_FILES),
+}
+DATASET_NAMES = tuple(EXPECTED_FILES)
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+CIFAR10_BATCH_SIZE = 10_000  # images per npz file
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The data root lacks the files of a dataset; the message says where it looked and why there."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A whole dataset in memory: x float32 (MNIST (N, 784), CIFAR-10 (N, 3, 32, 32)), y int64."""
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    image_shape: tuple[int, ...]
+    num_classes: int
+
+
+def _choose_data_root(explicit: str | Path | None) -> tuple[Path, str]:
+    """Return the data root and how it was chosen, for error messages."""
+    if explicit is not None:
+        return Path(explicit).expanduser().resolve(), 'given by option'
+    from_env = os.environ.get(DATA_ROOT_ENV)
+    if from_env:
+        return Path(from_env).expanduser().resolve(), f'from ${DATA_ROOT_ENV}'
+    return DEFAULT_DATA_ROOT.resolve(), f'default ./{DEFAULT_DATA_ROOT} (no option, ${DATA_ROOT_ENV} unset)'
+
+
+def resolve_data_root(explicit: str | Path | None = None) -> Path:
+    """Data root: the explicit path, else $DFF_DATA_ROOT, else ./data."""
+    return _choose_data_root(explicit)[0]
+
+
+def missing_files(name: str, root: Path) -> list[str]:
+    """Relative paths of the files of dataset `name` that are absent under `root`."""
+    _check_name(name)
+    return [rel for rel in EXPECTED_FILES[name][1] if not (root / rel).is_file()]
+
+
+def load_dataset(name: str, root: str | Path | None = None, download: bool = False,
+                 train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
+    """Load 'mnist' or 'cifar10' from `root` (see resolve_data_root); limits keep the first N samples."""
+    _check_name(name)
+    for label, limit in (('train_limit', train_limit), ('test_limit', test_limit)):
+        if limit is not None and limit < 1:
+            raise ValueError(f'{label} must be a positive number of samples or None, got {limit}')
+    path, how = _choose_data_root(root)
+    missing = missing_files(name, path)
+    if missing and download:
+        _download(name, path, how)
+        missing = missing_files(name, path)
+    if missing:
+        raise DataNotFoundError(_not_found_message(name, path, how, missing))
+    loader = _load_mnist if name == 'mnist' else _load_cifar10
+    return loader(path, train_limit, test_limit)
+
+
+def _check_name(name: str) -> None:
+    if name not in EXPECTED_FILES:
+        raise ValueError(f"unknown dataset '{name}' (known: {', '.join(DATASET_NAMES)})")
+
+
+def _not_found_message(name: str, root: Path, how: str, missing: list[str]) -> str:
+    pattern = EXPECTED_FILES[name][0]
+    return (f'{name} data not found in {root} ({how}): it must contain {pattern}; '
+            f'missing {len(missing)} of {len(EXPECTED_FILES[name][1])}: {", ".join(missing)}. '
+            f'Pass --data-root DIR or set ${DATA_ROOT_ENV}.')
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Decode one gzipped idx file (magic: 0, 0, dtype, ndim; then big-endian uint32 dims)."""
+    with gzip.open(path, 'rb') as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = np.frombuffer(raw, '>u4', count=ndim, offset=4).astype(np.int64)
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _load_mnist(root: Path, train_limit: int | None, test_limit: int | None) -> Dataset:
+    raw = root / 'MNIST' / 'raw'
+
+    def split(prefix: str, limit: int | None) -> tuple[Tensor, Tensor]:
+        images = _read_idx(raw / f'{prefix}-images-idx3-ubyte.gz')[:limit]
+        labels = _read_idx(raw / f'{prefix}-labels-idx1-ubyte.gz')[:limit]
+        x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32))
+        x = (x / 255.0 - MNIST_MEAN) / MNIST_STD
+        return x, torch.from_numpy(labels.astype(np.int64))
+
+    x_train, y_train = split('train', train_limit)
+    x_test, y_test = split('t10k', test_limit)
+    return Dataset('mnist', x_train, y_train, x_test, y_test, image_shape=(1, 28, 28), num_classes=10)
+
+
+def _read_cifar10_files(files: list[Path], limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    # Each file holds 10k images, so a limit only needs the first few files (much faster in tests).
+    needed = len(files) if limit is None else min(len(files), -(-limit // CIFAR10_BATCH_SIZE))
+    xs, ys = [], []
+    for path in files[:needed]:
+        with np.load(path) as batch:
+            xs.append(batch['x'])
+            ys.append(batch['y'])
+    return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit]
+
+
+def _to_chw_unit(images_hwc: np.ndarray) -> Tensor:
+    return torch.from_numpy(images_hwc).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+
+def _load_cifar10(root: Path, train_limit: int | None, test_limit: int | None) -> Dataset:
+    folder = root / 'cifar10'
+    train_files = [folder / f'data_batch_{i}.npz' for i in range(1, 6)]
+    x_train_u8, y_train = _read_cifar10_files(train_files, train_limit)
+    x_test_u8, y_test = _read_cifar10_files([folder / 'test_batch.npz'], test_limit)
+    x_train, x_test = _to_chw_unit(x_train_u8), _to_chw_unit(x_test_u8)
+    # Statistics of the training images actually used, so test data never leaks into them.
+    mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
+    std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return Dataset('cifar10', (x_train - mean) / std, torch.from_numpy(y_train.astype(np.int64)),
+                   (x_test - mean) / std, torch.from_numpy(y_test.astype(np.int64)),
+                   image_shape=(3, 32, 32), num_classes=10)
+
+
+def _download(name: str, root: Path, how: str) -> None:
+    """Fetch a dataset with torchvision into `root` in the layout the loaders read (needs internet)."""
+    try:
+        import torchvision.datasets as tvd
+        if name == 'mnist':
+            tvd.MNIST(str(root), train=True, download=True)  # writes root/MNIST/raw/*.gz
+            tvd.MNIST(str(root), train=False, download=True)
+        else:
+            _download_cifar10(tvd, root)
+    except Exception as err:  # noqa: BLE001 - any download failure becomes one clear message
+        missing = missing_files(name, root)
+        raise DataNotFoundError(_not_found_message(name, root, how, missing)
+                                + f' Download failed: {err}') from err
+
+
+def _download_cifar10(tvd, root: Path) -> None:
+    # torchvision keeps python pickles; convert them to the npz layout (HWC uint8 x, uint8 y).
+    out = root / 'cifar10'
+    out.mkdir(parents=True, exist_ok=True)
+    train = tvd.CIFAR10(str(root), train=True, download=True)
+    test = tvd.CIFAR10(str(root), train=False, download=True)
+    targets = np.asarray(train.targets, dtype=np.uint8)
+    for i in range(5):
+        part = slice(i * CIFAR10_BATCH_SIZE, (i + 1) * CIFAR10_BATCH_SIZE)
+        np.savez_compressed(out / f'data_batch_{i + 1}.npz', x=train.data[part], y=targets[part])
+    np.savez_compressed(out / 'test_batch.npz', x=test.data, y=np.asarray(test.targets, dtype=np.uint8))

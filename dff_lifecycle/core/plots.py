@@ -1,0 +1,47 @@
+"""Training curves as a PNG (matplotlib's object API with the Agg canvas: no display, no pyplot state)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+
+def _series(history: list[dict], axis: str, layer: int, key: str) -> tuple[list[float], list[float]]:
+    points = [(record[axis], record[key]) for record in history if record['layer'] == layer]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_training(metrics: dict, path: str | Path) -> Path:
+    """Per-layer loss, positive/negative goodness, and final train/test accuracy, side by side."""
+    history, axis = metrics['history'], metrics['history_axis']
+    layers = sorted({record['layer'] for record in history})
+    figure = Figure(figsize=(15, 4.2), layout='constrained')
+    FigureCanvasAgg(figure)
+    loss_ax, goodness_ax, accuracy_ax = figure.subplots(1, 3)
+    for layer in layers:
+        colour = f'C{layer % 10}'
+        loss_ax.plot(*_series(history, axis, layer, 'loss'), color=colour, marker='.', label=f'layer {layer}')
+        goodness_ax.plot(*_series(history, axis, layer, 'goodness_pos'), color=colour, marker='.',
+                         label=f'layer {layer} positive')
+        goodness_ax.plot(*_series(history, axis, layer, 'goodness_neg'), color=colour, marker='.',
+                         linestyle='--', label=f'layer {layer} negative')
+    loss_ax.set(title='FF loss per layer', xlabel=axis, ylabel='loss')
+    goodness_ax.set(title='mean goodness', xlabel=axis, ylabel='goodness')
+    for ax in (loss_ax, goodness_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize='small')
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
+
+    names = ['train', 'test']
+    values = [metrics.get('train_accuracy', 0.0), metrics.get('test_accuracy', 0.0)]
+    bars = accuracy_ax.bar(names, values, color=['C7', 'C2'])
+    accuracy_ax.bar_label(bars, labels=[f'{v:.4f}' for v in values])
+    accuracy_ax.set(title='accuracy', ylim=(0, 1.05))
+    figure.suptitle(f"{metrics.get('model', '')} ({metrics.get('mode', '')}, "
+                    f"{metrics.get('train_seconds', 0.0):.0f} s training)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
