@@ -61,9 +61,15 @@ class LifecycleClient:
         return [(s.id, s.label) for s in response.available_states]
 
     def available_transitions(self, node: str) -> list[TransitionInfo]:
-        response = call(
-            self._clients.get(GetAvailableTransitions, f'{node}/get_available_transitions'),
-            GetAvailableTransitions.Request(), self.timeout_s)
+        return self._transitions(node, 'get_available_transitions')
+
+    def transition_graph(self, node: str) -> list[TransitionInfo]:
+        """Every transition of the node's state machine, not only those from its state."""
+        return self._transitions(node, 'get_transition_graph')
+
+    def _transitions(self, node: str, service: str) -> list[TransitionInfo]:
+        response = call(self._clients.get(GetAvailableTransitions, f'{node}/{service}'),
+                        GetAvailableTransitions.Request(), self.timeout_s)
         return [TransitionInfo(t.transition.id, t.transition.label, t.start_state.label,
                                t.goal_state.label) for t in response.available_transitions]
 

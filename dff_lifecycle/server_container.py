@@ -86,7 +86,10 @@ class ServerContainer(Node):
         with self._lock:
             if full in self._layers:
                 raise ValueError(f'{full} already exists on this server')
-            node = FFLayerNode(spec.node_name, namespace=namespace, parameter_overrides=overrides)
+            # Like rclcpp component containers: process-wide arguments (a launch file's
+            # name / namespace remaps, --params-file) are the container's, not the layer's.
+            node = FFLayerNode(spec.node_name, namespace=namespace, parameter_overrides=overrides,
+                               use_global_arguments=False)
             self._layers[full] = node
         self._executor.add_node(node)
         return node

@@ -51,5 +51,6 @@ def ros_client(name: str = 'dff_test_client') -> Iterator[RosClient]:
         yield RosClient(node)
     finally:
         executor.shutdown(timeout_sec=2.0)
+        thread.join(5.0)
         node.destroy_node()
         rclpy.shutdown(context=context)

@@ -1,0 +1,302 @@
+"""dff_launch: run a DFF deployment on this machine, without `ros2 launch`.
+
+    dff_launch params/mnist_2servers.yaml [--servers N] [-p [target.]name:=value ...]
+    dff_launch mnist_2servers --dry-run        # a shipped deployment; print the commands
+
+It reads the deployment with dff_lifecycle.deployment, the description that
+launch/dff.launch.py uses too, starts the server containers, waits until each
+says it is up, then starts the master. Every output line is prefixed with the
+name of its process. When the master exits, or on Ctrl-C / SIGTERM, it stops
+the master first and then the servers, each with SIGINT, escalating to SIGTERM
+and SIGKILL after timeouts (a second Ctrl-C kills at once). The exit code is
+the master's; 1 when it was 0 but a server failed.
+
+Overrides: `-p epochs:=1` goes to every process that declares `epochs`;
+`-p master.device:=cuda`, `-p servers.torch_threads:=2` and
+`-p server_2.weight_dir:=/data/w` choose the processes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Optional, Sequence
+
+from dff_lifecycle.deployment import (Deployment, DeploymentError, ProcessSpec, find_deployment,
+                                      load_deployment)
+
+PROG = 'dff_launch'
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description='Start the server containers and the master of a deployment.',
+        epilog='A deployment is a ROS 2 parameter file (see params/*.yaml); a bare name '
+               '(mnist_2servers) means a shipped one.')
+    parser.add_argument('deployment', help='deployment YAML, or the name of a shipped one')
+    parser.add_argument('--servers', type=_positive_int, default=None,
+                        help='number of server containers (default: the file\'s servers)')
+    parser.add_argument('-p', '--param', dest='params', action='append', default=[],
+                        metavar='[TARGET.]NAME:=VALUE',
+                        help='parameter override; TARGET: master, servers or server_<n> '
+                             '(default: every process that declares NAME)')
+    parser.add_argument('--ready-timeout', type=float, default=120.0, metavar='S',
+                        help='how long a server may take to come up (default 120)')
+    parser.add_argument('--sigint-timeout', type=float, default=30.0, metavar='S',
+                        help='wait this long after SIGINT before SIGTERM (default 30)')
+    parser.add_argument('--sigterm-timeout', type=float, default=5.0, metavar='S',
+                        help='wait this long after SIGTERM before SIGKILL (default 5)')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='print the command lines and exit')
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
+def command_line(spec: ProcessSpec) -> list[str]:
+    """argv of a process: its console script beside ours (venv bin/, colcon lib/<pkg>/),
+    else on PATH, else `python -m <module>`."""
+    here = Path(sys.argv[0]).resolve().parent
+    for candidate in (here / spec.executable, shutil.which(spec.executable)):
+        if candidate and os.access(candidate, os.X_OK) and Path(candidate).is_file():
+            return [str(candidate), *spec.ros_arguments()]
+    return [sys.executable, '-m', spec.module, *spec.ros_arguments()]
+
+
+def exit_status(returncode: int) -> int:
+    """A Popen return code as a shell would report it (killed by signal N: 128 + N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class Child:
+    """One started process: its own session (Ctrl-C reaches only the launcher), and a
+    thread that copies its output line by line with a `[name] ` prefix."""
+
+    def __init__(self, spec: ProcessSpec, out: 'Output') -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.ready = threading.Event()
+        self._out = out
+        env = dict(os.environ, PYTHONUNBUFFERED='1')
+        self.popen = subprocess.Popen(command_line(spec), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      env=env, start_new_session=True, text=True,
+                                      errors='replace')
+        out.say(f'{self.name}: started with pid {self.popen.pid}')
+        self._reader = threading.Thread(target=self._copy_output, daemon=True)
+        self._reader.start()
+
+    def _copy_output(self) -> None:
+        for line in self.popen.stdout:
+            line = line.rstrip('\n')
+            self._out.line(self.name, line)
+            if self.spec.ready_text and self.spec.ready_text in line:
+                self.ready.set()
+
+    @property
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self.popen.poll()
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout_s: float, hurry: threading.Event) -> bool:
+        """True once exited; False after timeout_s or when `hurry` is set."""
+        deadline = time.monotonic() + timeout_s
+        while self.running:
+            if hurry.is_set() or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def finish_output(self) -> None:
+        self._reader.join(timeout=2.0)
+
+
+class Output:
+    """Serialised, prefixed lines on one stream."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        # re-entrant: the signal handler writes from the main thread, maybe mid-write
+        self._lock = threading.RLock()
+
+    def line(self, name: str, text: str) -> None:
+        with self._lock:
+            self._stream.write(f'[{name}] {text}\n')
+            self._stream.flush()
+
+    def say(self, text: str) -> None:
+        self.line(PROG, text)
+
+
+class Launcher:
+    def __init__(self, deployment: Deployment, args: argparse.Namespace, out: Output) -> None:
+        self.deployment = deployment
+        self.args = args
+        self.out = out
+        self.stop = threading.Event()    # first Ctrl-C / SIGTERM: stop in order
+        self.hurry = threading.Event()   # second one: kill what is left
+        self.servers: list[Child] = []
+        self.master: Optional[Child] = None
+        self.failures: list[str] = []
+
+    def on_signal(self, signum: int, _frame) -> None:
+        name = signal.Signals(signum).name
+        if self.stop.is_set():
+            self.out.say(f'{name} again: killing what is left')
+            self.hurry.set()
+        else:
+            self.out.say(f'{name}: stopping the master, then the servers')
+            self.stop.set()
+
+    def run(self) -> int:
+        specs = self.deployment.processes()
+        try:
+            if self._start_servers(specs[:-1]):
+                self.master = Child(specs[-1], self.out)
+                self._supervise()
+        finally:
+            self._shutdown()
+        return self._exit_code()
+
+    def _start_servers(self, specs: list[ProcessSpec]) -> bool:
+        """Start every server and wait until each is up; False if that failed or was stopped."""
+        for spec in specs:
+            self.servers.append(Child(spec, self.out))
+        deadline = time.monotonic() + self.args.ready_timeout
+        while not all(s.ready.is_set() for s in self.servers):
+            if self.stop.is_set():
+                return False
+            for server in self.servers:
+                if not server.running:
+                    self._fail(f'{server.name} exited with code '
+                               f'{exit_status(server.returncode)} before it was up')
+                    return False
+            if time.monotonic() > deadline:
+                late = [s.name for s in self.servers if not s.ready.is_set()]
+                self._fail(f'{", ".join(late)} not up after {self.args.ready_timeout:.0f} s')
+                return False
+            time.sleep(0.05)
+        self.out.say(f'{len(self.servers)} server container(s) up: starting the master')
+        return True
+
+    def _supervise(self) -> None:
+        """Until the master exits or a stop is requested; a server dying ends it too."""
+        while self.master.running and not self.stop.is_set():
+            for server in self.servers:
+                if not server.running:
+                    self._fail(f'{server.name} exited with code {exit_status(server.returncode)} '
+                               'while the master was running')
+                    return
+            time.sleep(0.05)
+
+    def _fail(self, text: str) -> None:
+        self._add_failure(text)
+        self.out.say(f'error: {text}')
+
+    def _shutdown(self) -> None:
+        """Master first, then the servers (signalled together), each escalating."""
+        if self.master is not None:
+            self._stop([self.master])
+        self._stop(list(reversed(self.servers)))
+
+    def _stop(self, children: list[Child]) -> None:
+        live = [c for c in children if c.running]
+        for child in live:
+            self.out.say(f'{child.name}: sending SIGINT')
+            child.signal(signal.SIGINT)
+        for timeout_s, escalation in ((self.args.sigint_timeout, signal.SIGTERM),
+                                      (self.args.sigterm_timeout, signal.SIGKILL)):
+            deadline = time.monotonic() + timeout_s
+            for child in live:
+                if child.wait(deadline - time.monotonic(), self.hurry):
+                    continue
+                sig = signal.SIGKILL if self.hurry.is_set() else escalation
+                why = 'second interrupt' if self.hurry.is_set() else \
+                    f'still running after {timeout_s:g} s'
+                self.out.say(f'{child.name}: {why}: sending {sig.name}')
+                self._add_failure(f'{child.name} needed {sig.name}')
+                child.signal(sig)
+            live = [c for c in live if c.running]
+        for child in live:
+            child.popen.wait()  # gone after SIGKILL
+        for child in children:
+            self._report_exit(child)
+
+    def _add_failure(self, text: str) -> None:
+        if text not in self.failures:
+            self.failures.append(text)
+
+    def _report_exit(self, child: Child) -> None:
+        code = exit_status(child.popen.wait())
+        child.finish_output()  # its last lines before the verdict
+        if code == 0:
+            self.out.say(f'{child.name}: finished cleanly [pid {child.popen.pid}]')
+            return
+        self.out.say(f'{child.name}: exited with code {code} [pid {child.popen.pid}]')
+        if child is not self.master:  # the master's code is the launcher's exit code
+            self._add_failure(f'{child.name} exited with code {code}')
+
+    def _exit_code(self) -> int:
+        if self.master is not None and self.master.returncode is not None:
+            code = exit_status(self.master.returncode)
+        elif self.stop.is_set():
+            code = EXIT_INTERRUPTED
+        else:
+            code = 1
+        if code == 0 and self.failures:
+            code = 1
+        if self.failures:
+            self.out.say('problems: ' + '; '.join(self.failures))
+        return code
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        deployment = load_deployment(find_deployment(args.deployment), servers=args.servers,
+                                     overrides=args.params)
+    except DeploymentError as err:
+        print(f'{PROG}: error: {err}', file=sys.stderr)
+        return 2
+    out = Output(sys.stdout)
+    for warning in deployment.warnings:
+        out.say(f'warning: {warning}')
+    if args.dry_run:
+        for spec in deployment.processes():
+            print(shlex.join(command_line(spec)))
+        return 0
+    out.say(deployment.describe())
+    launcher = Launcher(deployment, args, out)
+    previous = {sig: signal.signal(sig, launcher.on_signal)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return launcher.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""A hidden helper node for command-line tools, spun in a background thread.
+
+Like ros2cli's direct node: its name starts with an underscore, so it stays out
+of `nodes` listings and graph pictures, and it has no parameter services.
+Service calls go through dff_lifecycle.ros_calls from the main thread.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, TypeVar
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+from dff_lifecycle.transport import configure_environment
+
+T = TypeVar('T')
+HIDDEN_PREFIX = '_'
+
+
+@contextmanager
+def tool_node(prefix: str) -> Iterator[Node]:
+    """A hidden node `_<prefix>_<pid>` with its own context, spinning until the block ends."""
+    configure_environment()
+    context = rclpy.Context()
+    rclpy.init(args=[], context=context)
+    node = Node(f'{HIDDEN_PREFIX}{prefix}_{os.getpid()}', context=context,
+                start_parameter_services=False, enable_rosout=False)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        yield node
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        spinner.join(timeout=2.0)  # a spin thread still alive at exit aborts the process
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def full_name(name: str, namespace: str) -> str:
+    return f'{namespace.rstrip("/")}/{name}'
+
+
+def absolute(name: str) -> str:
+    """`layer_0` -> `/layer_0`; `/m/layer_0` unchanged (like ros2node's absolute names)."""
+    return name if name.startswith('/') else f'/{name}'
+
+
+def is_hidden(name: str) -> bool:
+    """A name any of whose tokens starts with an underscore (rqt_graph, ros2 node list)."""
+    return any(token.startswith(HIDDEN_PREFIX) for token in name.split('/') if token)
+
+
+def graph_snapshot(node: Node) -> tuple:
+    """Everything discovery tells: node, service and topic names."""
+    return (sorted(node.get_node_names_and_namespaces()),
+            sorted(name for name, _ in node.get_service_names_and_types()),
+            sorted(name for name, _ in node.get_topic_names_and_types()))
+
+
+def settle(node: Node, min_s: float, max_s: float, quiet_s: float = 1.0,
+           snapshot: Optional[Callable[[], object]] = None) -> None:
+    """Give discovery time: at least min_s, then until a visible node besides this one
+    is known and the graph has not changed for quiet_s; at most max_s.
+
+    A new participant learns the graph over a few seconds on a busy machine (node
+    names, services and topics arrive separately), and there is no daemon here that
+    already knows it, as ros2cli's does.
+    """
+    snapshot = snapshot or (lambda: graph_snapshot(node))
+    start = time.monotonic()
+    own = node.get_fully_qualified_name()
+    last, changed = None, start
+    while True:
+        now = time.monotonic()
+        current = snapshot()
+        if current != last:
+            last, changed = current, now
+        others = any(name != own and not is_hidden(name) for name in
+                     (full_name(n, ns) for n, ns in node.get_node_names_and_namespaces()))
+        if now - start >= max_s or (now - start >= min_s and others and now - changed >= quiet_s):
+            return
+        time.sleep(0.1)
+
+
+def poll(probe: Callable[[], Optional[T]], timeout_s: float, interval_s: float = 0.1
+         ) -> Optional[T]:
+    """probe() until it returns something other than None, at most timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = probe()
+        if found is not None or time.monotonic() >= deadline:
+            return found
+        time.sleep(interval_s)

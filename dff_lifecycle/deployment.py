@@ -1,0 +1,451 @@
+"""Deployments: which processes make up a DFF system, read from a ROS 2 parameter file.
+
+A deployment file is an ordinary ROS 2 parameter YAML, so it can also be passed
+to any node with `--ros-args --params-file`. Three kinds of section are known:
+
+    /**:                      # every node of every process
+      ros__parameters: {device: cpu}
+    /dff/master:              # the master; `servers` says how many containers to start
+      ros__parameters: {model_config: params/models/mnist_ff.yaml,
+                        layer_config: params/layers.yaml, servers: 2}
+    /dff/server_2:            # one server container (optional, one per server as needed)
+      ros__parameters: {weight_dir: weights/server_2}
+
+Relative `model_config` / `layer_config` paths are resolved against the folder
+above the deployment file (the repository root or the installed share folder,
+for files in params/), then against the package's own folders.
+
+Pure Python (no rclpy): `dff_launch` and `launch/dff.launch.py` both build
+their processes from `Deployment.processes()`, so the two cannot drift.
+"""
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import yaml
+
+PACKAGE = 'dff_lifecycle'
+NAMESPACE = '/dff'  # == server_naming.SERVER_NAMESPACE (kept here to stay free of rclpy)
+MASTER_SECTION = f'{NAMESPACE}/master'
+COMMON_SECTION = '/**'
+CONFIG_KEYS = ('model_config', 'layer_config')
+# Set by the launcher for each server; a deployment must not choose them.
+LAUNCHER_SET = ('server_name',)
+# Parameters every rclpy node declares itself.
+NODE_BUILTINS = {'use_sim_time': bool, 'start_type_description_service': bool}
+
+_SERVER_SECTION = re.compile(r'^/dff/server_([1-9][0-9]*)$')
+_TARGET = re.compile(r'^(master|servers|server_([1-9][0-9]*))$')
+_HERE = Path(__file__).resolve().parent
+_TYPE_NAMES = {'bool': bool, 'int': int, 'float': float, 'str': str, 'list': list}
+
+
+class DeploymentError(ValueError):
+    """A deployment file or override that cannot be used; the message names file and key."""
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of a deployment, as `dff_launch` and launch_ros start it."""
+
+    name: str                  # label of the process, also its node name: server_1, master
+    executable: str            # console script (colcon: lib/dff_lifecycle/<executable>)
+    module: str                # the same entry point as `python -m <module>`
+    namespace: str
+    params_file: Path
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # after the file, like -p
+    ready_text: str = ''       # output line that says the process is up ('' for the master)
+
+    @property
+    def node_name(self) -> str:
+        return self.name
+
+    @property
+    def full_name(self) -> str:
+        return f'{self.namespace}/{self.name}'
+
+    def ros_arguments(self) -> list[str]:
+        """The `--ros-args ...` part, as launch_ros builds it for a Node with name,
+        namespace and parameters=[params_file, overrides]."""
+        args = ['--ros-args', '-r', f'__node:={self.name}', '-r', f'__ns:={self.namespace}',
+                '--params-file', str(self.params_file)]
+        for name, value in self.overrides.items():
+            args += ['-p', f'{name}:={ros_value(value)}']
+        return args
+
+
+@dataclass(frozen=True)
+class Deployment:
+    path: Path
+    servers: int
+    common: Mapping[str, Any]                    # /** parameters
+    master: Mapping[str, Any]                    # /dff/master parameters, as in the file
+    server_sections: Mapping[int, Mapping[str, Any]]  # /dff/server_<n> parameters
+    model_config: Path                           # resolved
+    layer_config: Path                           # resolved
+    master_overrides: Mapping[str, Any] = field(default_factory=dict)
+    # -p overrides per server index; index 0: every server (`servers.name:=value`)
+    server_overrides: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def server_names(self) -> list[str]:
+        return [f'server_{i}' for i in range(1, self.servers + 1)]
+
+    def processes(self) -> list[ProcessSpec]:
+        """The server containers (in order), then the master."""
+        specs = []
+        for i, name in enumerate(self.server_names(), start=1):
+            overrides = {'server_name': name, **self.server_overrides.get(0, {}),
+                         **self.server_overrides.get(i, {})}
+            specs.append(ProcessSpec(
+                name=name, executable='server_container', module=f'{PACKAGE}.server_container',
+                namespace=NAMESPACE, params_file=self.path, overrides=overrides,
+                ready_text=f'server container {NAMESPACE}/{name} up'))
+        master = {'model_config': str(self.model_config), 'layer_config': str(self.layer_config),
+                  'servers': self.servers, **self.master_overrides}
+        specs.append(ProcessSpec(name='master', executable='master',
+                                 module=f'{PACKAGE}.master_node', namespace=NAMESPACE,
+                                 params_file=self.path, overrides=master))
+        return specs
+
+    def describe(self) -> str:
+        """Short summary for logs: model, servers, parameter file."""
+        return (f'{self.path.name}: {self.model_config.name} on {self.servers} server '
+                'container(s)')
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_deployment(path: str | Path, servers: Optional[int] = None,
+                    overrides: Sequence[str] = (),
+                    declared: Optional[Mapping[str, Mapping[str, type]]] = None) -> Deployment:
+    """Read and check a deployment file.
+
+    servers: number of server containers (default: the master section's `servers`).
+    overrides: `[target.]name:=value` items (target: master, servers or server_<n>;
+    without one, every process that declares `name`).
+    declared: parameter tables {'master': {name: type}, 'server': {...}}; default:
+    read from the node modules by `declared_parameters()`.
+    """
+    path = Path(path).expanduser().resolve()
+    source = str(path)
+    try:
+        text = path.read_text(encoding='utf-8')
+    except OSError as err:
+        raise DeploymentError(f'{source}: cannot read the file ({err.strerror or err})') from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise DeploymentError(f'{source}: invalid YAML: {err}') from err
+    if not isinstance(data, dict) or not data:
+        raise DeploymentError(f'{source}: expected ROS 2 parameter sections '
+                              f'({COMMON_SECTION}, {MASTER_SECTION}, {NAMESPACE}/server_<n>), '
+                              f'got {_kind(data)}')
+    tables = declared if declared is not None else declared_parameters()
+    common: dict[str, Any] = {}
+    master: Optional[dict[str, Any]] = None
+    server_sections: dict[int, dict[str, Any]] = {}
+    for key, body in data.items():
+        section = str(key)
+        params = _section_parameters(source, section, body)
+        if section == COMMON_SECTION:
+            common = _check_section(source, section, params, _union(tables))
+        elif section == MASTER_SECTION:
+            master = _check_section(source, section, params, tables['master'])
+        elif (match := _SERVER_SECTION.match(section)):
+            server_sections[int(match.group(1))] = _check_section(
+                source, section, params, tables['server'])
+        else:
+            raise DeploymentError(
+                f'{source}: unknown section {section!r}; a deployment has {COMMON_SECTION}, '
+                f'{MASTER_SECTION} and {NAMESPACE}/server_<n> sections (layer parameters come '
+                'from the model config)')
+    if master is None:
+        raise DeploymentError(f'{source}: no {MASTER_SECTION} section (it names the model and '
+                              'the number of servers)')
+    for name in ('servers', *CONFIG_KEYS):
+        if name not in master:
+            raise DeploymentError(f'{source}: {MASTER_SECTION}: `{name}` is required')
+    for section, params in [(COMMON_SECTION, common), *(
+            (f'{NAMESPACE}/server_{i}', p) for i, p in server_sections.items())]:
+        for name in LAUNCHER_SET:
+            if name in params:
+                raise DeploymentError(f'{source}: {section}: {name} is set by the launcher '
+                                      '(server_<n> after the section name); remove it')
+
+    master_overrides, server_overrides = _split_overrides(overrides, tables)
+    count = servers if servers is not None else master_overrides.pop('servers', master['servers'])
+    master_overrides.pop('servers', None)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise DeploymentError(f'{source}: servers must be a positive integer, got {count!r}')
+    for index in server_overrides:
+        if index > count:  # index 0 is every server
+            raise DeploymentError(f'override for server_{index}: the deployment has {count} '
+                                  'server(s)')
+    warnings = tuple(f'{source}: section {NAMESPACE}/server_{i} is not used ({count} server(s))'
+                     for i in sorted(server_sections) if i > count)
+
+    here = [path.parent.parent]
+    cwd = [Path.cwd()]
+    configs = {}
+    for name in CONFIG_KEYS:
+        if name in master_overrides:  # given on the command line: relative to where one is
+            configs[name] = find_config(master_overrides.pop(name), cwd, f'-p {name}')
+        else:
+            configs[name] = find_config(master[name], here, f'{source}: {MASTER_SECTION}: {name}')
+    return Deployment(path=path, servers=count, common=common, master=master,
+                      server_sections=server_sections, model_config=configs['model_config'],
+                      layer_config=configs['layer_config'], master_overrides=master_overrides,
+                      server_overrides=server_overrides, warnings=warnings)
+
+
+def _kind(value: Any) -> str:
+    return 'nothing' if value is None else f'{type(value).__name__} {value!r}'[:80]
+
+
+def _union(tables: Mapping[str, Mapping[str, type]]) -> dict[str, type]:
+    merged: dict[str, type] = {}
+    for table in tables.values():
+        merged.update(table)
+    return merged
+
+
+def _section_parameters(source: str, section: str, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or list(body) != ['ros__parameters']:
+        raise DeploymentError(f'{source}: {section}: expected exactly one key, '
+                              f'`ros__parameters`, got {_kind(body)}')
+    params = body['ros__parameters']
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise DeploymentError(f'{source}: {section}: ros__parameters must be a mapping, '
+                              f'got {_kind(params)}')
+    return dict(params)
+
+
+def _check_section(source: str, section: str, params: Mapping[str, Any],
+                   table: Mapping[str, type]) -> dict[str, Any]:
+    known = {**NODE_BUILTINS, **table}
+    for name, value in params.items():
+        where = f'{source}: {section}: {name}'
+        if not isinstance(name, str) or name not in known:
+            raise DeploymentError(f'{where}: unknown parameter (known here: '
+                                  f'{", ".join(sorted(table))})')
+        problem = type_problem(value, known[name])
+        if problem:
+            raise DeploymentError(f'{where}: {problem}')
+    return dict(params)
+
+
+def type_problem(value: Any, expected: type) -> str:
+    """Why `value` cannot be a ROS parameter of Python type `expected` ('' if it can)."""
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is float:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f'{value} is an integer but the parameter is a double; write {value}.0'
+        ok = isinstance(value, float)
+    elif expected is str:
+        ok = isinstance(value, str)
+    elif expected is list:
+        if value == []:
+            return 'an empty list has no ROS type; write [""] for "none"'
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, expected)
+    names = {bool: 'true or false', int: 'an integer', float: 'a double', str: 'a string',
+             list: 'a list of strings'}
+    return '' if ok else f'expected {names.get(expected, expected.__name__)}, got {_kind(value)}'
+
+
+# --------------------------------------------------------------------------- overrides
+
+def parse_override(text: str) -> tuple[Optional[str], str, Any]:
+    """'[target.]name:=value' -> (target or None, name, value parsed as YAML, like ROS does)."""
+    name, sep, raw = text.partition(':=')
+    if not sep or not name:
+        raise DeploymentError(f'override {text!r}: expected [target.]name:=value')
+    target, dot, param = name.rpartition('.')
+    if dot and not _TARGET.match(target):
+        raise DeploymentError(f'override {text!r}: target must be master, servers or '
+                              f'server_<n>, got {target!r}')
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ''
+    except yaml.YAMLError as err:
+        raise DeploymentError(f'override {text!r}: value is not valid YAML: {err}') from err
+    return (target or None), param, value
+
+
+def _split_overrides(items: Iterable[str], tables: Mapping[str, Mapping[str, type]]
+                     ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """Route each override to the master and/or the servers (index 0: every server)."""
+    master: dict[str, Any] = {}
+    servers: dict[int, dict[str, Any]] = {}
+    for text in items:
+        target, name, value = parse_override(text)
+        if target is None:
+            targets = [t for t in ('master', 'servers') if name in tables[_table_of(t)]]
+            if not targets:
+                raise DeploymentError(f'override {text!r}: neither the master nor a server '
+                                      f'declares {name!r}')
+        else:
+            targets = [target]
+        for t in targets:
+            table = tables[_table_of(t)]
+            if name not in table:
+                raise DeploymentError(f'override {text!r}: {t} has no parameter {name!r}')
+            if name in LAUNCHER_SET:
+                raise DeploymentError(f'override {text!r}: {name} is set by the launcher')
+            value = coerce(value, table[name], text)
+            if t == 'master':
+                master[name] = value
+            else:
+                index = 0 if t == 'servers' else int(t.split('_')[1])
+                servers.setdefault(index, {})[name] = value
+    return master, servers
+
+
+def _table_of(target: str) -> str:
+    return 'master' if target == 'master' else 'server'
+
+
+def coerce(value: Any, expected: type, what: str) -> Any:
+    """A command-line value as the parameter's type (1 -> 1.0 for a double, '1' for a string)."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is str and not isinstance(value, str) and value is not None:
+        return str(value)
+    if expected is list and isinstance(value, str):
+        return [value]
+    problem = type_problem(value, expected)
+    if problem:
+        raise DeploymentError(f'override {what!r}: {problem}')
+    return value
+
+
+def ros_value(value: Any) -> str:
+    """A value written so that ROS's YAML parsing of `-p name:=value` gives it back."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, int):
+        return repr(value)
+    if isinstance(value, float):  # 1e-05 -> 1.0e-05: a float to YAML 1.1 as well as to rcl
+        text = repr(value)
+        mantissa, e, exponent = text.partition('e')
+        return f'{mantissa}.0e{exponent}' if e and '.' not in mantissa else text
+    if isinstance(value, (list, tuple)):
+        return '[' + ', '.join(_quoted(v) if isinstance(v, str) else ros_value(v)
+                               for v in value) + ']'
+    text = str(value)
+    try:
+        plain = text != '' and yaml.safe_load(text) == text and '#' not in text
+    except yaml.YAMLError:
+        plain = False
+    return text if plain else _quoted(text)
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# ---------------------------------------------------------------------- paths and tables
+
+def package_roots() -> list[Path]:
+    """Folders that hold this package's params/ (and launch/): the source checkout it runs
+    from, the ament share folder, and <prefix>/share/dff_lifecycle of a pip install."""
+    roots = []
+    source = _HERE.parent
+    if (source / 'package.xml').is_file() and (source / 'params').is_dir():
+        roots.append(source)
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        roots.append(Path(get_package_share_directory(PACKAGE)))
+    except Exception:  # noqa: BLE001 - no ament index here (plain venv): skip it
+        pass
+    roots.append(Path(sys.prefix) / 'share' / PACKAGE)
+    unique: list[Path] = []
+    for root in roots:
+        if root.is_dir() and root.resolve() not in unique:
+            unique.append(root.resolve())
+    return unique
+
+
+def find_config(value: Any, bases: Sequence[Path], what: str) -> Path:
+    """An existing config file: absolute, under one of `bases`, or under a package root."""
+    if not isinstance(value, str) or not value:
+        raise DeploymentError(f'{what}: expected a file path, got {_kind(value)}')
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        candidates = [base / path for base in [*bases, *package_roots()]]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    looked = ', '.join(str(c.parent) for c in candidates)
+    raise DeploymentError(f'{what}: {value!r} not found (looked in {looked})')
+
+
+def resolve_config_path(value: str) -> str:
+    """A relative config path as the master should open it: from the current folder when
+    it exists there, else from the package's folders (repository or install share);
+    unchanged when it is nowhere, so that the error names the path as given."""
+    path = Path(value).expanduser()
+    if not value or path.is_absolute() or path.is_file():
+        return value
+    for root in package_roots():
+        if (root / path).is_file():
+            return str(root / path)
+    return value
+
+
+def find_deployment(name_or_path: str) -> Path:
+    """A deployment file: a path, or the name of a shipped one (`mnist_2servers`)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path.resolve()
+    stem = path.name[:-5] if path.name.endswith('.yaml') else path.name
+    if path.parent == Path('.'):
+        for root in package_roots():
+            candidate = root / 'params' / f'{stem}.yaml'
+            if candidate.is_file():
+                return candidate.resolve()
+    shipped = sorted({p.stem for root in package_roots()
+                      for p in (root / 'params').glob('*.yaml') if p.stem != 'layers'})
+    raise DeploymentError(f'deployment {name_or_path!r} not found: no such file, and no '
+                          f'shipped deployment of that name (shipped: {", ".join(shipped)})')
+
+
+def declared_parameters() -> dict[str, dict[str, type]]:
+    """Names and types of the parameters of the master and of a server container.
+
+    Read from the MASTER_PARAMETERS / SERVER_PARAMETERS tables in the node modules'
+    source, because importing those modules imports torch (seconds). A unit test
+    checks that this agrees with the imported tables.
+    """
+    return {'master': _parameter_table(_HERE / 'master_node.py', 'MASTER_PARAMETERS'),
+            'server': _parameter_table(_HERE / 'server_container.py', 'SERVER_PARAMETERS')}
+
+
+def _parameter_table(path: Path, name: str) -> dict[str, type]:
+    tree = ast.parse(path.read_text(encoding='utf-8'), str(path))
+    for stmt in tree.body:
+        if (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Dict)
+                and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets)):
+            table = {}
+            for key, value in zip(stmt.value.keys, stmt.value.values):
+                if not (isinstance(key, ast.Constant) and isinstance(value, ast.Call)
+                        and value.args and isinstance(value.args[0], ast.Name)
+                        and value.args[0].id in _TYPE_NAMES):
+                    raise RuntimeError(f'{path}:{stmt.lineno}: {name} is not a literal table '
+                                       'of Param(type, ...) entries')
+                table[key.value] = _TYPE_NAMES[value.args[0].id]
+            return table
+    raise RuntimeError(f'{path}: no {name} table')
