@@ -1,7 +1,7 @@
-"""dff_train: train a Forward-Forward model in one process (no ROS), for baselines and recipe tuning.
+"""dff_train: train a Forward-Forward model in one process (no ROS): baselines and recipe tuning.
 
     dff_train --config params/models/mnist_ff.yaml [--data-root DIR] [--out runs/NAME]
-              [--device auto|cpu|cuda] [--epochs N] [--steps N] [--no-progress]
+              [--device auto|cpu|cuda] [--epochs N] [--steps N] [--threads N] [--no-progress]
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Sequence
 
 import torch
 
-from dff_lifecycle.core.config import ConfigError, ModelConfig, load_layer_config, load_model_config
+from dff_lifecycle.core.config import (ConfigError, ModelConfig, load_layer_config,
+                                       load_model_config)
 from dff_lifecycle.core.data import DATA_ROOT_ENV, DataNotFoundError, load_dataset
 from dff_lifecycle.core.experiment import run_single_process
 
@@ -21,17 +22,23 @@ PROG = 'dff_train'
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description='Train a Forward-Forward model in one process.')
-    parser.add_argument('--config', required=True, type=Path, help='model config (params/models/*.yaml)')
+    parser = argparse.ArgumentParser(prog=PROG,
+                                     description='Train a Forward-Forward model in one process.')
+    parser.add_argument('--config', required=True, type=Path,
+                        help='model config (params/models/*.yaml)')
     parser.add_argument('--layers', type=Path, default=None,
-                        help='layer config (default: layers.yaml in the parent folder of the model config)')
+                        help='layer config (default: layers.yaml above the model config folder)')
     parser.add_argument('--data-root', type=Path, default=None,
                         help=f'dataset folder (default: ${DATA_ROOT_ENV}, else ./data)')
-    parser.add_argument('--out', type=Path, default=None, help='output folder (default: runs/<model name>)')
+    parser.add_argument('--out', type=Path, default=None,
+                        help='output folder (default: runs/<model name>)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
-    parser.add_argument('--epochs', type=_positive_int, default=None, help='override training.epochs')
+    parser.add_argument('--epochs', type=_positive_int, default=None,
+                        help='override training.epochs')
     parser.add_argument('--steps', type=_positive_int, default=None,
                         help='override training.steps_per_layer (full_batch mode)')
+    parser.add_argument('--threads', type=_positive_int, default=None,
+                        help='CPU threads for torch (1 is faster when other jobs share the cores)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser
 
@@ -52,7 +59,8 @@ def resolve_device(choice: str) -> torch.device:
 
 
 def load_config(args: argparse.Namespace) -> ModelConfig:
-    # params/models/x.yaml -> params/layers.yaml, both in the repo and in the installed share/ folder.
+    """The model config with command-line overrides applied."""
+    # params/models/x.yaml -> params/layers.yaml, in the repo and in the installed share/ folder.
     layers_path = args.layers or args.config.parent.parent / 'layers.yaml'
     model_cfg = load_model_config(args.config, load_layer_config(layers_path))
     overrides = {}
@@ -60,13 +68,16 @@ def load_config(args: argparse.Namespace) -> ModelConfig:
         overrides['epochs'] = args.epochs
     if args.steps is not None:
         overrides['steps_per_layer'] = args.steps
-    if overrides:
-        model_cfg = dataclasses.replace(model_cfg, training=dataclasses.replace(model_cfg.training, **overrides))
-    return model_cfg
+    if not overrides:
+        return model_cfg
+    return dataclasses.replace(model_cfg,
+                               training=dataclasses.replace(model_cfg.training, **overrides))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     try:
         model_cfg = load_config(args)
         device = resolve_device(args.device)
@@ -79,8 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = args.out or Path('runs') / model_cfg.name
     print(f'{PROG}: {model_cfg.name} on {device} ({torch.get_num_threads()} threads), '
           f'{len(dataset.x_train)} train / {len(dataset.x_test)} test samples -> {out_dir}')
-    metrics = run_single_process(model_cfg, dataset, device, out_dir, progress=not args.no_progress)
-    print(f"test accuracy: {metrics['test_accuracy']:.4f} (train {metrics['train_seconds']:.0f} s)")
+    metrics = run_single_process(model_cfg, dataset, device, out_dir,
+                                 progress=not args.no_progress)
+    print(f"test accuracy: {metrics['test_accuracy']:.4f} "
+          f"(train {metrics['train_seconds']:.0f} s)")
     return 0
 
 

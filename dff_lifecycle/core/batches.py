@@ -1,4 +1,4 @@
-"""Positive/negative training batches, shared by the single-process trainer and the distributed master.
+"""Positive/negative training batches, shared by the single-process trainer and the master.
 
 Both call training_batches with a generator seeded the same way, so they see identical batches.
 """
@@ -44,7 +44,7 @@ def count_batches(dataset: Dataset, model_cfg: ModelConfig) -> int:
 
 def training_batches(dataset: Dataset, model_cfg: ModelConfig,
                      generator: torch.Generator) -> Iterator[TrainBatch]:
-    """Mini-batches shuffled per epoch by `generator`, or one batch of everything in full_batch mode."""
+    """Mini-batches reshuffled each epoch by `generator`; full_batch mode: one batch of all."""
     x, y = training_set(dataset, model_cfg)
     training = model_cfg.training
     if training.mode == 'full_batch':
@@ -68,7 +68,8 @@ def make_pair(x: Tensor, y: Tensor, dataset: Dataset, model_cfg: ModelConfig,
     """(positives, negatives): label overlays when supervised, real vs hybrid images otherwise."""
     if model_cfg.supervised:
         wrong = random_wrong_labels(y, model_cfg.num_classes, generator)
-        return overlay_labels(x, y, model_cfg.num_classes), overlay_labels(x, wrong, model_cfg.num_classes)
+        return (overlay_labels(x, y, model_cfg.num_classes),
+                overlay_labels(x, wrong, model_cfg.num_classes))
     images = x if x.dim() == 4 else x.reshape(len(x), *dataset.image_shape)
     return images, hybrid_negatives(images, generator)
 

@@ -1,4 +1,4 @@
-"""Layer and model configuration: parsing and validation in one place (YAML via safe_load, never eval).
+"""Layer and model configuration: parsing and validation in one place (yaml.safe_load, no eval).
 
 Every error is a ConfigError whose message names the file and the key, e.g.
 `params/models/m.yaml: layers[1]: unknown module 'FFDens' (known: FFDense)`.
@@ -51,7 +51,7 @@ class TrainingConfig:
     mode: str = 'minibatch'          # minibatch | full_batch
     batch_size: int = 1000           # minibatch only
     epochs: int = 10                 # minibatch only
-    steps_per_layer: int = 1000      # full_batch only: optimisation steps per layer on the one batch
+    steps_per_layer: int = 1000      # full_batch only: optimisation steps per layer
     train_limit: int | None = None   # first N training samples (None: all)
     test_limit: int | None = None
     eval_batch_size: int = 1000      # samples per inference batch
@@ -120,7 +120,8 @@ class _Reader:
             raise self.error(key, f'must be a mapping, got {_kind(value)}')
         return dict(value)
 
-    def keys(self, key: str, value: Any, known: Sequence[str], required: Sequence[str] = ()) -> dict:
+    def keys(self, key: str, value: Any, known: Sequence[str],
+             required: Sequence[str] = ()) -> dict:
         """The mapping `value`, refusing keys outside `known` and requiring `required`."""
         value = self.mapping(key, value)
         for name in value:
@@ -135,13 +136,15 @@ class _Reader:
         if value is None and allow_none:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f'must be an integer{" or null" if allow_none else ""}, got {_kind(value)}')
+            expected = 'an integer or null' if allow_none else 'an integer'
+            raise self.error(key, f'must be {expected}, got {_kind(value)}')
         if value < minimum:
             raise self.error(key, f'must be >= {minimum}, got {value}')
         return value
 
     def number(self, key: str, value: Any, minimum: float, exclusive: bool) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not is_number or not math.isfinite(value):
             raise self.error(key, f'must be a finite number, got {_kind(value)}')
         if value < minimum or (exclusive and value == minimum):
             raise self.error(key, f'must be {">" if exclusive else ">="} {minimum}, got {value}')
@@ -251,20 +254,23 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
     layers = _layers(read, data['layers'], layer_types, input_shape, defaults, training.seed)
     last = len(layers) - 1
     all_layers = list(range(len(layers)))
-    goodness_layers = read.int_list('goodness_layers', data.get('goodness_layers', all_layers), 0, last)
-    feature_layers = read.int_list('feature_layers', data.get('feature_layers', all_layers), 0, last)
+    goodness_layers = read.int_list('goodness_layers', data.get('goodness_layers', all_layers),
+                                    0, last)
+    feature_layers = read.int_list('feature_layers', data.get('feature_layers', all_layers),
+                                   0, last)
     head = _head(read, data.get('head'), supervised)
     return ModelConfig(name, dataset, supervised, num_classes, input_shape, goodness_layers,
                        feature_layers, head, defaults, training, layers, source)
 
 
 def _dataset_interface(read: _Reader, data: dict, dataset: str) -> tuple[tuple[int, ...], int]:
-    """input_shape and num_classes are optional but, when given, must match what the loader yields."""
+    """input_shape and num_classes are optional; when given they must match the loader's output."""
     shape, classes = DATASET_SHAPES[dataset]
     if 'input_shape' in data:
         given = data['input_shape']
         if not isinstance(given, list) or tuple(given) != shape:
-            raise read.error('input_shape', f'{dataset} inputs have shape {list(shape)}, got {given!r}')
+            raise read.error('input_shape',
+                             f'{dataset} inputs have shape {list(shape)}, got {given!r}')
     if 'num_classes' in data:
         given = read.integer('num_classes', data['num_classes'], 2)
         if given != classes:
@@ -301,9 +307,11 @@ def _hparams(read: _Reader, key: str, base: FFHyperParams, overrides: Any) -> FF
 
 
 def _layers(read: _Reader, rows: Any, layer_types: Mapping[str, LayerTypeSpec],
-            input_shape: tuple[int, ...], defaults: FFHyperParams, seed: int) -> tuple[LayerSpecConfig, ...]:
+            input_shape: tuple[int, ...], defaults: FFHyperParams,
+            seed: int) -> tuple[LayerSpecConfig, ...]:
     if not isinstance(rows, list) or not rows:
-        raise read.error('layers', f'must be a non-empty list of [from, module, args] rows, got {_kind(rows)}')
+        raise read.error('layers', 'must be a non-empty list of [from, module, args] rows, '
+                                   f'got {_kind(rows)}')
     known = sorted(set(LAYER_TYPES) & set(layer_types))
     specs: list[LayerSpecConfig] = []
     for index, row in enumerate(rows):
@@ -319,14 +327,15 @@ def _layers(read: _Reader, rows: Any, layer_types: Mapping[str, LayerTypeSpec],
         except ValueError as err:
             raise read.error(f'{key}.args', str(err)) from err
         hparams = _hparams(read, f'{key}.args[1]', defaults, parsed.overrides)
-        in_features = math.prod(input_shape) if source_index < 0 else specs[source_index].out_features
+        in_features = (math.prod(input_shape) if source_index < 0
+                       else specs[source_index].out_features)
         specs.append(LayerSpecConfig(index, source_index, module, tuple(args), in_features,
                                      parsed.out_features, hparams, seed * 1000 + index))
     return tuple(specs)
 
 
 def _source_index(read: _Reader, key: str, value: Any, index: int) -> int:
-    """YOLOv5 `from`: -1 is the previous layer (the model input for layer 0), else an earlier index."""
+    """YOLOv5 `from`: -1 = previous layer (the model input for layer 0), else an earlier index."""
     if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value < index:
         earlier = f' or an earlier layer index 0..{index - 1}' if index else ''
         raise read.error(f'{key}.from', f'must be -1 (previous layer){earlier}, got {value!r}')
@@ -340,7 +349,8 @@ HEAD_RULES = {'hidden': ('int', 0), 'epochs': ('int', 1), 'batch_size': ('int', 
 def _head(read: _Reader, value: Any, supervised: bool) -> HeadConfig | None:
     if value is None:
         if not supervised:
-            raise read.error('head', 'unsupervised models need a head (the classifier trained on features)')
+            raise read.error('head', 'unsupervised models need a head '
+                                     '(the classifier trained on their features)')
         return None
     if supervised:
         raise read.error('head', 'must be null for supervised models (they predict by goodness)')
@@ -352,5 +362,6 @@ def _head(read: _Reader, value: Any, supervised: bool) -> HeadConfig | None:
         if kind == 'int':
             checked[name] = read.integer(f'head.{name}', item, int(minimum))
         else:
-            checked[name] = read.number(f'head.{name}', item, minimum, exclusive=kind == 'positive')
+            checked[name] = read.number(f'head.{name}', item, minimum,
+                                        exclusive=kind == 'positive')
     return HeadConfig(**checked)

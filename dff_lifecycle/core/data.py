@@ -15,7 +15,8 @@ DEFAULT_DATA_ROOT = Path('data')
 
 MNIST_FILES = tuple(f'MNIST/raw/{split}-{kind}-ubyte.gz'
                     for split in ('train', 't10k') for kind in ('images-idx3', 'labels-idx1'))
-CIFAR10_FILES = tuple([f'cifar10/data_batch_{i}.npz' for i in range(1, 6)] + ['cifar10/test_batch.npz'])
+CIFAR10_FILES = tuple([f'cifar10/data_batch_{i}.npz' for i in range(1, 6)]
+                      + ['cifar10/test_batch.npz'])
 EXPECTED_FILES = {
     'mnist': ('MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz', MNIST_FILES),
     'cifar10': ('cifar10/data_batch_{1..5}.npz, cifar10/test_batch.npz', CIFAR10_FILES),
@@ -27,7 +28,7 @@ CIFAR10_BATCH_SIZE = 10_000  # images per npz file
 
 
 class DataNotFoundError(FileNotFoundError):
-    """The data root lacks the files of a dataset; the message says where it looked and why there."""
+    """The data root lacks a dataset's files; the message says where it looked and why there."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ def _choose_data_root(explicit: str | Path | None) -> tuple[Path, str]:
     from_env = os.environ.get(DATA_ROOT_ENV)
     if from_env:
         return Path(from_env).expanduser().resolve(), f'from ${DATA_ROOT_ENV}'
-    return DEFAULT_DATA_ROOT.resolve(), f'default ./{DEFAULT_DATA_ROOT} (no option, ${DATA_ROOT_ENV} unset)'
+    return (DEFAULT_DATA_ROOT.resolve(),
+            f'default ./{DEFAULT_DATA_ROOT} (no option, ${DATA_ROOT_ENV} unset)')
 
 
 def resolve_data_root(explicit: str | Path | None = None) -> Path:
@@ -66,7 +68,10 @@ def missing_files(name: str, root: Path) -> list[str]:
 
 def load_dataset(name: str, root: str | Path | None = None, download: bool = False,
                  train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
-    """Load 'mnist' or 'cifar10' from `root` (see resolve_data_root); limits keep the first N samples."""
+    """Load 'mnist' or 'cifar10' from `root` (see resolve_data_root).
+
+    `train_limit` / `test_limit` keep only the first N samples (quick tests).
+    """
     _check_name(name)
     for label, limit in (('train_limit', train_limit), ('test_limit', test_limit)):
         if limit is not None and limit < 1:
@@ -115,7 +120,8 @@ def _load_mnist(root: Path, train_limit: int | None, test_limit: int | None) -> 
 
     x_train, y_train = split('train', train_limit)
     x_test, y_test = split('t10k', test_limit)
-    return Dataset('mnist', x_train, y_train, x_test, y_test, image_shape=(1, 28, 28), num_classes=10)
+    return Dataset('mnist', x_train, y_train, x_test, y_test, image_shape=(1, 28, 28),
+                   num_classes=10)
 
 
 def _read_cifar10_files(files: list[Path], limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +154,7 @@ def _load_cifar10(root: Path, train_limit: int | None, test_limit: int | None) -
 
 
 def _download(name: str, root: Path, how: str) -> None:
-    """Fetch a dataset with torchvision into `root` in the layout the loaders read (needs internet)."""
+    """Fetch a dataset with torchvision into `root` in the loaders' layout (needs internet)."""
     try:
         import torchvision.datasets as tvd
         if name == 'mnist':
@@ -172,4 +178,5 @@ def _download_cifar10(tvd, root: Path) -> None:
     for i in range(5):
         part = slice(i * CIFAR10_BATCH_SIZE, (i + 1) * CIFAR10_BATCH_SIZE)
         np.savez_compressed(out / f'data_batch_{i + 1}.npz', x=train.data[part], y=targets[part])
-    np.savez_compressed(out / 'test_batch.npz', x=test.data, y=np.asarray(test.targets, dtype=np.uint8))
+    np.savez_compressed(out / 'test_batch.npz', x=test.data,
+                        y=np.asarray(test.targets, dtype=np.uint8))

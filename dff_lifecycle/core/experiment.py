@@ -11,15 +11,16 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from dff_lifecycle.core.batches import TrainBatch, count_batches, inference_inputs, training_batches
+from dff_lifecycle.core.batches import (TrainBatch, count_batches, inference_inputs,
+                                        training_batches)
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.head import head_predict, train_head
 from dff_lifecycle.core.local_trainer import StepResult
 from dff_lifecycle.core.network import FFNetwork
 from dff_lifecycle.core.plots import plot_training
-from dff_lifecycle.core.scoring import (accuracy, label_scores, layer_goodness, normalised_features,
-                                        predict_labels)
+from dff_lifecycle.core.scoring import (accuracy, label_scores, layer_goodness,
+                                        normalised_features, predict_labels)
 from dff_lifecycle.core.weights import layer_weight_path, save_state_atomic
 
 ActivityFn = Callable[[Tensor], Sequence[Tensor]]  # input batch -> every layer's activities
@@ -51,7 +52,8 @@ def predict_supervised(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfi
     return torch.cat(predictions)
 
 
-def evaluate_supervised(activity_fn: ActivityFn, x: Tensor, y: Tensor, model_cfg: ModelConfig) -> float:
+def evaluate_supervised(activity_fn: ActivityFn, x: Tensor, y: Tensor,
+                        model_cfg: ModelConfig) -> float:
     """Accuracy of goodness-based label prediction."""
     return accuracy(predict_supervised(activity_fn, x, model_cfg), y)
 
@@ -62,7 +64,8 @@ def head_features(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfig) ->
     features = []
     for start in range(0, len(x), batch_size):
         activities = activity_fn(inference_inputs(x[start:start + batch_size], model_cfg))
-        features.append(normalised_features([activities[i] for i in model_cfg.feature_layers]).cpu())
+        chosen = [activities[i] for i in model_cfg.feature_layers]
+        features.append(normalised_features(chosen).cpu())
     return torch.cat(features)
 
 
@@ -71,25 +74,27 @@ def evaluate_unsupervised(activity_fn: ActivityFn, dataset: Dataset, model_cfg: 
     """Train the head on features of the training set, then measure it on the test set."""
     if model_cfg.head is None:
         raise ValueError(f'{model_cfg.name}: unsupervised evaluation needs a head config')
-    limit = model_cfg.training.train_limit
-    train_features = head_features(activity_fn, dataset.x_train[:limit], model_cfg)
-    y_train = dataset.y_train[:limit]
+    train_limit, test_limit = model_cfg.training.train_limit, model_cfg.training.test_limit
+    train_features = head_features(activity_fn, dataset.x_train[:train_limit], model_cfg)
+    y_train = dataset.y_train[:train_limit]
     # Own generator, seeded from the config, so the head does not depend on how training went.
     generator = torch.Generator().manual_seed(model_cfg.training.seed)
-    head = train_head(train_features, y_train, model_cfg.num_classes, model_cfg.head, generator, device)
-    test_features = head_features(activity_fn, dataset.x_test[:model_cfg.training.test_limit], model_cfg)
-    y_test = dataset.y_test[:model_cfg.training.test_limit]
+    head = train_head(train_features, y_train, model_cfg.num_classes, model_cfg.head, generator,
+                      device)
+    test_features = head_features(activity_fn, dataset.x_test[:test_limit], model_cfg)
     n_train = min(len(y_train), TRAIN_ACCURACY_SAMPLES)
-    batch_size = model_cfg.head.batch_size
-    return Evaluation(
-        test_accuracy=accuracy(head_predict(head, test_features, batch_size), y_test),
-        train_accuracy=accuracy(head_predict(head, train_features[:n_train], batch_size), y_train[:n_train]),
-        train_accuracy_samples=n_train)
+
+    def head_accuracy(features: Tensor, labels: Tensor) -> float:
+        return accuracy(head_predict(head, features, model_cfg.head.batch_size), labels)
+
+    return Evaluation(test_accuracy=head_accuracy(test_features, dataset.y_test[:test_limit]),
+                      train_accuracy=head_accuracy(train_features[:n_train], y_train[:n_train]),
+                      train_accuracy_samples=n_train)
 
 
 def evaluate(activity_fn: ActivityFn, dataset: Dataset, model_cfg: ModelConfig,
              device: torch.device | str) -> Evaluation:
-    """Test accuracy (and train accuracy on up to TRAIN_ACCURACY_SAMPLES) for either kind of model."""
+    """Test accuracy, and train accuracy on up to TRAIN_ACCURACY_SAMPLES, for either model kind."""
     if not model_cfg.supervised:
         return evaluate_unsupervised(activity_fn, dataset, model_cfg, device)
     training = model_cfg.training
@@ -123,7 +128,8 @@ def _train_minibatches(network: FFNetwork, batches: Iterable[TrainBatch], model_
 
     def close_epoch() -> None:
         means = (sums / max(count, 1)).numpy()
-        records = [_record(i, 'epoch', epoch + 1, *map(float, means[i])) for i in range(num_layers)]
+        records = [_record(i, 'epoch', epoch + 1, *map(float, means[i]))
+                   for i in range(num_layers)]
         history.extend(records)
         with tqdm.external_write_mode():
             log(f'epoch {epoch + 1}/{model_cfg.training.epochs}: {_describe(records)}')
@@ -134,7 +140,8 @@ def _train_minibatches(network: FFNetwork, batches: Iterable[TrainBatch], model_
             sums.zero_()
             count, epoch = 0, batch.epoch
         results: list[StepResult] = network.train_batch(batch.x_pos, batch.x_neg)
-        sums += torch.tensor([[r.loss, r.goodness_pos, r.goodness_neg] for r in results], dtype=torch.float64)
+        sums += torch.tensor([[r.loss, r.goodness_pos, r.goodness_neg] for r in results],
+                             dtype=torch.float64)
         count += 1
         bar.update(1)
         bar.set_postfix(epoch=epoch + 1, loss=f'{results[-1].loss:.3f}', refresh=False)
@@ -150,7 +157,8 @@ def _train_full_batch(network: FFNetwork, batch: TrainBatch, model_cfg: ModelCon
     steps = model_cfg.training.steps_per_layer
     outputs: list[tuple[Tensor, Tensor]] = []
     for spec, trainer in zip(model_cfg.layers, network.trainers):
-        x_pos, x_neg = (batch.x_pos, batch.x_neg) if spec.source_index < 0 else outputs[spec.source_index]
+        x_pos, x_neg = ((batch.x_pos, batch.x_neg) if spec.source_index < 0
+                        else outputs[spec.source_index])
         done = 0
         while done < steps:
             chunk = min(FULL_BATCH_LOG_EVERY, steps - done)
@@ -168,7 +176,7 @@ def _train_full_batch(network: FFNetwork, batch: TrainBatch, model_cfg: ModelCon
 
 
 def save_layer_weights(network: FFNetwork, model_cfg: ModelConfig, weight_dir: Path) -> list[Path]:
-    """One file per layer (weights, optimizer state, counters), in the layout the layer nodes use."""
+    """One file per layer (weights, optimizer state, counters) in the layer nodes' layout."""
     paths = []
     for index, trainer in enumerate(network.trainers):
         path = layer_weight_path(weight_dir, model_cfg.name, index)
@@ -180,7 +188,7 @@ def save_layer_weights(network: FFNetwork, model_cfg: ModelConfig, weight_dir: P
 def run_single_process(model_cfg: ModelConfig, dataset: Dataset, device: torch.device | str,
                        out_dir: str | Path | None = None, progress: bool = True,
                        log: Log = print) -> dict:
-    """Train every layer in this process, evaluate, and (with out_dir) write metrics, plot and weights."""
+    """Train all layers here and evaluate; with out_dir also write metrics, plot and weights."""
     device = torch.device(device)
     network = FFNetwork.from_model_config(model_cfg, device)
     generator = torch.Generator().manual_seed(model_cfg.training.seed)
@@ -226,7 +234,8 @@ def run_single_process(model_cfg: ModelConfig, dataset: Dataset, device: torch.d
     return metrics
 
 
-def write_outputs(metrics: dict, network: FFNetwork, model_cfg: ModelConfig, out_dir: Path) -> None:
+def write_outputs(metrics: dict, network: FFNetwork, model_cfg: ModelConfig,
+                  out_dir: Path) -> None:
     """metrics.json, training.png and weights/<model>/layer_<i>.pt under out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'metrics.json').write_text(json.dumps(metrics, indent=2) + '\n', encoding='utf-8')

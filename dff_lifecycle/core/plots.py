@@ -1,4 +1,4 @@
-"""Training curves as a PNG (matplotlib's object API with the Agg canvas: no display, no pyplot state)."""
+"""Training curves as a PNG: matplotlib's object API on an Agg canvas (no display, no pyplot)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 
-def _series(history: list[dict], axis: str, layer: int, key: str) -> tuple[list[float], list[float]]:
+def _series(history: list[dict], axis: str, layer: int,
+            key: str) -> tuple[list[float], list[float]]:
     points = [(record[axis], record[key]) for record in history if record['layer'] == layer]
     return [p[0] for p in points], [p[1] for p in points]
 
@@ -22,7 +23,8 @@ def plot_training(metrics: dict, path: str | Path) -> Path:
     loss_ax, goodness_ax, accuracy_ax = figure.subplots(1, 3)
     for layer in layers:
         colour = f'C{layer % 10}'
-        loss_ax.plot(*_series(history, axis, layer, 'loss'), color=colour, marker='.', label=f'layer {layer}')
+        loss_ax.plot(*_series(history, axis, layer, 'loss'), color=colour, marker='.',
+                     label=f'layer {layer}')
         goodness_ax.plot(*_series(history, axis, layer, 'goodness_pos'), color=colour, marker='.',
                          label=f'layer {layer} positive')
         goodness_ax.plot(*_series(history, axis, layer, 'goodness_neg'), color=colour, marker='.',

@@ -9,7 +9,8 @@ from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.core.data import Dataset
 
 MSG = 'dff_msgs/msg/TensorChunk'
-LAYER_TYPES = load_layer_config({'layer_types': {'FFDense': {'inputs': {'train': MSG}, 'outputs': {'train': MSG}}}})
+PORTS = {'inputs': {'train': MSG}, 'outputs': {'train': MSG}}
+LAYER_TYPES = load_layer_config({'layer_types': {'FFDense': PORTS}})
 NUM_CLASSES = 10
 
 
@@ -142,6 +143,7 @@ def test_inference_inputs():
     x = flat_dataset(n=3).x_train
     candidates = inference_inputs(x, make_config())
     assert candidates.shape == (3 * NUM_CLASSES, 784)
-    assert torch.equal(candidates[:, :NUM_CLASSES].argmax(dim=1), torch.arange(NUM_CLASSES).repeat(3))
+    overlaid = candidates[:, :NUM_CLASSES].argmax(dim=1)
+    assert torch.equal(overlaid, torch.arange(NUM_CLASSES).repeat(3))
     images = image_dataset().x_train
     assert inference_inputs(images, make_config(False, 'cifar10')) is images

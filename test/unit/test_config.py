@@ -15,8 +15,9 @@ from dff_lifecycle.core.head import HeadConfig
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = REPO / 'params'
 MSG = 'dff_msgs/msg/TensorChunk'
+STATUS = 'dff_msgs/msg/LayerStatus'
 LAYER_TYPES = {'layer_types': {'FFDense': {'inputs': {'train': MSG, 'infer': MSG},
-                                           'outputs': {'train': MSG, 'status': 'dff_msgs/msg/LayerStatus'}}}}
+                                           'outputs': {'train': MSG, 'status': STATUS}}}}
 MODEL = {
     'name': 'tiny_ff',
     'dataset': 'mnist',
@@ -72,17 +73,19 @@ def test_shipped_layer_config_lists_ffdense_ports():
 
 
 def test_paper_recipe_matches_the_paper():
-    cfg = load_model_config(PARAMS / 'models' / 'mnist_paper.yaml', load_layer_config(PARAMS / 'layers.yaml'))
+    cfg = load_model_config(PARAMS / 'models' / 'mnist_paper.yaml',
+                            load_layer_config(PARAMS / 'layers.yaml'))
     assert [(s.in_features, s.out_features) for s in cfg.layers] == [(784, 500), (500, 500)]
     assert cfg.training.mode == 'full_batch'
     assert cfg.training.train_limit == 50000 and cfg.training.steps_per_layer == 1000
-    assert all(s.hparams.lr == 0.03 and s.hparams.threshold == 2.0 and s.hparams.optimizer == 'adam'
+    assert all(s.hparams == FFHyperParams(threshold=2.0, lr=0.03, optimizer='adam')
                for s in cfg.layers)
     assert cfg.goodness_layers == (0, 1) and cfg.supervised and cfg.head is None
 
 
 def test_cifar_recipe_is_unsupervised_with_a_head():
-    cfg = load_model_config(PARAMS / 'models' / 'cifar10_ff.yaml', load_layer_config(PARAMS / 'layers.yaml'))
+    cfg = load_model_config(PARAMS / 'models' / 'cifar10_ff.yaml',
+                            load_layer_config(PARAMS / 'layers.yaml'))
     assert not cfg.supervised and isinstance(cfg.head, HeadConfig)
     assert cfg.input_shape == (3, 32, 32) and cfg.layers[0].in_features == 3072
 
@@ -90,8 +93,11 @@ def test_cifar_recipe_is_unsupervised_with_a_head():
 def test_layers_are_resolved(layer_types):
     cfg = load_model_config(MODEL, layer_types)
     first, second = cfg.layers
-    assert (first.index, first.source_index, first.in_features, first.out_features) == (0, -1, 784, 500)
-    assert (second.index, second.source_index, second.in_features, second.out_features) == (1, 0, 500, 300)
+    def wiring(spec):
+        return spec.index, spec.source_index, spec.in_features, spec.out_features
+
+    assert wiring(first) == (0, -1, 784, 500)
+    assert wiring(second) == (1, 0, 500, 300)
     # Per-layer overrides apply to that layer only; the rest comes from layer_defaults.
     assert first.hparams == FFHyperParams(threshold=2.0, lr=0.03)
     assert second.hparams == FFHyperParams(threshold=2.0, lr=0.01)
@@ -143,16 +149,23 @@ BAD_MODELS = [
     (model(feature_layers=[-1]), 'feature_layers[0]', 'must be >= 0, got -1'),
     (model(head=CIFAR_HEAD), 'head', 'must be null for supervised models'),
     (model(supervised=False), 'head', 'unsupervised models need a head'),
-    (model(supervised=False, head={**CIFAR_HEAD, 'depth': 2}), 'head.depth', 'unknown key (known: hidden,'),
-    (model(supervised=False, head={**CIFAR_HEAD, 'epochs': 0}), 'head.epochs', 'must be >= 1, got 0'),
+    (model(supervised=False, head={**CIFAR_HEAD, 'depth': 2}), 'head.depth',
+     'unknown key (known: hidden,'),
+    (model(supervised=False, head={**CIFAR_HEAD, 'epochs': 0}), 'head.epochs',
+     'must be >= 1, got 0'),
     (model(supervised=False, head={**CIFAR_HEAD, 'lr': 0}), 'head.lr', 'must be > 0.0, got 0'),
-    (model(supervised=False, head={**CIFAR_HEAD, 'hidden': -1}), 'head.hidden', 'must be >= 0, got -1'),
-    (model(layer_defaults={'momentum': 0.9}), 'layer_defaults.momentum', 'unknown key (known: threshold, lr,'),
+    (model(supervised=False, head={**CIFAR_HEAD, 'hidden': -1}), 'head.hidden',
+     'must be >= 0, got -1'),
+    (model(layer_defaults={'momentum': 0.9}), 'layer_defaults.momentum',
+     'unknown key (known: threshold, lr,'),
     (model(layer_defaults={'lr': -1.0}), 'layer_defaults.lr', 'lr must be > 0.0, got -1.0'),
     (model(layer_defaults={'lr': '1e-3 * 10'}), 'layer_defaults.lr', 'lr must be a finite number'),
-    (model(layer_defaults={'goodness': 'max'}), 'layer_defaults.goodness', 'goodness must be one of mean, sum'),
-    (model(layer_defaults={'loss': 'hinge'}), 'layer_defaults.loss', 'loss must be one of softplus, symba'),
-    (model(layer_defaults={'optimizer': 'rmsprop'}), 'layer_defaults.optimizer', 'optimizer must be one of adam'),
+    (model(layer_defaults={'goodness': 'max'}), 'layer_defaults.goodness',
+     'goodness must be one of mean, sum'),
+    (model(layer_defaults={'loss': 'hinge'}), 'layer_defaults.loss',
+     'loss must be one of softplus, symba'),
+    (model(layer_defaults={'optimizer': 'rmsprop'}), 'layer_defaults.optimizer',
+     'optimizer must be one of adam'),
     (model(layer_defaults=[1]), 'layer_defaults', 'must be a mapping, got list'),
     (model(training={'mode': 'online'}), 'training.mode', 'must be one of minibatch, full_batch'),
     (model(training={'batch_size': 1}), 'training.batch_size', 'must be >= 2, got 1'),
@@ -160,22 +173,26 @@ BAD_MODELS = [
     (model(training={'epochs': True}), 'training.epochs', 'must be an integer, got bool True'),
     (model(training={'steps_per_layer': 0}), 'training.steps_per_layer', 'must be >= 1, got 0'),
     (model(training={'train_limit': 1}), 'training.train_limit', 'must be >= 2, got 1'),
-    (model(training={'test_limit': '10'}), 'training.test_limit', "must be an integer or null, got str '10'"),
+    (model(training={'test_limit': '10'}), 'training.test_limit',
+     "must be an integer or null, got str '10'"),
     (model(training={'eval_batch_size': 0}), 'training.eval_batch_size', 'must be >= 1, got 0'),
     (model(training={'seed': -1}), 'training.seed', 'must be >= 0, got -1'),
     (model(training={'lr': 0.1}), 'training.lr', 'unknown key (known: mode, batch_size'),
     (model(layers=[]), 'layers', 'must be a non-empty list of [from, module, args] rows'),
     (model(layers=[[-1, 'FFDense']]), 'layers[0]', 'must be a [from, module, args] row'),
-    (model(layers=[[-1, 'FFDens', [10]]]), 'layers[0]', "unknown module 'FFDens' (known: FFDense)"),
+    (model(layers=[[-1, 'FFDens', [10]]]), 'layers[0]',
+     "unknown module 'FFDens' (known: FFDense)"),
     (model(layers=[[0, 'FFDense', [10]]]), 'layers[0].from', 'must be -1 (previous layer), got 0'),
     (model(layers=[[-1, 'FFDense', [10]], [1, 'FFDense', [10]]]), 'layers[1].from',
      'must be -1 (previous layer) or an earlier layer index 0..0, got 1'),
     (model(layers=[[-1, 'FFDense', [10]], [-2, 'FFDense', [10]]]), 'layers[1].from', 'got -2'),
-    (model(layers=[[-1, 'FFDense', [0]]]), 'layers[0].args', 'out_features must be a positive int, got 0'),
+    (model(layers=[[-1, 'FFDense', [0]]]), 'layers[0].args',
+     'out_features must be a positive int, got 0'),
     (model(layers=[[-1, 'FFDense', [10, {}, 3]]]), 'layers[0].args',
      'FFDense args must be [out_features] or [out_features, {overrides}]'),
     (model(layers=[[-1, 'FFDense', [10, {'lr': 0}]]]), 'layers[0].args[1].lr', 'lr must be > 0.0'),
-    (model(layers=[[-1, 'FFDense', [10, {'speed': 1}]]]), 'layers[0].args[1].speed', 'unknown key'),
+    (model(layers=[[-1, 'FFDense', [10, {'speed': 1}]]]), 'layers[0].args[1].speed',
+     'unknown key'),
 ]
 
 
@@ -190,7 +207,8 @@ def test_model_errors_name_the_key(layer_types, data, key, message):
 
 
 def test_module_must_be_in_the_layer_config_too():
-    only_other = load_layer_config({'layer_types': {'FFConv': {'inputs': {'train': MSG}, 'outputs': {'train': MSG}}}})
+    ports = {'inputs': {'train': MSG}, 'outputs': {'train': MSG}}
+    only_other = load_layer_config({'layer_types': {'FFConv': ports}})
     with pytest.raises(ConfigError, match=r"layers\[0\]: unknown module 'FFDense' \(known: \)"):
         load_model_config(MODEL, only_other)
 
@@ -225,7 +243,8 @@ def test_missing_file(tmp_path, layer_types):
 # ----------------------------------------------------------------------------- layer config errors
 
 def layer_config(**ffdense):
-    return {'layer_types': {'FFDense': {'inputs': {'train': MSG}, 'outputs': {'train': MSG}, **ffdense}}}
+    ports = {'inputs': {'train': MSG}, 'outputs': {'train': MSG}}
+    return {'layer_types': {'FFDense': {**ports, **ffdense}}}
 
 
 BAD_LAYER_CONFIGS = [
@@ -233,18 +252,22 @@ BAD_LAYER_CONFIGS = [
     ({'layer_types': {}, 'extra': 1}, 'extra', 'unknown key (known: layer_types)'),
     ({'layer_types': {}}, 'layer_types', 'must list at least one layer type'),
     ({'layer_types': ['FFDense']}, 'layer_types', 'must be a mapping, got list'),
-    ({'layer_types': {'FFDense': {'inputs': {'train': MSG}}}}, 'layer_types.FFDense.outputs', 'required key'),
-    (layer_config(params={}), 'layer_types.FFDense.params', 'unknown key (known: inputs, outputs)'),
+    ({'layer_types': {'FFDense': {'inputs': {'train': MSG}}}}, 'layer_types.FFDense.outputs',
+     'required key'),
+    (layer_config(params={}), 'layer_types.FFDense.params',
+     'unknown key (known: inputs, outputs)'),
     (layer_config(inputs={}), 'layer_types.FFDense.inputs', 'must name at least one port'),
     (layer_config(inputs={'train': 'TensorChunk'}), 'layer_types.FFDense.inputs.train',
      "must be a message type like pkg/msg/Name, got 'TensorChunk'"),
     (layer_config(outputs={'train': 'dff_msgs/srv/Create'}), 'layer_types.FFDense.outputs.train',
      'pkg/msg/Name'),
-    (layer_config(outputs={'Train': MSG}), 'layer_types.FFDense.outputs.Train', 'lower_case port name'),
+    (layer_config(outputs={'Train': MSG}), 'layer_types.FFDense.outputs.Train',
+     'lower_case port name'),
 ]
 
 
-@pytest.mark.parametrize('data, key, message', BAD_LAYER_CONFIGS, ids=[case[1] for case in BAD_LAYER_CONFIGS])
+@pytest.mark.parametrize('data, key, message', BAD_LAYER_CONFIGS,
+                         ids=[case[1] for case in BAD_LAYER_CONFIGS])
 def test_layer_config_errors(data, key, message):
     with pytest.raises(ConfigError) as caught:
         load_layer_config(data)

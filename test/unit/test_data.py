@@ -1,4 +1,4 @@
-"""Dataset loading: shapes, dtypes, exact label counts, limits, normalisation, clear missing-data errors."""
+"""Dataset loading: shapes, dtypes, label counts, limits, normalisation, missing-data errors."""
 import shutil
 import sys
 import types
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dff_lifecycle.core import data
-from dff_lifecycle.core.data import (DATA_ROOT_ENV, DataNotFoundError, load_dataset, resolve_data_root)
+from dff_lifecycle.core.data import (DATA_ROOT_ENV, DataNotFoundError, load_dataset,
+                                     resolve_data_root)
 
 # From the data README.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -69,7 +70,7 @@ def test_unknown_dataset_and_bad_limits(data_root):
         load_dataset('mnist', data_root, train_limit=0)
 
 
-# ----------------------------------------------------------------------------- data root resolution
+# ------------------------------------------------------------------------- data root resolution
 
 def test_resolve_data_root_precedence(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / 'env'))
@@ -131,4 +132,5 @@ def test_failed_download_is_reported_as_missing_data(tmp_path, monkeypatch):
 
 def test_download_is_skipped_when_files_exist(data_root, monkeypatch):
     monkeypatch.setattr(data, '_download', lambda *args: pytest.fail('must not download'))
-    assert load_dataset('mnist', Path(data_root), download=True, train_limit=5, test_limit=5).x_train.shape == (5, 784)
+    small = load_dataset('mnist', Path(data_root), download=True, train_limit=5, test_limit=5)
+    assert small.x_train.shape == (5, 784)
