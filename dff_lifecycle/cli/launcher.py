@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import IO, Optional, Sequence
 
+from dff_lifecycle.cli.arguments import positive_int
 from dff_lifecycle.deployment import (Deployment, DeploymentError, ProcessSpec, find_deployment,
                                       load_deployment)
 
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog='A deployment is a ROS 2 parameter file (see params/*.yaml); a bare name '
                '(mnist_2servers) means a shipped one.')
     parser.add_argument('deployment', help='deployment YAML, or the name of a shipped one')
-    parser.add_argument('--servers', type=_positive_int, default=None,
+    parser.add_argument('--servers', type=positive_int, default=None,
                         help='number of server containers (default: the file\'s servers)')
     parser.add_argument('-p', '--param', dest='params', action='append', default=[],
                         metavar='[TARGET.]NAME:=VALUE',
@@ -58,12 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help='print the command lines and exit')
     return parser
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
 
 
 def command_line(spec: ProcessSpec) -> list[str]:

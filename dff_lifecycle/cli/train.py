@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 
+from dff_lifecycle.cli.arguments import positive_int
 from dff_lifecycle.core.config import (ConfigError, ModelConfig, load_layer_config,
                                        load_model_config)
 from dff_lifecycle.core.data import DATA_ROOT_ENV, DataNotFoundError, load_dataset
@@ -33,21 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--out', type=Path, default=None,
                         help='output folder (default: runs/<model name>)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
-    parser.add_argument('--epochs', type=_positive_int, default=None,
+    parser.add_argument('--epochs', type=positive_int, default=None,
                         help='override training.epochs')
-    parser.add_argument('--steps', type=_positive_int, default=None,
+    parser.add_argument('--steps', type=positive_int, default=None,
                         help='override training.steps_per_layer (full_batch mode)')
-    parser.add_argument('--threads', type=_positive_int, default=None,
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='CPU threads for torch (1 is faster when other jobs share the cores)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
 
 
 def resolve_device(choice: str) -> torch.device:

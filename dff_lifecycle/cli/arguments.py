@@ -1,0 +1,9 @@
+"""argparse helpers shared by the command-line tools (no heavy imports here)."""
+import argparse
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
