@@ -30,6 +30,7 @@ setup(
             'dff_launch = dff_lifecycle.cli.launcher:main',
             'dff_lifecycle = dff_lifecycle.cli.lifecycle:main',
             'dff_graph = dff_lifecycle.cli.graph:main',
+            'dff_status = dff_lifecycle.cli.status:main',
         ],
     },
 )

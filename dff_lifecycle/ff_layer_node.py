@@ -25,8 +25,9 @@ from dff_lifecycle.core.local_trainer import LocalTrainer
 from dff_lifecycle.core.scoring import normalised_features
 from dff_lifecycle.core.weights import layer_weight_path, load_state, save_state_atomic
 from dff_lifecycle.node_parameters import Param, declare_all, read_all
-from dff_lifecycle.transport import (DEFAULT_CHUNK_ELEMENTS, STATUS_QOS, TENSOR_QOS, ReceivedTensor, TensorReceiver,
-                                     TensorSender, from_numpy, to_numpy)
+from dff_lifecycle.transport import (DEFAULT_CHUNK_ELEMENTS, LAYER_STATUS_QOS, TENSOR_QOS,
+                                     ReceivedTensor, TensorReceiver, TensorSender, from_numpy,
+                                     to_numpy)
 from dff_msgs.msg import LayerStatus, TensorChunk
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
@@ -135,7 +136,7 @@ class FFLayerNode(LifecycleNode):
                                            'starting from the seeded initialisation')
                 self._receiver = TensorReceiver(self.get_logger())
                 self._status_pub = self._status_pub or self.create_publisher(
-                    LayerStatus, s['status_topic'], STATUS_QOS)
+                    LayerStatus, s['status_topic'], LAYER_STATUS_QOS)
                 self._forget_batches()
             except Exception as exc:  # noqa: BLE001 - any failure must reach the caller
                 return self._fail('configure', exc, FAILURE)

@@ -67,7 +67,7 @@ MASTER_PARAMETERS = {
                                                                'message (1 MiB).', 1),
     'service_timeout_s': Param(float, 30.0, 'Timeout of each service call.', 0.1),
     'discovery_timeout_s': Param(float, 60.0, 'How long to wait for servers and topics.', 0.1),
-    'batch_timeout_s': Param(float, 60.0, 'No progress for this long: look for the cause.', 0.1),
+    'batch_timeout_s': Param(float, 20.0, 'No progress for this long: resend or report.', 0.1),
     'pause_timeout_s': Param(float, 600.0, 'How long to wait for a paused layer.', 0.0),
     'max_resends': Param(int, 3, 'Resends of stalled batches before giving up.', 0),
     'teardown': Param(bool, True, 'Deactivate, clean up and delete the layers at the end.'),
@@ -212,7 +212,8 @@ class MasterCoordinator(Node):
         links += [(p.topics.infer_in, 1) for p in plan.placements]
         deadline = time.monotonic() + self.settings['discovery_timeout_s']
         for topic, count in links:
-            while self.count_subscribers(topic) < count:
+            # Both ends must be known: layer outputs are published by other layers.
+            while self.count_subscribers(topic) < count or self.count_publishers(topic) < 1:
                 if time.monotonic() > deadline:
                     raise PipelineError(f'no subscriber on {topic} after '
                                         f'{self.settings["discovery_timeout_s"]} s')

@@ -65,6 +65,17 @@ STATUS_LATCHED_QOS = QoSProfile(
 after its layers). Publishers with this profile also serve STATUS_QOS subscribers."""
 
 
+LAYER_STATUS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+"""Layer status publishers: like STATUS_QOS, plus the last messages for late joiners,
+so a monitor started while a layer is idle still sees its state. The master subscribes
+volatile (STATUS_QOS) and so never mistakes an earlier run's status for progress."""
+
+
 def configure_environment(
         environ: MutableMapping[str, str] = os.environ) -> MutableMapping[str, str]:
     """Set transport defaults (keeping explicit user choices); call before `rclpy.init`.

@@ -195,3 +195,14 @@ def test_three_containers_started_at_once_get_distinct_names(tmp_path):
     finally:
         stop_all(procs)
         release_domain_id(domain)
+
+
+def test_status_tool_shows_every_layer_healthy(env, deployed):
+    from dff_processes import BIN
+    import subprocess
+    out = subprocess.run([str(BIN / 'dff_status'), '--model', 'mnist_small', '--wait', '4'],
+                         env=env, text=True, capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()[1:]}
+    assert set(rows) == {'/mnist_small/layer_0', '/mnist_small/layer_1'}
+    assert all(row[1] == 'active' for row in rows.values())
