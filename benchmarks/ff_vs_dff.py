@@ -25,11 +25,12 @@ BIN = Path(sys.executable).parent
 ACCURACY = re.compile(r'^test accuracy: (\d\.\d+)', re.M)
 
 
-def run_ff(config: Path, out: Path, env: dict) -> dict:
+def run_ff(config: Path, out: Path, env: dict, epochs: int) -> dict:
     started = time.perf_counter()
+    extra = ['--epochs', str(epochs)] if epochs else []
     proc = subprocess.run([str(BIN / 'dff_train'), '--config', str(config), '--out', str(out),
-                           '--layers', str(REPO / 'params' / 'layers.yaml'), '--no-progress'],
-                          env=env, text=True, capture_output=True)
+                           '--layers', str(REPO / 'params' / 'layers.yaml'), '--no-progress',
+                           *extra], env=env, text=True, capture_output=True)
     wall = time.perf_counter() - started
     if proc.returncode:
         raise SystemExit(f'dff_train failed:\n{proc.stdout}\n{proc.stderr}')
@@ -38,7 +39,7 @@ def run_ff(config: Path, out: Path, env: dict) -> dict:
             'train_seconds': metrics['train_seconds'], 'wall_seconds': wall}
 
 
-def run_dff(config: Path, servers: int, out: Path, env: dict, window: int) -> dict:
+def run_dff(config: Path, servers: int, out: Path, env: dict, window: int, epochs: int) -> dict:
     env = {**env, 'ROS_DOMAIN_ID': env.get('ROS_DOMAIN_ID', str(60 + os.getpid() % 40)),
            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'PYTHONUNBUFFERED': '1'}
     threads = max(1, (os.cpu_count() or 2) // servers)
@@ -52,7 +53,8 @@ def run_dff(config: Path, servers: int, out: Path, env: dict, window: int) -> di
         master = subprocess.run(
             [str(BIN / 'master'), '--ros-args', '-p', f'model_config:={config}',
              '-p', f'layer_config:={REPO / "params" / "layers.yaml"}', '-p', f'servers:={servers}',
-             '-p', 'progress:=false', '-p', f'out_dir:={out / "dff"}', '-p', f'window:={window}'],
+             '-p', 'progress:=false', '-p', f'out_dir:={out / "dff"}', '-p', f'window:={window}',
+             '-p', f'epochs:={epochs}'],
             env=env, text=True, capture_output=True)
         wall = time.perf_counter() - started
     finally:
@@ -72,6 +74,7 @@ def main() -> int:
     parser.add_argument('config', type=Path)
     parser.add_argument('--servers', type=int, default=2)
     parser.add_argument('--window', type=int, default=4)
+    parser.add_argument('--epochs', type=int, default=0, help='override training.epochs')
     parser.add_argument('--skip-ff', action='store_true')
     parser.add_argument('--skip-dff', action='store_true')
     args = parser.parse_args()
@@ -80,10 +83,11 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix='dff_bench_') as tmp:
         if not args.skip_ff:
-            rows.append(run_ff(args.config.resolve(), Path(tmp) / 'ff', env))
+            rows.append(run_ff(args.config.resolve(), Path(tmp) / 'ff', env, args.epochs))
             print(rows[-1], flush=True)
         if not args.skip_dff:
-            rows.append(run_dff(args.config.resolve(), args.servers, Path(tmp), env, args.window))
+            rows.append(run_dff(args.config.resolve(), args.servers, Path(tmp), env, args.window,
+                                args.epochs))
             print(rows[-1], flush=True)
     print(f'\n{args.config.name} on {os.cpu_count()} cores')
     print('| system | test accuracy | train s | wall s |\n|---|---|---|---|')
@@ -94,7 +98,8 @@ def main() -> int:
     results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime('%Y%m%d_%H%M%S')
     path = results / f'ff_vs_dff_{args.config.stem}_{stamp}.json'
-    path.write_text(json.dumps({'config': str(args.config), 'cores': os.cpu_count(),
+    path.write_text(json.dumps({'config': str(args.config), 'epochs': args.epochs or 'config',
+                                'cores': os.cpu_count(),
                                 'rows': rows}, indent=2) + '\n')
     print(f'saved {path.relative_to(REPO)}')
     return 0

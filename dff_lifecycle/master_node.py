@@ -61,6 +61,8 @@ MASTER_PARAMETERS = {
     'pins': Param(list, [''], 'Pinned layers as "<layer>:<server>", e.g. "0:server_2".'),
     'window': Param(int, 4, 'Batches in flight in the pipeline.', 1),
     'epochs': Param(int, 0, 'Override training.epochs (0: keep the config).', 0),
+    'load_weights': Param(bool, True, 'Layers reload saved weights in configure (false: '
+                                      'start from the seeded initialisation).'),
     'save_every_batches': Param(int, 100, 'Layers also save their weights every N training '
                                           'batches (0: only on cleanup / shutdown / save).', 0),
     'chunk_elements': Param(int, DEFAULT_CHUNK_ELEMENTS, 'Float32 values per chunk '
@@ -136,7 +138,8 @@ class MasterCoordinator(Node):
         pins = parse_pins([p for p in self.settings['pins'] if p])
         self.plan = build_plan(self.model, servers, self.settings['placement'], pins,
                                {'chunk_elements': self.settings['chunk_elements'],
-                                'save_every_batches': self.settings['save_every_batches']})
+                                'save_every_batches': self.settings['save_every_batches'],
+                                'load_weights': self.settings['load_weights']})
         return self.plan
 
     # ---------------------------------------------------------------- deployment
@@ -273,8 +276,7 @@ class MasterCoordinator(Node):
         full_batch = model.training.mode == 'full_batch'
         total = count_batches(dataset, model)
         started = time.perf_counter()
-        with tqdm(total=total, unit='batch', desc=f'train {model.name} (DFF)',
-                  disable=not self.settings['progress']) as bar:
+        with self._progress(total, f'train {model.name} (DFF)') as bar:
             def on_done(batch: TrainBatch) -> None:
                 bar.update(1)
 
@@ -392,6 +394,12 @@ class MasterCoordinator(Node):
                                 'goodness_pos': float(mean[1]), 'goodness_neg': float(mean[2])})
         return history
 
+    def _progress(self, total: int, desc: str) -> tqdm:
+        # Redrawn in place on a terminal; through a pipe (launchers, logs) a line every 10 s.
+        interactive = sys.stderr.isatty()
+        return tqdm(total=total, unit='batch', desc=desc, disable=not self.settings['progress'],
+                    mininterval=0.1 if interactive else 10.0)
+
     # ---------------------------------------------------------------- inference
     def infer(self, x: torch.Tensor, tag: str) -> dict[int, torch.Tensor]:
         """Run x through the inference pipeline; per reporting layer, its results in order."""
@@ -421,8 +429,7 @@ class MasterCoordinator(Node):
             return next((seq - 1 for seq in range(len(starts)) if seq not in collected),
                         len(starts) - 1)
 
-        with tqdm(total=len(starts), unit='batch', desc=f'infer {tag}',
-                  disable=not self.settings['progress']) as bar:
+        with self._progress(len(starts), f'infer {tag}') as bar:
             self._stream((Item(i) for i in range(len(starts))), send, done_through,
                          lambda _item: bar.update(1), what=f'inference ({tag})')
         return {i: torch.from_numpy(np.concatenate([collected[s][i] for s in range(len(starts))]))
