@@ -73,7 +73,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', type=Path)
     parser.add_argument('--servers', type=int, default=2)
-    parser.add_argument('--window', type=int, default=4)
+    parser.add_argument('--window', type=int, default=16)
     parser.add_argument('--epochs', type=int, default=0, help='override training.epochs')
     parser.add_argument('--skip-ff', action='store_true')
     parser.add_argument('--skip-dff', action='store_true')

@@ -59,7 +59,7 @@ MASTER_PARAMETERS = {
     'servers': Param(int, 1, 'Number of server containers to wait for.', 1),
     'placement': Param(str, 'contiguous', 'contiguous | round_robin | pinned'),
     'pins': Param(list, [''], 'Pinned layers as "<layer>:<server>", e.g. "0:server_2".'),
-    'window': Param(int, 4, 'Batches in flight in the pipeline.', 1),
+    'window': Param(int, 16, 'Batches in flight in the pipeline.', 1),
     'epochs': Param(int, 0, 'Override training.epochs (0: keep the config).', 0),
     'load_weights': Param(bool, True, 'Layers reload saved weights in configure (false: '
                                       'start from the seeded initialisation).'),
