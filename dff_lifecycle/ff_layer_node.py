@@ -187,27 +187,26 @@ class FFLayerNode(LifecycleNode):
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        with self._lock:
-            try:
-                if not self.discard_weights_on_shutdown:
-                    self.save_weights()
-            except Exception as exc:  # noqa: BLE001
-                self.get_logger().error(f'shutdown: could not save weights: {exc}')
-            self._release_all()
+        self._save_and_release('shutdown', save=not self.discard_weights_on_shutdown)
         self._publish_status('finalized')
         return SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        with self._lock:
-            self.get_logger().error(f'error processing (from "{state.label}"): '
-                                    'saving weights and releasing the layer')
-            try:
-                self.save_weights()
-            except Exception as exc:  # noqa: BLE001
-                self.get_logger().error(f'could not save weights: {exc}')
-            self._release_all()
+        self.get_logger().error(f'error processing (from "{state.label}"): '
+                                'saving weights and releasing the layer')
+        self._save_and_release('error processing', save=True)
         self._publish_status('unconfigured')
         return SUCCESS
+
+    def _save_and_release(self, why: str, save: bool) -> None:
+        """Best effort: a failed save is logged, and the layer is released anyway."""
+        with self._lock:
+            try:
+                if save:
+                    self.save_weights()
+            except Exception as exc:  # noqa: BLE001
+                self.get_logger().error(f'{why}: could not save weights: {exc}')
+            self._release_all()
 
     # ------------------------------------------------------------------ weights
     def save_weights(self) -> Optional[Path]:
