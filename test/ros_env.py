@@ -4,7 +4,7 @@ Domain ids are leased through lock files under /tmp, so concurrent pytest runs
 (or other users of this module) on one machine never share a domain. The
 kernel drops a lease when its process dies, so crashed runs leave nothing stuck.
 
-    from ros_env import isolated_ros_env, ros_domain  # noqa: F401  (fixture)
+    from ros_env import isolated_ros_env   # the ros_domain fixture comes from conftest
 
     def test_talk(ros_domain):            # os.environ is set for in-process nodes
         env = isolated_ros_env(ros_domain)  # same domain for subprocesses

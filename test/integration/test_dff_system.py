@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +116,7 @@ def test_weights_reload_gives_identical_accuracy(env, trained, weights):
 @pytest.fixture(scope='module')
 def deployed(env, servers, trained):
     """The trained model brought up again and left active (teardown off)."""
-    master = run_master(env, command='evaluate', teardown=False)
+    run_master(env, command='evaluate', teardown=False)
     with ros_client() as client:
         yield client
         run_master(env, command='delete')

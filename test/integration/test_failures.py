@@ -9,13 +9,12 @@ import pytest
 
 from dff_lifecycle.core.weights import layer_weight_path, load_state
 from dff_processes import REPO, start_master, start_servers, stop_all
-from ros_env import ros_domain  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 SMALL = REPO / 'test' / 'fixtures' / 'mnist_small.yaml'
 
 
-def test_dead_server_stops_training_clearly_and_keeps_weights(ros_domain, tmp_path):  # noqa: F811
+def test_dead_server_stops_training_clearly_and_keeps_weights(ros_domain, tmp_path):
     env = os.environ.copy()
     first, second = start_servers(env, [tmp_path / 'a', tmp_path / 'b'])
     procs = [first, second]

@@ -6,12 +6,12 @@ import pytest
 import scenarios
 from dff_processes import start_server, stop_all
 from ros_client import ros_client
-from ros_env import isolated_ros_env, ros_domain  # noqa: F401 - fixture
+from ros_env import isolated_ros_env  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
 
-def test_graph_lists_nodes_topics_qos_and_draws_it(ros_domain, tmp_path):  # noqa: F811
+def test_graph_lists_nodes_topics_qos_and_draws_it(ros_domain, tmp_path):
     env = isolated_ros_env(ros_domain)
     server = start_server(env, tmp_path / 'weights', name='server_1')
     try:

@@ -9,14 +9,14 @@ import time
 import pytest
 
 import scenarios
-from ros_env import isolated_ros_env, ros_domain  # noqa: F401 - fixture
+from ros_env import isolated_ros_env  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
 WEIGHTS = ['weights/server_1/mnist_tiny/layer_0.pt', 'weights/server_2/mnist_tiny/layer_1.pt']
 
 
-def test_deployment_trains_end_to_end_and_exits_0(ros_domain, tmp_path):  # noqa: F811
+def test_deployment_trains_end_to_end_and_exits_0(ros_domain, tmp_path):
     env = isolated_ros_env(ros_domain)
     deployment = scenarios.write_deployment(tmp_path)
     launcher = scenarios.start_launcher(env, deployment)
@@ -33,7 +33,7 @@ def test_deployment_trains_end_to_end_and_exits_0(ros_domain, tmp_path):  # noqa
     assert not scenarios.running_children(launcher, deployment)
 
 
-def test_ctrl_c_stops_master_then_servers_and_keeps_weights(ros_domain, tmp_path):  # noqa: F811
+def test_ctrl_c_stops_master_then_servers_and_keeps_weights(ros_domain, tmp_path):
     env = isolated_ros_env(ros_domain)
     deployment = scenarios.write_deployment(tmp_path, epochs=500)  # far longer than the test
     launcher = scenarios.start_launcher(env, deployment)

@@ -10,12 +10,12 @@ import pytest
 import scenarios
 from dff_processes import start_server, stop_all
 from ros_client import ros_client
-from ros_env import isolated_ros_env, ros_domain  # noqa: F401 - fixture
+from ros_env import isolated_ros_env  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
 
-def test_nodes_get_list_set_like_ros2_lifecycle(ros_domain, tmp_path):  # noqa: F811
+def test_nodes_get_list_set_like_ros2_lifecycle(ros_domain, tmp_path):
     env = isolated_ros_env(ros_domain)
     server = start_server(env, tmp_path / 'weights', name='server_1')
     try:

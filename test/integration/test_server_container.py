@@ -13,7 +13,6 @@ from dff_msgs.msg import LayerSpec
 from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
 from dff_processes import start_server
 from ros_client import ros_client
-from ros_env import ros_domain  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +33,7 @@ def create(client, server: str, *layers: LayerSpec):
                 CreateLayers.Request(layers=list(layers)), 15.0)
 
 
-def test_create_list_save_delete_and_graph_removal(ros_domain, tmp_path):  # noqa: F811
+def test_create_list_save_delete_and_graph_removal(ros_domain, tmp_path):
     server = start_server(os.environ.copy(), tmp_path)
     try:
         with ros_client() as client:
@@ -66,7 +65,7 @@ def test_create_list_save_delete_and_graph_removal(ros_domain, tmp_path):  # noq
 
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
-def test_signal_saves_configured_layers_and_exits_cleanly(ros_domain, tmp_path, sig):  # noqa: F811
+def test_signal_saves_configured_layers_and_exits_cleanly(ros_domain, tmp_path, sig):
     server = start_server(os.environ.copy(), tmp_path)
     try:
         with ros_client() as client:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ros_env import isolated_ros_env, ros_domain  # noqa: F401  (pytest fixture)
+from ros_env import isolated_ros_env  # noqa: F401  (pytest fixture)
 from transport_peers import digest, make_tensor
 
 PEERS = Path(__file__).with_name('transport_peers.py')

@@ -12,13 +12,12 @@ from dff_lifecycle.core.weights import layer_weight_path, load_state
 from dff_lifecycle.ff_layer_node import FFLayerNode
 from dff_lifecycle.transport import tensor_to_msgs
 from dff_msgs.msg import TensorChunk
-from ros_env import ros_domain  # noqa: F401 - fixture
 
 IN, OUT = 12, 8
 
 
 @pytest.fixture
-def context(ros_domain):  # noqa: F811
+def context(ros_domain):
     ctx = Context()
     rclpy.init(context=ctx)
     yield ctx
