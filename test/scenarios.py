@@ -246,11 +246,12 @@ def check_graph(env: dict[str, str], out: Path, master: bool = False) -> None:
     assert not [n for n in nodes if '/_' in n], f'hidden nodes listed:\n{text}'
     assert '/rosout' not in text and '/parameter_events' not in text, text
     tensor = 'RELIABLE, VOLATILE'  # discovery does not tell history and depth
+    # Layer status is latched (TRANSIENT_LOCAL) so that monitors started later still see it.
     assert (f'  /{TINY}/layer_0/train_out [dff_msgs/msg/TensorChunk]\n'
             f'    publishers:\n      /{TINY}/layer_0  {tensor}\n'
             f'    subscribers:\n      /{TINY}/layer_1  {tensor}\n') in text, text
     assert (f'  /{TINY}/layer_1/status [dff_msgs/msg/LayerStatus]\n'
-            f'    publishers:\n      /{TINY}/layer_1  RELIABLE, VOLATILE\n') in text, text
+            f'    publishers:\n      /{TINY}/layer_1  RELIABLE, TRANSIENT_LOCAL\n') in text, text
     assert f'  /{TINY}/input/train [dff_msgs/msg/TensorChunk]' in text
     dot_text = dot.read_text(encoding='utf-8')
     assert dot_text.startswith('digraph ros_graph {')
