@@ -1,6 +1,9 @@
 """FFLayerNode driven in-process through its lifecycle with trigger_* calls."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import pytest
 import rclpy
@@ -37,6 +40,18 @@ def make_node(context, weight_dir, **extra) -> FFLayerNode:
 def destroy(node: FFLayerNode) -> None:
     node.destroy_node()
     node._state_machine.destroy_when_not_in_use()
+
+
+@contextmanager
+def active_node(context, weight_dir) -> Iterator[FFLayerNode]:
+    """A configured and activated layer node, destroyed afterwards."""
+    node = make_node(context, weight_dir)
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        yield node
+    finally:
+        destroy(node)
 
 
 def feed(node: FFLayerNode, array: np.ndarray, kind: int, seq: int, **kw) -> None:
@@ -86,10 +101,7 @@ def test_full_lifecycle_trains_saves_and_reloads(context, tmp_path):
 
 
 def test_wrong_width_is_rejected_and_layer_stays_active(context, tmp_path):
-    node = make_node(context, tmp_path)
-    try:
-        node.trigger_configure()
-        node.trigger_activate()
+    with active_node(context, tmp_path) as node:
         feed(node, batch(0, width=IN + 1), TensorChunk.KIND_POSITIVE, 0)
         bad = tensor_to_msgs(batch(1), model='unit', stream='s', source='/t', batch_seq=1,
                              kind=TensorChunk.KIND_INFERENCE, chunk_elements=20)
@@ -98,16 +110,10 @@ def test_wrong_width_is_rejected_and_layer_stays_active(context, tmp_path):
             node._on_chunk(msg)
         assert node.lifecycle_label == 'active'
         assert node._rejected_inputs == 1 and node._receiver.rejected_tensors == 1
-    finally:
-        destroy(node)
 
 
 def test_failure_while_training_goes_through_error_processing_and_saves(context, tmp_path):
-    node = make_node(context, tmp_path)
-    try:
-        node.trigger_configure()
-        node.trigger_activate()
-
+    with active_node(context, tmp_path) as node:
         def broken(*_args, **_kwargs):
             raise RuntimeError('simulated numerical failure')
 
@@ -116,8 +122,6 @@ def test_failure_while_training_goes_through_error_processing_and_saves(context,
         feed(node, batch(1), TensorChunk.KIND_NEGATIVE, 0)
         assert node.lifecycle_label == 'unconfigured'  # on_error released the layer
         assert layer_weight_path(tmp_path, 'unit', 0).is_file()  # ...after saving it
-    finally:
-        destroy(node)
 
 
 def test_configure_fails_cleanly_on_bad_parameters(context, tmp_path):

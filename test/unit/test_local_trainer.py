@@ -5,6 +5,7 @@ from dff_lifecycle.core.ff_layers import build_layer, FFHyperParams
 from dff_lifecycle.core.local_trainer import LocalTrainer
 import pytest
 import torch
+from synthetic import separable_batch
 
 
 def _trainer(seed: int = 0, **hparams) -> LocalTrainer:
@@ -13,13 +14,7 @@ def _trainer(seed: int = 0, **hparams) -> LocalTrainer:
 
 
 def _batch(seed: int = 0, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positives and negatives point in different directions, so a layer can separate them."""
-    gen = torch.Generator().manual_seed(seed)
-    x_pos = torch.randn(n, 16, generator=gen) * 0.3
-    x_pos[:, :8] += 1.0
-    x_neg = torch.randn(n, 16, generator=gen) * 0.3
-    x_neg[:, 8:] += 1.0
-    return x_pos, x_neg
+    return separable_batch(n, 16, seed)
 
 
 def test_steps_separate_positive_from_negative_goodness():

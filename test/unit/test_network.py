@@ -7,6 +7,7 @@ from dff_lifecycle.core.ff_layers import FFDense, FFHyperParams
 from dff_lifecycle.core.network import FFNetwork
 import pytest
 import torch
+from synthetic import separable_batch
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,7 @@ def _chain(sizes: list[int], seed: int = 0, **hparams) -> list[Spec]:
 
 
 def _batch(n: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    x_pos = torch.randn(n, 12, generator=gen) * 0.3
-    x_pos[:, :6] += 1.0
-    x_neg = torch.randn(n, 12, generator=gen) * 0.3
-    x_neg[:, 6:] += 1.0
-    return x_pos, x_neg
+    return separable_batch(n, 12, seed)
 
 
 def test_layers_are_registered_and_seeded_per_layer():
