@@ -24,6 +24,7 @@ class Proc:
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         self.name = name
+        self.weight_dir: Optional[Path] = None
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
@@ -100,14 +101,16 @@ def start_server(env: dict[str, str], weight_dir: Path, name: Optional[str] = No
 
 def start_servers(env: dict[str, str], weight_dirs: list[Path], name: Optional[str] = None,
                   **params) -> list[Proc]:
-    """Start one server container per weight dir at once; return them once all are up."""
+    """Start one server container per weight dir at once; once all are up, return them
+    sorted by the name each one claimed (which server gets which name is a race)."""
     procs = []
     for weight_dir in weight_dirs:
         settings = {'weight_dir': str(weight_dir), 'torch_threads': 1, **params}
         if name:
             settings['server_name'] = name
-        procs.append(Proc(name or 'server', [str(BIN / 'server_container'),
-                                             *ros_args(settings)], env))
+        proc = Proc(name or 'server', [str(BIN / 'server_container'), *ros_args(settings)], env)
+        proc.weight_dir = weight_dir  # the claimed name decides the order below, not this list
+        procs.append(proc)
     try:
         for proc in procs:
             line = proc.wait_for('server container /dff/server_', 60)

@@ -21,9 +21,9 @@ def test_dead_server_stops_training_clearly_and_keeps_weights(ros_domain, tmp_pa
     try:
         master = start_master(env, SMALL, servers=2, epochs=20, save_every_batches=20)
         procs.append(master)
-        master.wait_for('activate   /mnist_small/layer_1: ok', 180)
-        deadline = time.monotonic() + 300  # generous: CI machines may be loaded
-        saved = layer_weight_path(tmp_path / 'b', 'mnist_small', 1)
+        master.wait_for('activate   /mnist_small/layer_1: ok', 120)
+        deadline = time.monotonic() + 150  # generous: CI machines may be loaded
+        saved = layer_weight_path(second.weight_dir, 'mnist_small', 1)
         while not saved.exists():  # layer_1 has trained and saved at least once
             assert time.monotonic() < deadline, master.output
             time.sleep(0.2)
@@ -31,7 +31,7 @@ def test_dead_server_stops_training_clearly_and_keeps_weights(ros_domain, tmp_pa
         assert master.wait(120) == 2, master.output
         assert 'left the ROS graph' in master.output and '/mnist_small/layer_1' in master.output
         # The surviving layer was saved at teardown, the dead one by its periodic saves.
-        survivor = load_state(layer_weight_path(tmp_path / 'a', 'mnist_small', 0))
+        survivor = load_state(layer_weight_path(first.weight_dir, 'mnist_small', 0))
         assert survivor['batches_seen'] > 20
         assert load_state(saved)['batches_seen'] >= 20
         assert first.popen.poll() is None  # the surviving container is unaffected
