@@ -113,8 +113,15 @@ class FFDense(nn.Module):
         reset_linear_(self.weight, self.bias, generator)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.forward_prepared(self.prepare_input(x))
+
+    @staticmethod
+    def prepare_input(x: Tensor) -> Tensor:
+        """The parameter-free part of forward; many steps on one batch pay for it once."""
         x = x.flatten(1)
-        x = x / (x.norm(p=2, dim=1, keepdim=True) + _NORM_EPS)
+        return x / (x.norm(p=2, dim=1, keepdim=True) + _NORM_EPS)
+
+    def forward_prepared(self, x: Tensor) -> Tensor:
         return F.relu(F.linear(x, self.weight, self.bias))
 
     def extra_repr(self) -> str:

@@ -54,8 +54,12 @@ class LocalTrainer:
         # One forward over both halves; valid because layers treat samples independently.
         x = torch.cat([x_pos.to(self.device), x_neg.to(self.device)])
         self.layer.train()
+        forward = self.layer
+        if steps > 1 and hasattr(self.layer, 'prepare_input'):
+            x = self.layer.prepare_input(x)
+            forward = self.layer.forward_prepared
         for _ in range(steps):
-            h = self.layer(x)
+            h = forward(x)
             h_pos, h_neg = h[:n_pos], h[n_pos:]
             g_pos = self.goodness_of(h_pos)
             g_neg = self.goodness_of(h_neg)

@@ -27,6 +27,18 @@ def test_steps_separate_positive_from_negative_goodness():
     assert (trainer.batches_seen, trainer.steps_seen) == (2, 61)
 
 
+def test_many_steps_on_one_batch_equal_single_steps():
+    # step(..., steps=n) normalises the input once; it must not change the result.
+    together, apart = _trainer(lr=0.05), _trainer(lr=0.05)
+    x_pos, x_neg = _batch()
+    last_together = together.step(x_pos, x_neg, steps=5)
+    for _ in range(5):
+        last_apart = apart.step(x_pos, x_neg)
+    assert torch.allclose(together.layer.weight, apart.layer.weight, atol=1e-6)
+    assert last_together.loss == pytest.approx(last_apart.loss, abs=1e-6)
+    assert torch.allclose(last_together.h_pos, last_apart.h_pos, atol=1e-6)
+
+
 def test_step_returns_last_forward_activities_detached():
     x_pos, x_neg = _batch()
     three = _trainer().step(x_pos, x_neg, steps=3)
