@@ -9,6 +9,7 @@ or features for evaluation.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import signal
@@ -28,7 +29,7 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from tqdm import tqdm
 
-from dff_lifecycle.core.batches import TrainBatch, count_batches, inference_inputs, training_batches
+from dff_lifecycle.core.batches import TrainBatch, count_batches, inference_inputs, training_epochs
 from dff_lifecycle.core.config import ConfigError, ModelConfig, load_layer_config, load_model_config
 from dff_lifecycle.core.data import DataNotFoundError, Dataset, load_dataset
 from dff_lifecycle.core.experiment import TRAIN_ACCURACY_SAMPLES
@@ -287,9 +288,20 @@ class MasterCoordinator(Node):
                     self._senders['train'].send(to_numpy(x), model=model.name, stream=stream,
                                                 batch_seq=batch.seq, kind=kind)
 
-            self._stream(training_batches(dataset, model, generator), send,
-                         lambda: self.watch.completed_through(stream, leaves),
-                         on_done, what='training')
+            def scorer(x: torch.Tensor) -> torch.Tensor:  # hard negatives: the model so far
+                epoch = next(scoring_round) + 1
+                self.log(f'epoch {epoch}: scoring {len(x)} training images for hard negatives')
+                return self.label_scores_of(x, f'negatives_{epoch}')
+
+            scoring_round = itertools.count(1)
+            epochs = training_epochs(dataset, model, generator, scorer)
+            # With hard negatives, epoch by epoch: _stream returns once every batch is trained,
+            # so the scorer opening the next epoch sees the model a single process would.
+            # Otherwise one stream, so the pipeline never drains between epochs.
+            runs = epochs if model.training.negatives == 'hard' else [itertools.chain.from_iterable(epochs)]
+            for batches in runs:
+                self._stream(batches, send, lambda: self.watch.completed_through(stream, leaves),
+                             on_done, what='training')
         seconds = time.perf_counter() - started
         return self._history(stream, epochs_of, full_batch), seconds
 
@@ -435,15 +447,19 @@ class MasterCoordinator(Node):
         return {i: torch.from_numpy(np.concatenate([collected[s][i] for s in range(len(starts))]))
                 for i in wanted}
 
+    def label_scores_of(self, x: torch.Tensor, tag: str) -> torch.Tensor:
+        """(N, C) goodness of every label's overlay, summed over the model's goodness layers."""
+        goodness = self.infer(x, tag)
+        return label_scores([goodness[i] for i in self.model.goodness_layers],
+                            self.model.num_classes)
+
     def evaluate(self, dataset: Dataset) -> dict:
         model = self.model
         t = model.training
         n_train = min(len(dataset.x_train[:t.train_limit]), TRAIN_ACCURACY_SAMPLES)
         if model.supervised:
             def predict(x: torch.Tensor, tag: str) -> torch.Tensor:
-                goodness = self.infer(x, tag)
-                return predict_labels(label_scores(
-                    [goodness[i] for i in model.goodness_layers], model.num_classes))
+                return predict_labels(self.label_scores_of(x, tag))
             test = accuracy(predict(dataset.x_test[:t.test_limit], 'test'),
                             dataset.y_test[:t.test_limit])
             train = accuracy(predict(dataset.x_train[:n_train], 'train'),

@@ -5,15 +5,15 @@ Both call training_batches with a generator seeded the same way, so they see ide
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch import Tensor
 
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
-from dff_lifecycle.core.negatives import (candidate_inputs, hybrid_negatives, overlay_labels,
-                                          random_wrong_labels)
+from dff_lifecycle.core.negatives import (candidate_inputs, hard_wrong_labels, hybrid_negatives,
+                                          overlay_labels, random_wrong_labels)
 
 MIN_BATCH = 2  # a smaller last batch is dropped: hybrid negatives need a partner image
 
@@ -42,32 +42,68 @@ def count_batches(dataset: Dataset, model_cfg: ModelConfig) -> int:
     return training.epochs * (full + (rest >= MIN_BATCH))
 
 
-def training_batches(dataset: Dataset, model_cfg: ModelConfig,
-                     generator: torch.Generator) -> Iterator[TrainBatch]:
-    """Mini-batches reshuffled each epoch by `generator`; full_batch mode: one batch of all."""
+LabelScorer = Callable[[Tensor], Tensor]  # training images (N, ...) -> label goodness (N, C)
+
+
+def training_epochs(dataset: Dataset, model_cfg: ModelConfig, generator: torch.Generator,
+                    label_scorer: Optional[LabelScorer] = None) -> Iterator[Iterator[TrainBatch]]:
+    """One iterator of batches per epoch, reshuffled by `generator`; full_batch: one batch.
+
+    Consume each epoch before asking for the next: with hard negatives the next epoch starts
+    by scoring the training set with `label_scorer`, which must see the model as trained so far.
+    """
     x, y = training_set(dataset, model_cfg)
     training = model_cfg.training
     if training.mode == 'full_batch':
         x_pos, x_neg = make_pair(x, y, dataset, model_cfg, generator)
-        yield TrainBatch(0, 0, x_pos, x_neg)
+        yield iter([TrainBatch(0, 0, x_pos, x_neg)])
         return
-    seq = 0
+    hard = training.negatives == 'hard'
+    if hard and label_scorer is None:
+        raise ValueError(f'{model_cfg.name}: hard negatives need a label scorer')
+    batches_per_epoch = count_batches(dataset, model_cfg) // training.epochs
     for epoch in range(training.epochs):
         order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), training.batch_size):
-            index = order[start:start + training.batch_size]
-            if len(index) < MIN_BATCH:
-                continue
-            x_pos, x_neg = make_pair(x[index], y[index], dataset, model_cfg, generator)
-            yield TrainBatch(seq, epoch, x_pos, x_neg)
-            seq += 1
+        wrong = None
+        if hard and epoch > 0:  # an untrained model's scores carry no information
+            wrong = hard_wrong_labels(label_scorer(x), y, training.hard_negative_temperature,
+                                      generator)
+        yield _epoch_batches(x, y, wrong, order, epoch, epoch * batches_per_epoch, dataset,
+                             model_cfg, generator)
+
+
+def _epoch_batches(x: Tensor, y: Tensor, wrong: Optional[Tensor], order: Tensor, epoch: int,
+                   first_seq: int, dataset: Dataset, model_cfg: ModelConfig,
+                   generator: torch.Generator) -> Iterator[TrainBatch]:
+    seq = first_seq
+    batch_size = model_cfg.training.batch_size
+    for start in range(0, len(x), batch_size):
+        index = order[start:start + batch_size]
+        if len(index) < MIN_BATCH:
+            continue
+        chosen_wrong = None if wrong is None else wrong[index]
+        x_pos, x_neg = make_pair(x[index], y[index], dataset, model_cfg, generator, chosen_wrong)
+        yield TrainBatch(seq, epoch, x_pos, x_neg)
+        seq += 1
+
+
+def training_batches(dataset: Dataset, model_cfg: ModelConfig, generator: torch.Generator,
+                     label_scorer: Optional[LabelScorer] = None) -> Iterator[TrainBatch]:
+    """Every batch of every epoch in order (see training_epochs)."""
+    for epoch in training_epochs(dataset, model_cfg, generator, label_scorer):
+        yield from epoch
 
 
 def make_pair(x: Tensor, y: Tensor, dataset: Dataset, model_cfg: ModelConfig,
-              generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """(positives, negatives): label overlays when supervised, real vs hybrid images otherwise."""
+              generator: torch.Generator,
+              wrong: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """(positives, negatives): label overlays when supervised, real vs hybrid images otherwise.
+
+    Supervised negatives carry `wrong` labels when given, else uniformly random wrong ones.
+    """
     if model_cfg.supervised:
-        wrong = random_wrong_labels(y, model_cfg.num_classes, generator)
+        if wrong is None:
+            wrong = random_wrong_labels(y, model_cfg.num_classes, generator)
         return (overlay_labels(x, y, model_cfg.num_classes),
                 overlay_labels(x, wrong, model_cfg.num_classes))
     images = x if x.dim() == 4 else x.reshape(len(x), *dataset.image_shape)

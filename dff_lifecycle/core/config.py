@@ -26,6 +26,7 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     'cifar10': ((3, 32, 32), 10),
 }
 TRAINING_MODES = ('minibatch', 'full_batch')
+NEGATIVE_KINDS = ('random', 'hard')
 DICT_SOURCE = '<dict>'
 
 
@@ -56,6 +57,11 @@ class TrainingConfig:
     test_limit: int | None = None
     eval_batch_size: int = 1000      # samples per inference batch
     seed: int = 0
+    # Supervised minibatch only. 'hard': from the second epoch on, each sample's wrong label is
+    # drawn with probability softmax(goodness / temperature) over the wrong labels, scored by
+    # the model as it stands at the epoch's start (Hinton 2022, section 3.3).
+    negatives: str = 'random'        # random | hard
+    hard_negative_temperature: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -259,6 +265,9 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
     feature_layers = read.int_list('feature_layers', data.get('feature_layers', all_layers),
                                    0, last)
     head = _head(read, data.get('head'), supervised)
+    if training.negatives == 'hard' and not (supervised and training.mode == 'minibatch'):
+        raise read.error('training.negatives', 'hard negatives pick wrong labels, so they need '
+                         'a supervised model trained in minibatch mode')
     return ModelConfig(name, dataset, supervised, num_classes, input_shape, goodness_layers,
                        feature_layers, head, defaults, training, layers, source)
 
@@ -292,6 +301,10 @@ def _training(read: _Reader, value: Any) -> TrainingConfig:
         test_limit=read.integer(key('test_limit'), merged['test_limit'], 1, allow_none=True),
         eval_batch_size=read.integer(key('eval_batch_size'), merged['eval_batch_size'], 1),
         seed=read.integer(key('seed'), merged['seed'], 0),
+        negatives=read.choice(key('negatives'), merged['negatives'], NEGATIVE_KINDS),
+        hard_negative_temperature=read.number(key('hard_negative_temperature'),
+                                              merged['hard_negative_temperature'], 0.0,
+                                              exclusive=True),
     )
 
 

@@ -39,17 +39,21 @@ class Evaluation:
 
 # --------------------------------------------------------------------------- evaluation (shared)
 
-def predict_supervised(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfig) -> Tensor:
-    """(N,) labels whose overlay gives the most goodness, summed over model_cfg.goodness_layers."""
+def supervised_scores(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfig) -> Tensor:
+    """(N, C) goodness of each label's overlay, summed over model_cfg.goodness_layers."""
     reductions = [model_cfg.layers[i].hparams.goodness for i in model_cfg.goodness_layers]
     batch_size = model_cfg.training.eval_batch_size
-    predictions = []
+    scores = []
     for start in range(0, len(x), batch_size):
         activities = activity_fn(inference_inputs(x[start:start + batch_size], model_cfg))
         chosen = [activities[i] for i in model_cfg.goodness_layers]
-        scores = label_scores(layer_goodness(chosen, reductions), model_cfg.num_classes)
-        predictions.append(predict_labels(scores).cpu())
-    return torch.cat(predictions)
+        scores.append(label_scores(layer_goodness(chosen, reductions), model_cfg.num_classes).cpu())
+    return torch.cat(scores)
+
+
+def predict_supervised(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfig) -> Tensor:
+    """(N,) labels whose overlay gives the most goodness."""
+    return predict_labels(supervised_scores(activity_fn, x, model_cfg))
 
 
 def evaluate_supervised(activity_fn: ActivityFn, x: Tensor, y: Tensor,
@@ -198,7 +202,8 @@ def run_single_process(model_cfg: ModelConfig, dataset: Dataset, device: torch.d
     started = time.perf_counter()
     with tqdm(total=total, unit='step' if full_batch else 'batch', disable=not progress,
               desc=f'train {model_cfg.name}') as bar:
-        batches = training_batches(dataset, model_cfg, generator)
+        batches = training_batches(dataset, model_cfg, generator,
+                                   lambda x: supervised_scores(network.activities, x, model_cfg))
         if full_batch:
             history = _train_full_batch(network, next(iter(batches)), model_cfg, bar, log)
         else:

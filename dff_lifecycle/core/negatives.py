@@ -1,4 +1,5 @@
 """Positive/negative sample construction (pure functions; every random draw uses `generator`)."""
+import math
 from typing import Optional, Union
 
 import torch
@@ -34,6 +35,26 @@ def random_wrong_labels(labels: Tensor, num_classes: int, generator: torch.Gener
     shift = torch.randint(1, num_classes, labels.shape, generator=generator,
                           device=generator.device)
     return (labels + shift.to(labels.device)) % num_classes
+
+
+def hard_wrong_labels(scores: Tensor, labels: Tensor, temperature: float,
+                      generator: torch.Generator) -> Tensor:
+    """Wrong labels drawn with probability softmax(score / temperature) over the wrong classes.
+
+    With `scores` the goodness the model gives each label, negatives concentrate on the labels
+    the model confuses with the true one, which teaches more than a uniformly random label.
+    """
+    if scores.dim() != 2 or scores.shape[1] < 2:
+        raise ValueError(f'scores must be (N, C) with C >= 2, got {tuple(scores.shape)}')
+    if not temperature > 0:
+        raise ValueError(f'temperature must be > 0, got {temperature}')
+    n, num_classes = scores.shape
+    _check_labels(labels, num_classes, expected_n=n)
+    logits = scores.detach().to('cpu', torch.float64) / temperature
+    logits[torch.arange(n), labels.cpu()] = -math.inf
+    # Subtracting the row max keeps exp finite; masked labels get probability exactly 0.
+    probs = torch.softmax(logits - logits.max(dim=1, keepdim=True).values, dim=1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1).to(labels.device)
 
 
 def candidate_inputs(x: Tensor, num_classes: int) -> Tensor:

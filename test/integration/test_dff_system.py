@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from lifecycle_msgs.msg import State, Transition
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
@@ -111,6 +112,24 @@ def test_weights_reload_gives_identical_accuracy(env, trained, weights):
                          pins=['0:server_2', '1:server_1'])
     assert re.search(r'^0 .*server_2', swapped.output, re.M)
     assert accuracy_of(swapped) == first
+
+
+def test_hard_negatives_distributed_match_single_process(env, servers, data_root, tmp_path):
+    # Each epoch after the first opens with an inference pass over the training set through
+    # the layer nodes; the wrong labels it picks must be those a single process picks.
+    raw = yaml.safe_load(SMALL.read_text())
+    raw['name'] = 'mnist_hard'
+    raw['training'].update(negatives='hard', epochs=3, train_limit=4000)
+    config = tmp_path / 'mnist_hard.yaml'
+    config.write_text(yaml.safe_dump(raw))
+    master = start_master(env, config, servers=2)
+    assert master.wait(240) == 0, master.output
+    model = load_model_config(config, load_layer_config(LAYER_CONFIG))
+    dataset = load_dataset('mnist', data_root, train_limit=4000,
+                           test_limit=model.training.test_limit)
+    single = run_single_process(model, dataset, 'cpu', progress=False, log=lambda _t: None)
+    assert abs(single['test_accuracy'] - accuracy_of(master)) <= 0.005, master.output
+    assert 'epoch 3: scoring 4000 training images for hard negatives' in master.output
 
 
 @pytest.fixture(scope='module')

@@ -4,7 +4,8 @@ import copy
 import pytest
 import torch
 
-from dff_lifecycle.core.batches import count_batches, inference_inputs, training_batches
+from dff_lifecycle.core.batches import (count_batches, inference_inputs, training_batches,
+                                        training_epochs)
 from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.core.data import Dataset
 
@@ -147,3 +148,35 @@ def test_inference_inputs():
     assert torch.equal(overlaid, torch.arange(NUM_CLASSES).repeat(3))
     images = image_dataset().x_train
     assert inference_inputs(images, make_config(False, 'cifar10')) is images
+
+
+def test_hard_negatives_score_the_training_set_once_per_epoch_after_the_first():
+    dataset = flat_dataset(40)
+    cfg = make_config(batch_size=8, epochs=3, negatives='hard')
+    calls = []
+
+    def scorer(x):
+        calls.append(x.clone())
+        scores = torch.zeros(len(x), NUM_CLASSES)
+        scores[:, 7] = 100.0  # every sample "looks like" a 7
+        return scores
+
+    epochs = training_epochs(dataset, cfg, torch.Generator().manual_seed(0), scorer)
+    first = list(next(epochs))
+    assert calls == []  # epoch 0 uses random wrong labels: the model knows nothing yet
+    second = list(next(epochs))
+    assert len(calls) == 1 and torch.equal(calls[0], dataset.x_train)
+    assert [b.seq for b in first + second] == list(range(10))
+    for batch in second:
+        labels = batch.x_neg[:, :NUM_CLASSES].argmax(dim=1)
+        truth = batch.x_pos[:, :NUM_CLASSES].argmax(dim=1)
+        assert torch.equal(labels[truth != 7], torch.full_like(labels[truth != 7], 7))
+        assert not bool((labels == truth).any())
+    list(next(epochs))
+    assert len(calls) == 2
+
+
+def test_hard_negatives_without_a_scorer_are_refused():
+    cfg = make_config(negatives='hard')
+    with pytest.raises(ValueError, match='hard negatives need a label scorer'):
+        collect(flat_dataset(), cfg)

@@ -1,5 +1,6 @@
 """Label overlays, wrong labels, candidate inputs and hybrid-image negatives."""
-from dff_lifecycle.core.negatives import (candidate_inputs, hybrid_negatives, overlay_labels,
+from dff_lifecycle.core.negatives import (candidate_inputs, hard_wrong_labels, hybrid_negatives,
+                                          overlay_labels,
                                           random_wrong_labels, smooth_masks)
 import pytest
 import torch
@@ -54,6 +55,34 @@ def test_wrong_labels_avoid_truth_and_cover_other_classes():
     # Uniform over the 9 others: about 222 each.
     assert counts[torch.arange(10) != 3].min() > 150
     assert torch.equal(wrong, random_wrong_labels(labels, 10, _gen(2)))
+
+
+def test_hard_wrong_labels_follow_the_scores_and_avoid_truth():
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(4000) % 10
+    scores = torch.zeros(4000, 10)
+    scores[:, 3] = 8.0                       # the model strongly believes in label 3
+    scores[torch.arange(4000), labels] = 50.0  # and even more in the truth, which is excluded
+    wrong = hard_wrong_labels(scores, labels, 1.0, gen)
+    assert not bool((wrong == labels).any())
+    confusable = labels != 3
+    assert float((wrong[confusable] == 3).float().mean()) > 0.95
+    # Where the true label is 3, the others tie: roughly uniform over the 9 wrong labels.
+    counts = torch.bincount(wrong[~confusable], minlength=10)
+    assert counts[3] == 0 and int(counts.min()) == 0 and int(counts[counts > 0].min()) > 20
+    # A high temperature flattens the choice towards uniform.
+    flat = hard_wrong_labels(scores, labels, 1000.0, gen)
+    assert 0.05 < float((flat[confusable] == 3).float().mean()) < 0.2
+
+
+def test_hard_wrong_labels_validate_input():
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match='scores must be'):
+        hard_wrong_labels(torch.zeros(4), torch.zeros(4, dtype=torch.long), 1.0, gen)
+    with pytest.raises(ValueError, match='temperature'):
+        hard_wrong_labels(torch.zeros(4, 10), torch.zeros(4, dtype=torch.long), 0.0, gen)
+    with pytest.raises(ValueError, match='labels must have shape'):
+        hard_wrong_labels(torch.zeros(4, 10), torch.zeros(3, dtype=torch.long), 1.0, gen)
 
 
 def test_candidate_inputs_are_sample_major():
