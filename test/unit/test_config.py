@@ -57,7 +57,7 @@ def model(**changes):
 
 # ----------------------------------------------------------------------------- valid configs
 
-@pytest.mark.parametrize('name', ['mnist_ff', 'mnist_paper', 'cifar10_ff'])
+@pytest.mark.parametrize('name', sorted(p.stem for p in (PARAMS / 'models').glob('*.yaml')))
 def test_shipped_model_configs_parse_and_round_trip(name):
     layer_types = load_layer_config(PARAMS / 'layers.yaml')
     cfg = load_model_config(PARAMS / 'models' / f'{name}.yaml', layer_types)
