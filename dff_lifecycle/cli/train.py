@@ -1,7 +1,7 @@
 """dff_train: train a Forward-Forward model in one process (no ROS): baselines and recipe tuning.
 
     dff_train --config params/models/mnist_ff.yaml [--data-root DIR] [--out runs/NAME]
-              [--device auto|cpu|cuda] [--epochs N] [--steps N] [--threads N] [--no-progress]
+              [--device auto|cpu|cuda] [--epochs N] [--steps N] [--seed N] [--threads N] [--no-progress]
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from dff_lifecycle.cli.arguments import positive_int
+from dff_lifecycle.cli.arguments import non_negative_int, positive_int
 from dff_lifecycle.core.config import (ConfigError, ModelConfig, load_layer_config,
                                        load_model_config)
 from dff_lifecycle.core.data import DATA_ROOT_ENV, DataNotFoundError, load_dataset
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='override training.epochs')
     parser.add_argument('--steps', type=positive_int, default=None,
                         help='override training.steps_per_layer (full_batch mode)')
+    parser.add_argument('--seed', type=non_negative_int, default=None,
+                        help='override training.seed (data order, negatives, layer init)')
     parser.add_argument('--threads', type=positive_int, default=None,
                         help='CPU threads for torch (1 is faster when other jobs share the cores)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -57,7 +59,13 @@ def load_config(args: argparse.Namespace) -> ModelConfig:
     """The model config with command-line overrides applied."""
     # params/models/x.yaml -> params/layers.yaml, in the repo and in the installed share/ folder.
     layers_path = args.layers or args.config.parent.parent / 'layers.yaml'
-    model_cfg = load_model_config(args.config, load_layer_config(layers_path))
+    layer_types = load_layer_config(layers_path)
+    model_cfg = load_model_config(args.config, layer_types)
+    if args.seed is not None:  # layer seeds derive from it, so the layers are resolved again
+        data = model_cfg.to_dict()
+        data['training']['seed'] = args.seed
+        model_cfg = dataclasses.replace(load_model_config(data, layer_types),
+                                        source=model_cfg.source)
     overrides = {}
     if args.epochs is not None:
         overrides['epochs'] = args.epochs
