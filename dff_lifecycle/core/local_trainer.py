@@ -3,6 +3,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
 from dff_lifecycle.core.ff_layers import FFHyperParams, OPTIMIZERS
+from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
 from dff_lifecycle.core.losses import ff_loss, goodness
 import torch
 from torch import nn, Tensor
@@ -54,20 +55,11 @@ class LocalTrainer:
         # One forward over both halves; valid because layers treat samples independently.
         x = torch.cat([x_pos.to(self.device), x_neg.to(self.device)])
         self.layer.train()
-        forward = self.layer
-        if steps > 1 and hasattr(self.layer, 'prepare_input'):
-            x = self.layer.prepare_input(x)
-            forward = self.layer.forward_prepared
-        for _ in range(steps):
-            h = forward(x)
-            h_pos, h_neg = h[:n_pos], h[n_pos:]
-            g_pos = self.goodness_of(h_pos)
-            g_neg = self.goodness_of(h_neg)
-            loss = ff_loss(g_pos, g_neg, self.hparams.threshold, self.hparams.loss,
-                           self.hparams.symba_alpha)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+        if supports_fused(self.layer, self.hparams):
+            loss, g_pos, g_neg, h = self._fused_steps(self.layer.prepare_input(x), n_pos, steps)
+        else:
+            loss, g_pos, g_neg, h = self._autograd_steps(x, n_pos, steps)
+        h_pos, h_neg = h[:n_pos], h[n_pos:]
         self.batches_seen += 1
         self.steps_seen += steps
         # One device sync for all three scalars.
@@ -75,6 +67,29 @@ class LocalTrainer:
         return StepResult(loss=float(scalars[0]), goodness_pos=float(scalars[1]),
                           goodness_neg=float(scalars[2]), h_pos=h_pos.detach(),
                           h_neg=h_neg.detach())
+
+    def _fused_steps(self, x: Tensor, n_pos: int, steps: int) -> tuple[Tensor, ...]:
+        for step in range(steps):  # the fused pass overwrites .grad, so no zero_grad
+            loss, g_pos, g_neg, h = fused_forward_backward(
+                self.layer, x, n_pos, self.hparams, keep_activities=step == steps - 1)
+            self.optimizer.step()
+        return loss, g_pos, g_neg, h
+
+    def _autograd_steps(self, x: Tensor, n_pos: int, steps: int) -> tuple[Tensor, ...]:
+        forward = self.layer
+        if steps > 1 and hasattr(self.layer, 'prepare_input'):
+            x = self.layer.prepare_input(x)
+            forward = self.layer.forward_prepared
+        for _ in range(steps):
+            h = forward(x)
+            g_pos = self.goodness_of(h[:n_pos])
+            g_neg = self.goodness_of(h[n_pos:])
+            loss = ff_loss(g_pos, g_neg, self.hparams.threshold, self.hparams.loss,
+                           self.hparams.symba_alpha)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return loss, g_pos, g_neg, h
 
     @torch.no_grad()
     def infer(self, x: Tensor) -> Tensor:
