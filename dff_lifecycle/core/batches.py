@@ -13,7 +13,7 @@ from torch import Tensor
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.negatives import (candidate_inputs, hard_wrong_labels, hybrid_negatives,
-                                          overlay_labels, random_wrong_labels)
+                                          overlay_labels, permuted_labels, random_wrong_labels)
 
 MIN_BATCH = 2  # a smaller last batch is dropped: hybrid negatives need a partner image
 
@@ -99,10 +99,13 @@ def make_pair(x: Tensor, y: Tensor, dataset: Dataset, model_cfg: ModelConfig,
               wrong: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """(positives, negatives): label overlays when supervised, real vs hybrid images otherwise.
 
-    Supervised negatives carry `wrong` labels when given, else uniformly random wrong ones.
+    Supervised negatives carry `wrong` labels when given, else labels drawn as the config's
+    `negatives` says: uniformly random wrong ones or the batch's labels permuted.
     """
     if model_cfg.supervised:
-        if wrong is None:
+        if wrong is None and model_cfg.training.negatives == 'permuted':
+            wrong = permuted_labels(y, generator)
+        elif wrong is None:
             wrong = random_wrong_labels(y, model_cfg.num_classes, generator)
         return (overlay_labels(x, y, model_cfg.num_classes),
                 overlay_labels(x, wrong, model_cfg.num_classes))

@@ -26,7 +26,7 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     'cifar10': ((3, 32, 32), 10),
 }
 TRAINING_MODES = ('minibatch', 'full_batch')
-NEGATIVE_KINDS = ('random', 'hard')
+NEGATIVE_KINDS = ('random', 'permuted', 'hard')
 DICT_SOURCE = '<dict>'
 
 
@@ -57,10 +57,12 @@ class TrainingConfig:
     test_limit: int | None = None
     eval_batch_size: int = 1000      # samples per inference batch
     seed: int = 0
-    # Supervised minibatch only. 'hard': from the second epoch on, each sample's wrong label is
-    # drawn with probability softmax(goodness / temperature) over the wrong labels, scored by
-    # the model as it stands at the epoch's start (Hinton 2022, section 3.3).
-    negatives: str = 'random'        # random | hard
+    # Supervised only. 'random': a uniformly random wrong label. 'permuted': the batch's labels
+    # shuffled, so about 1 in C negatives carries the true label (the mpezeshki reference).
+    # 'hard' (minibatch only): from the second epoch on, each wrong label is drawn with
+    # probability softmax(goodness / temperature) over the wrong labels, scored by the model
+    # as it stands at the epoch's start (Hinton 2022, section 3.3).
+    negatives: str = 'random'        # random | permuted | hard
     hard_negative_temperature: float = 1.0
 
 
@@ -265,6 +267,9 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
     feature_layers = read.int_list('feature_layers', data.get('feature_layers', all_layers),
                                    0, last)
     head = _head(read, data.get('head'), supervised)
+    if training.negatives == 'permuted' and not supervised:
+        raise read.error('training.negatives', 'permuted negatives shuffle labels, so they need '
+                         'a supervised model')
     if training.negatives == 'hard' and not (supervised and training.mode == 'minibatch'):
         raise read.error('training.negatives', 'hard negatives pick wrong labels, so they need '
                          'a supervised model trained in minibatch mode')

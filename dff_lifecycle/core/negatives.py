@@ -37,6 +37,16 @@ def random_wrong_labels(labels: Tensor, num_classes: int, generator: torch.Gener
     return (labels + shift.to(labels.device)) % num_classes
 
 
+def permuted_labels(labels: Tensor, generator: torch.Generator) -> Tensor:
+    """The batch's labels in a random order (mpezeshki/pytorch_forward_forward's negatives).
+
+    Unlike random_wrong_labels, about one in C draws is the true label, so those "negatives"
+    equal their positives: the loss then pulls their goodness towards the threshold.
+    """
+    order = torch.randperm(len(labels), generator=generator, device=generator.device)
+    return labels[order.to(labels.device)]
+
+
 def hard_wrong_labels(scores: Tensor, labels: Tensor, temperature: float,
                       generator: torch.Generator) -> Tensor:
     """Wrong labels drawn with probability softmax(score / temperature) over the wrong classes.

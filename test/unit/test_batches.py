@@ -99,6 +99,17 @@ def test_supervised_pairs_overlay_true_and_wrong_labels():
             assert torch.equal(half[:, :NUM_CLASSES].sum(dim=1), torch.full((10,), float(hot)))
 
 
+def test_permuted_negatives_carry_the_batch_labels_shuffled():
+    dataset = flat_dataset()
+    cfg = make_config(mode='full_batch', negatives='permuted')
+    (batch,) = collect(dataset, cfg)
+    positive_label = batch.x_pos[:, :NUM_CLASSES].argmax(dim=1)
+    negative_label = batch.x_neg[:, :NUM_CLASSES].argmax(dim=1)
+    assert torch.equal(positive_label.sort().values, negative_label.sort().values)
+    assert not torch.equal(positive_label, negative_label)
+    assert torch.equal(batch.x_neg, collect(dataset, cfg)[0].x_neg)
+
+
 def test_unsupervised_pairs_real_and_hybrid_images():
     dataset = image_dataset()
     batches = collect(dataset, make_config(False, 'cifar10', batch_size=6, epochs=1))

@@ -1,6 +1,6 @@
 """Label overlays, wrong labels, candidate inputs and hybrid-image negatives."""
 from dff_lifecycle.core.negatives import (candidate_inputs, hard_wrong_labels, hybrid_negatives,
-                                          overlay_labels,
+                                          overlay_labels, permuted_labels,
                                           random_wrong_labels, smooth_masks)
 import pytest
 import torch
@@ -55,6 +55,16 @@ def test_wrong_labels_avoid_truth_and_cover_other_classes():
     # Uniform over the 9 others: about 222 each.
     assert counts[torch.arange(10) != 3].min() > 150
     assert torch.equal(wrong, random_wrong_labels(labels, 10, _gen(2)))
+
+
+def test_permuted_labels_keep_the_label_counts_and_sometimes_the_truth():
+    labels = torch.randint(0, 10, (5000,), generator=_gen(1))
+    permuted = permuted_labels(labels, _gen(2))
+    assert torch.equal(torch.bincount(permuted, minlength=10),
+                       torch.bincount(labels, minlength=10))
+    # About one draw in ten lands on the true label; the reference keeps those.
+    assert 0.07 < (permuted == labels).float().mean() < 0.13
+    assert torch.equal(permuted, permuted_labels(labels, _gen(2)))
 
 
 def test_hard_wrong_labels_follow_the_scores_and_avoid_truth():
