@@ -43,8 +43,11 @@ class LocalTrainer:
     def step(self, x_pos: Tensor, x_neg: Tensor, steps: int = 1) -> StepResult:
         """Run `steps` optimisation steps on one batch.
 
-        Returns the loss, mean goodness and activities of the last step's forward pass
-        (taken before its update), so each step costs exactly one forward pass.
+        Returns the loss and mean goodness of the last step's forward pass (taken before its
+        update). The activities are that same forward's when steps == 1, so a pipelined
+        minibatch step costs exactly one forward pass. With many steps on one batch (the
+        full-batch recipe) they come from the final weights instead: that is what the layer
+        will pass on at inference, so the next layer must train on it.
         """
         if steps < 1:
             raise ValueError(f'steps must be >= 1, got {steps}')
@@ -69,10 +72,13 @@ class LocalTrainer:
                           h_neg=h_neg.detach())
 
     def _fused_steps(self, x: Tensor, n_pos: int, steps: int) -> tuple[Tensor, ...]:
-        for step in range(steps):  # the fused pass overwrites .grad, so no zero_grad
+        for _ in range(steps):  # the fused pass overwrites .grad, so no zero_grad
             loss, g_pos, g_neg, h = fused_forward_backward(
-                self.layer, x, n_pos, self.hparams, keep_activities=step == steps - 1)
+                self.layer, x, n_pos, self.hparams, keep_activities=steps == 1)
             self.optimizer.step()
+        if steps > 1:
+            with torch.no_grad():
+                h = self.layer.forward_prepared(x)
         return loss, g_pos, g_neg, h
 
     def _autograd_steps(self, x: Tensor, n_pos: int, steps: int) -> tuple[Tensor, ...]:
@@ -89,6 +95,9 @@ class LocalTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+        if steps > 1:
+            with torch.no_grad():
+                h = forward(x)
         return loss, g_pos, g_neg, h
 
     @torch.no_grad()
