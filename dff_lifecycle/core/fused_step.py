@@ -3,7 +3,7 @@
 Autograd keeps every intermediate of relu -> square -> mean -> softplus alive and walks each
 (N, H) tensor several times; with the gradient written out by hand a step is one GEMM
 forward, a few in-place passes over the activities and one GEMM for the weight gradient.
-On a 2-core CPU that makes a full-batch step about 35% faster (benchmarks/fused_step.py).
+On this 2-core CPU a full-batch step gets 1.5-2x faster (benchmarks/fused_step.py).
 """
 from typing import Optional
 

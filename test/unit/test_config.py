@@ -81,6 +81,7 @@ def test_paper_recipe_matches_the_paper():
     assert all(s.hparams == FFHyperParams(threshold=2.0, lr=0.03, optimizer='adam')
                for s in cfg.layers)
     assert cfg.goodness_layers == (0, 1) and cfg.supervised and cfg.head is None
+    assert cfg.training.negatives == 'permuted'  # the reference shuffles the batch labels
 
 
 def test_cifar_recipe_is_unsupervised_with_a_head():
