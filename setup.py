@@ -25,8 +25,8 @@ setup(
     entry_points={
         'console_scripts': [
             'dff_train = dff_lifecycle.cli.train:main',
-            'server_container = dff_lifecycle.server_container:main',
-            'master = dff_lifecycle.master_node:main',
+            'server_container = dff_lifecycle.nodes.server_container:main',
+            'master = dff_lifecycle.master.master_node:main',
             'dff_launch = dff_lifecycle.cli.launcher:main',
             'dff_lifecycle = dff_lifecycle.cli.lifecycle:main',
             'dff_graph = dff_lifecycle.cli.graph:main',

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from dff_lifecycle.core.ff_layers import FFDense, FFHyperParams
+from dff_lifecycle.core.ff_layers import FFDense
+from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.local_trainer import LocalTrainer
 
 RESULTS_DIR = Path(__file__).resolve().parent / 'results'

@@ -23,7 +23,7 @@ import torch
 from dff_lifecycle.core.batches import training_epochs
 from dff_lifecycle.core.config import ModelConfig, load_layer_config, load_model_config
 from dff_lifecycle.core.data import Dataset, load_dataset
-from dff_lifecycle.core.experiment import evaluate_supervised, supervised_scores
+from dff_lifecycle.core.evaluation import evaluate_supervised, supervised_scores
 from dff_lifecycle.core.network import FFNetwork
 
 REPO = Path(__file__).resolve().parents[1]

@@ -118,7 +118,7 @@ def role_receive(args: argparse.Namespace) -> dict:
 # ---------------------------------------------------------------- orchestration
 
 def _bench_env(domain_id: int) -> dict[str, str]:
-    from dff_lifecycle.transport import configure_environment
+    from dff_lifecycle.ros.environment import configure_environment
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
                PYTHONUNBUFFERED='1')
     return dict(configure_environment(env))

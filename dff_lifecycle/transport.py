@@ -8,9 +8,8 @@ payloads go in through `array.array.frombytes` and come out through
 from __future__ import annotations
 
 import array as std_array
-import os
 import traceback
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Union
 
@@ -23,15 +22,11 @@ from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from dff_lifecycle.core.chunking import (
-    WIRE_DTYPE, ChunkError, ChunkMeta, Reassembler, TensorKey, crc32_of, split_tensor)
+    DEFAULT_CHUNK_ELEMENTS, WIRE_DTYPE, ChunkError, ChunkMeta, Reassembler, TensorKey, crc32_of, split_tensor)
 
 if TYPE_CHECKING:  # torch costs ~2 s to import; ROS-only processes never need it
     import torch
 
-# 256 Ki float32 values = 1 MiB per message. Measured here: 1 MiB messages arrive
-# within ~50 ms and stream faster than 4 MiB ones, whose first delivery often lags
-# 0.2-0.6 s (benchmarks/transport_bench.py --chunk-elements).
-DEFAULT_CHUNK_ELEMENTS = 1 << 18
 
 TENSOR_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_ALL,
@@ -74,19 +69,6 @@ LAYER_STATUS_QOS = QoSProfile(
 """Layer status publishers: like STATUS_QOS, plus the last messages for late joiners,
 so a monitor started while a layer is idle still sees its state. The master subscribes
 volatile (STATUS_QOS) and so never mistakes an earlier run's status for progress."""
-
-
-def configure_environment(
-        environ: MutableMapping[str, str] = os.environ) -> MutableMapping[str, str]:
-    """Set transport defaults (keeping explicit user choices); call before `rclpy.init`.
-
-    Also usable on a copy of the environment for child processes.
-    """
-    # Fast DDS LARGE_DATA: UDP only for discovery, samples over shared memory (same
-    # host) or TCP, so multi-MiB samples are never cut into lossy UDP fragments.
-    environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-    environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
-    return environ
 
 
 def iter_tensor_msgs(array: np.ndarray, *, model: str, stream: str, source: str,

@@ -5,15 +5,15 @@
     ros2 launch dff_lifecycle dff.launch.py deployment:=/path/mine.yaml servers:=3
 
 `deployment` names a params/*.yaml of this package or is a path to a deployment
-file; the processes come from dff_lifecycle.deployment, exactly as for
+file; the processes come from dff_lifecycle.deploy.deployment, exactly as for
 `dff_launch`. The launch ends when the master exits.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
-from dff_lifecycle.deployment import find_deployment, load_deployment
-from dff_lifecycle.launch_description import deployment_actions
+from dff_lifecycle.deploy.deployment import find_deployment, load_deployment
+from dff_lifecycle.deploy.launch_description import deployment_actions
 
 
 def _deployment_actions(context):

@@ -5,18 +5,16 @@ server containers' services, topics.
 """
 from __future__ import annotations
 
-import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
-from dff_lifecycle.lifecycle_client import LifecycleClient
-from dff_lifecycle.ros_calls import ClientCache
+from dff_lifecycle.common.names import node_names
+from dff_lifecycle.ros.lifecycle_client import LifecycleClient
+from dff_lifecycle.ros.process import ros_process
+from dff_lifecycle.ros.service_calls import ClientCache
 
 
 class RosClient:
@@ -26,7 +24,7 @@ class RosClient:
         self.lifecycle = LifecycleClient(self.clients, timeout_s=15.0)
 
     def node_names(self) -> set[str]:
-        return {f'{ns.rstrip("/")}/{name}' for name, ns in self.node.get_node_names_and_namespaces()}
+        return node_names(self.node.get_node_names_and_namespaces())
 
     def wait_until(self, condition: Callable[[], bool], timeout_s: float = 30.0,
                    what: str = 'condition') -> None:
@@ -40,17 +38,7 @@ class RosClient:
 @contextmanager
 def ros_client(name: str = 'dff_test_client') -> Iterator[RosClient]:
     """Call with the test's ROS environment already in os.environ."""
-    context = Context()
-    rclpy.init(context=context)
-    node = Node(name, context=context)
-    executor = MultiThreadedExecutor(num_threads=2, context=context)
-    executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    try:
+    with ros_process([], own_context=True) as ros:
+        node = Node(name, context=ros.context)
+        ros.start(node, threads=2)
         yield RosClient(node)
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        thread.join(5.0)
-        node.destroy_node()
-        rclpy.shutdown(context=context)

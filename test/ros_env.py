@@ -19,7 +19,7 @@ from typing import IO, Optional
 
 import pytest
 
-from dff_lifecycle.transport import configure_environment
+from dff_lifecycle.ros.environment import configure_environment
 
 LOCK_DIR = Path('/tmp/dff_ros_domains')
 # 0 is everybody's default domain; Fast DDS ports allow ids up to 101 here.

@@ -21,8 +21,9 @@ from typing import Optional, Sequence
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile
 
-from dff_lifecycle.cli.ros_tool import full_name, settle, tool_node
-from dff_lifecycle.graph_view import (NODE_PREFIX, Endpoint, RosGraph, Topic, format_text,
+from dff_lifecycle.cli.tool_node import settle, tool_node
+from dff_lifecycle.common.names import join
+from dff_lifecycle.cli.graph_view import (NODE_PREFIX, Endpoint, RosGraph, Topic, format_text,
                                       label_of, layered_layout, to_dot)
 
 PROG = 'dff_graph'
@@ -57,12 +58,12 @@ def qos_text(qos: QoSProfile) -> str:
 
 
 def _endpoints(infos) -> tuple[Endpoint, ...]:
-    return tuple(Endpoint(full_name(i.node_name, i.node_namespace), qos_text(i.qos_profile))
+    return tuple(Endpoint(join(i.node_namespace, i.node_name), qos_text(i.qos_profile))
                  for i in infos)
 
 
 def read_graph(node: Node) -> RosGraph:
-    nodes = [full_name(n, ns) for n, ns in node.get_node_names_and_namespaces()]
+    nodes = [join(ns, n) for n, ns in node.get_node_names_and_namespaces()]
     topics = [Topic(name, tuple(types), _endpoints(node.get_publishers_info_by_topic(name)),
                     _endpoints(node.get_subscriptions_info_by_topic(name)))
               for name, types in node.get_topic_names_and_types()]

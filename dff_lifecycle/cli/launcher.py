@@ -3,7 +3,7 @@
     dff_launch params/mnist_2servers.yaml [--servers N] [-p [target.]name:=value ...]
     dff_launch mnist_2servers --dry-run        # a shipped deployment; print the commands
 
-It reads the deployment with dff_lifecycle.deployment, the description that
+It reads the deployment with dff_lifecycle.deploy.deployment, the description that
 launch/dff.launch.py uses too, starts the server containers, waits until each
 says it is up, then starts the master. Every output line is prefixed with the
 name of its process. When the master exits, or on Ctrl-C / SIGTERM, it stops
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Optional, Sequence
 
 from dff_lifecycle.cli.arguments import positive_int
-from dff_lifecycle.deployment import (Deployment, DeploymentError, ProcessSpec, find_deployment,
+from dff_lifecycle.deploy.deployment import (Deployment, DeploymentError, ProcessSpec, find_deployment,
                                       load_deployment)
 
 PROG = 'dff_launch'

@@ -19,9 +19,10 @@ from typing import Optional, Sequence
 
 from rclpy.node import Node
 
-from dff_lifecycle.cli.ros_tool import absolute, full_name, is_hidden, poll, settle, tool_node
-from dff_lifecycle.lifecycle_client import LifecycleClient
-from dff_lifecycle.ros_calls import ClientCache, ServiceCallError
+from dff_lifecycle.cli.tool_node import poll, settle, tool_node
+from dff_lifecycle.common.names import absolute, is_hidden, node_names
+from dff_lifecycle.ros.lifecycle_client import LifecycleClient
+from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError
 
 PROG = 'dff_lifecycle'
 GET_STATE_TYPE = 'lifecycle_msgs/srv/GetState'
@@ -71,7 +72,7 @@ def lifecycle_node_names(node: Node, include_hidden: bool) -> list[str]:
     """Nodes that offer `<name>/get_state` of type lifecycle_msgs/srv/GetState."""
     services = {name for name, types in node.get_service_names_and_types()
                 if GET_STATE_TYPE in types}
-    names = {full_name(n, ns) for n, ns in node.get_node_names_and_namespaces()}
+    names = node_names(node.get_node_names_and_namespaces())
     return sorted(n for n in names if f'{n}/get_state' in services
                   and (include_hidden or not is_hidden(n)))
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 import sys
 from typing import Mapping
 
-from dff_lifecycle.node_parameters import Param
+from dff_lifecycle.common.parameter_table import Param
 
 NODES = (
-    ('FFLayerNode (`/<model>/layer_<i>`)', 'dff_lifecycle.ff_layer_node', 'LAYER_PARAMETERS'),
-    ('Server container (`/dff/server_<n>`)', 'dff_lifecycle.server_container', 'SERVER_PARAMETERS'),
-    ('Master (`/dff/master`)', 'dff_lifecycle.master_node', 'MASTER_PARAMETERS'),
+    ('FFLayerNode (`/<model>/layer_<i>`)', 'dff_lifecycle.nodes.parameters', 'LAYER_PARAMETERS'),
+    ('Server container (`/dff/server_<n>`)', 'dff_lifecycle.nodes.parameters',
+     'SERVER_PARAMETERS'),
+    ('Master (`/dff/master`)', 'dff_lifecycle.master.parameters', 'MASTER_PARAMETERS'),
 )
 
 

@@ -16,7 +16,8 @@ import threading
 import time
 from typing import Optional, Sequence
 
-from dff_lifecycle.cli.ros_tool import tool_node
+from dff_lifecycle.cli.tool_node import tool_node
+from dff_lifecycle.common.text_table import format_table
 from dff_lifecycle.transport import LAYER_STATUS_QOS
 
 STATUS_TYPE = 'dff_msgs/msg/LayerStatus'
@@ -28,15 +29,14 @@ def status_topics(node, model: str) -> list[str]:
                   if STATUS_TYPE in types and (not model or name.startswith(f'/{model}/')))
 
 
-def format_table(latest: dict) -> str:
-    rows = [COLUMNS]
+def format_status(latest: dict) -> str:
+    rows = []
     for name in sorted(latest):
         m = latest[name]
         rows.append((name, m.state, str(m.batches_seen), f'{m.loss:.4f}',
                      f'{m.goodness_positive:.3f}', f'{m.goodness_negative:.3f}',
                      str(m.rejected_tensors), m.error or '-'))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    return '\n'.join('  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return format_table(COLUMNS, rows, rule=False)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -65,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     subscribed.add(topic)
                 time.sleep(0.2)
             with lock:
-                text = format_table(latest) if latest else 'no layer status received'
+                text = format_status(latest) if latest else 'no layer status received'
             print(text, flush=True)
             if not args.watch:
                 return 0 if latest else 1

@@ -17,6 +17,10 @@ import numpy as np
 
 # Little-endian float32: the byte order the CRC (and the wire) is defined in.
 WIRE_DTYPE = np.dtype('<f4')
+# 256 Ki float32 values = 1 MiB per message. Measured here: 1 MiB messages arrive
+# within ~50 ms and stream faster than 4 MiB ones, whose first delivery often lags
+# 0.2-0.6 s (benchmarks/transport_bench.py --chunk-elements).
+DEFAULT_CHUNK_ELEMENTS = 1 << 18
 
 
 class TensorKey(NamedTuple):

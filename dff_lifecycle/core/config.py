@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from dff_lifecycle.core.ff_layers import LAYER_TYPES, FFHyperParams
+from dff_lifecycle.core.ff_layers import LAYER_TYPES
+from dff_lifecycle.core.hyperparams import FFHyperParams, field_names
 from dff_lifecycle.core.head import HeadConfig
 
 MODEL_NAME_RE = re.compile(r'[a-z][a-z0-9_]*\Z')  # model names become parts of ROS names
@@ -314,8 +315,7 @@ def _training(read: _Reader, value: Any) -> TrainingConfig:
 
 
 def _hparams(read: _Reader, key: str, base: FFHyperParams, overrides: Any) -> FFHyperParams:
-    names = tuple(f.name for f in dataclasses.fields(FFHyperParams))
-    overrides = read.keys(key, overrides, known=names)
+    overrides = read.keys(key, overrides, known=field_names())
     for name, value in overrides.items():  # one at a time, so the message names the bad key
         try:
             base.with_overrides({name: value})

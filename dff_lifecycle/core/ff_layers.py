@@ -1,10 +1,8 @@
-"""Forward-Forward layers, their hyperparameters and the layer-type registry."""
-import dataclasses
+"""Forward-Forward layers and the layer-type registry."""
 from dataclasses import dataclass
 import math
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from dff_lifecycle.core.losses import GOODNESS_REDUCTIONS, LOSSES
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
@@ -16,61 +14,6 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 
 # Keeps the direction of an all-zero input finite instead of dividing by zero.
 _NORM_EPS = 1e-8
-
-
-@dataclass(frozen=True)
-class FFHyperParams:
-    """Per-layer training settings (defaults from the model config, overridable per layer)."""
-
-    threshold: float = 2.0
-    lr: float = 0.03
-    goodness: str = 'mean'
-    loss: str = 'softplus'
-    symba_alpha: float = 4.0
-    optimizer: str = 'adam'
-    weight_decay: float = 0.0
-
-    def validate(self) -> 'FFHyperParams':
-        """Raise ValueError naming the first bad field; return self so calls can chain."""
-        _require_number('threshold', self.threshold, minimum=0.0, exclusive=True)
-        _require_number('lr', self.lr, minimum=0.0, exclusive=True)
-        _require_number('symba_alpha', self.symba_alpha, minimum=0.0, exclusive=True)
-        _require_number('weight_decay', self.weight_decay, minimum=0.0, exclusive=False)
-        _require_choice('goodness', self.goodness, GOODNESS_REDUCTIONS)
-        _require_choice('loss', self.loss, tuple(LOSSES))
-        _require_choice('optimizer', self.optimizer, tuple(OPTIMIZERS))
-        return self
-
-    def with_overrides(self, overrides: Mapping[str, Any]) -> 'FFHyperParams':
-        """Copy with some fields replaced (per-layer `{lr: 0.01}`); unknown keys raise."""
-        known = field_names()
-        unknown = sorted(set(overrides) - set(known))
-        if unknown:
-            raise ValueError(f'unknown layer hyperparameter(s) {", ".join(unknown)} '
-                             f'(known: {", ".join(known)})')
-        return dataclasses.replace(self, **overrides).validate()
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def field_names() -> tuple[str, ...]:
-    """Names of the FFHyperParams fields, in declaration order."""
-    return tuple(field.name for field in dataclasses.fields(FFHyperParams))
-
-
-def _require_number(name: str, value: Any, minimum: float, exclusive: bool) -> None:
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not is_number or not math.isfinite(value):
-        raise ValueError(f'{name} must be a finite number, got {value!r}')
-    if value < minimum or (exclusive and value == minimum):
-        relation = '>' if exclusive else '>='
-        raise ValueError(f'{name} must be {relation} {minimum}, got {value!r}')
-
-
-def _require_choice(name: str, value: Any, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f'{name} must be one of {", ".join(choices)}, got {value!r}')
 
 
 def reset_linear_(weight: Tensor, bias: Optional[Tensor],

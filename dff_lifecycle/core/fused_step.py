@@ -10,7 +10,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dff_lifecycle.core.ff_layers import FFDense, FFHyperParams
+from dff_lifecycle.core.ff_layers import FFDense
+from dff_lifecycle.core.hyperparams import FFHyperParams
 
 FUSED_LOSSES = ('softplus', 'symba')
 

@@ -2,7 +2,8 @@
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
-from dff_lifecycle.core.ff_layers import FFHyperParams, OPTIMIZERS
+from dff_lifecycle.core.ff_layers import OPTIMIZERS
+from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
 from dff_lifecycle.core.losses import ff_loss, goodness
 import torch

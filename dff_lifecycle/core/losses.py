@@ -1,11 +1,11 @@
 """Forward-Forward goodness and the layer-local losses built on it."""
 from typing import Callable
 
+from dff_lifecycle.core.hyperparams import GOODNESS_REDUCTIONS
 import torch
 from torch import Tensor
 import torch.nn.functional as F
 
-GOODNESS_REDUCTIONS = ('mean', 'sum')
 
 # (g_pos, g_neg, threshold, alpha) -> scalar loss
 LossFn = Callable[[Tensor, Tensor, float, float], Tensor]

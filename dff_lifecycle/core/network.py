@@ -1,7 +1,8 @@
 """A whole FF model in one process: one LocalTrainer per layer, wired by `source_index`."""
 from typing import Any, Protocol, Sequence, Union
 
-from dff_lifecycle.core.ff_layers import build_layer, FFHyperParams
+from dff_lifecycle.core.ff_layers import build_layer
+from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.local_trainer import LocalTrainer, StepResult
 import torch
 from torch import nn, Tensor

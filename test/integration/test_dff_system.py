@@ -4,6 +4,7 @@ One module-wide isolated ROS domain; every process is real (no mocks).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -22,7 +23,7 @@ from dff_msgs.srv import ListLayers
 from dff_processes import LAYER_CONFIG, REPO, start_master, start_servers, stop_all
 from ros_client import ros_client
 from ros_env import allocate_domain_id, isolated_ros_env, release_domain_id
-from dff_lifecycle.ros_calls import call
+from dff_lifecycle.ros.service_calls import call
 
 pytestmark = pytest.mark.integration
 
@@ -101,12 +102,18 @@ def test_distributed_training_reaches_accuracy_and_matches_single_process(traine
     assert abs(single['test_accuracy'] - dff_accuracy) <= 0.005
 
 
-def test_weights_reload_gives_identical_accuracy(env, trained, weights):
+def plan_of(out: Path) -> list[dict]:
+    return json.loads((out / 'metrics.json').read_text())['plan']
+
+
+def test_weights_reload_gives_identical_accuracy(env, trained, weights, tmp_path):
     first = accuracy_of(trained[0])
     files = sorted(p.name for p in (weights / 'mnist_small').iterdir())
     assert files == ['layer_0.pt', 'layer_1.pt']
-    again = run_master(env, command='evaluate')
-    assert 'loaded weights' not in again.output  # that is logged by the layers, not the master
+    assert not any(entry['weights_loaded'] for entry in plan_of(trained[1]))  # a fresh start
+    again = run_master(env, command='evaluate', out_dir=str(tmp_path))
+    # Each layer said in its status that configure reloaded its saved file.
+    assert [entry['weights_loaded'] for entry in plan_of(tmp_path)] == [True, True]
     assert accuracy_of(again) == first
     swapped = run_master(env, command='evaluate', placement='pinned',
                          pins=['0:server_2', '1:server_1'])

@@ -8,7 +8,7 @@ import pytest
 from rclpy.parameter import Parameter
 
 from dff_lifecycle.core.weights import layer_weight_path
-from dff_lifecycle.ros_calls import call
+from dff_lifecycle.ros.service_calls import call
 from dff_msgs.msg import LayerSpec
 from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
 from dff_processes import start_server

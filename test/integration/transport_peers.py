@@ -19,8 +19,9 @@ import rclpy
 from rclpy.duration import Duration
 from rclpy.node import Node
 
+from dff_lifecycle.ros.environment import configure_environment
 from dff_lifecycle.transport import (
-    TENSOR_QOS, TensorReceiver, TensorSender, configure_environment, tensor_to_msgs)
+    TENSOR_QOS, TensorReceiver, TensorSender, tensor_to_msgs)
 from dff_msgs.msg import TensorChunk
 
 MODEL = 'peers'

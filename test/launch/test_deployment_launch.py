@@ -1,7 +1,7 @@
 """A deployment started by launch_ros trains the tiny model and everything exits cleanly.
 
 Twin of test/integration/test_launcher.py (dff_launch); the Node actions come
-from the same deployment description (dff_lifecycle.launch_description).
+from the same deployment description (dff_lifecycle.deploy.launch_description).
 """
 import os
 import tempfile
@@ -15,8 +15,8 @@ import pytest
 from launch import LaunchDescription
 
 import scenarios
-from dff_lifecycle.deployment import load_deployment
-from dff_lifecycle.launch_description import deployment_nodes
+from dff_lifecycle.deploy.deployment import load_deployment
+from dff_lifecycle.deploy.launch_description import deployment_nodes
 from ros_client import ros_client
 from ros_env import isolated_ros_env
 

@@ -15,8 +15,8 @@ import pytest
 from launch import LaunchDescription
 
 import scenarios
-from dff_lifecycle.deployment import load_deployment
-from dff_lifecycle.launch_description import deployment_nodes
+from dff_lifecycle.deploy.deployment import load_deployment
+from dff_lifecycle.deploy.launch_description import deployment_nodes
 from ros_client import ros_client
 from ros_env import isolated_ros_env
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dff_lifecycle.cli import launcher
-from dff_lifecycle.deployment import ProcessSpec
+from dff_lifecycle.deploy.deployment import ProcessSpec
 
 SERVER = """
 import signal, sys, time

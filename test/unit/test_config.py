@@ -9,7 +9,7 @@ import yaml
 
 from dff_lifecycle.core import config as config_module
 from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_model_config)
-from dff_lifecycle.core.ff_layers import FFHyperParams
+from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.head import HeadConfig
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,13 +1,18 @@
 """Deployment files: parsing, checks, overrides, path resolution and the process list."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from dff_lifecycle import deployment as dep
-from dff_lifecycle.deployment import DeploymentError, load_deployment
+from dff_lifecycle.common.package_files import resolve_config_path
+from dff_lifecycle.deploy import deployment as dep
+from dff_lifecycle.deploy.deployment import DeploymentError, load_deployment
+from dff_lifecycle.master.parameters import MASTER_PARAMETERS
+from dff_lifecycle.nodes.parameters import SERVER_PARAMETERS
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ('mnist_2servers', 'cifar10_3servers', 'mnist_4layers_4servers')
@@ -166,17 +171,23 @@ def test_find_deployment_by_name_or_path_and_listing_on_error():
 
 def test_resolve_config_path_for_the_master(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert dep.resolve_config_path('params/layers.yaml') == str(REPO / 'params' / 'layers.yaml')
+    assert resolve_config_path('params/layers.yaml') == str(REPO / 'params' / 'layers.yaml')
     (tmp_path / 'params').mkdir()
     (tmp_path / 'params' / 'layers.yaml').write_text('x')
-    assert dep.resolve_config_path('params/layers.yaml') == 'params/layers.yaml'  # cwd first
-    assert dep.resolve_config_path('nowhere.yaml') == 'nowhere.yaml'
-    assert dep.resolve_config_path('/abs/x.yaml') == '/abs/x.yaml'
+    assert resolve_config_path('params/layers.yaml') == 'params/layers.yaml'  # cwd first
+    assert resolve_config_path('nowhere.yaml') == 'nowhere.yaml'
+    assert resolve_config_path('/abs/x.yaml') == '/abs/x.yaml'
 
 
-def test_parameter_tables_read_from_source_match_the_node_modules():
-    from dff_lifecycle.master_node import MASTER_PARAMETERS
-    from dff_lifecycle.server_container import SERVER_PARAMETERS
+def test_launcher_reads_the_node_tables_without_torch_or_rclpy():
+    code = ('import sys; from dff_lifecycle.deploy import deployment as d; '
+            't = d.declared_parameters(); '
+            'print(sorted(t), "torch" in sys.modules, "rclpy" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["['master',", "'server']", 'False', 'False']
+
+
+def test_declared_tables_are_the_node_tables():
     tables = dep.declared_parameters()
     assert tables['master'] == {k: p.type for k, p in MASTER_PARAMETERS.items()}
     assert tables['server'] == {k: p.type for k, p in SERVER_PARAMETERS.items()}

@@ -12,7 +12,7 @@ from rclpy.context import Context
 from rclpy.parameter import Parameter
 
 from dff_lifecycle.core.weights import layer_weight_path, load_state
-from dff_lifecycle.ff_layer_node import FFLayerNode
+from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.transport import tensor_to_msgs
 from dff_msgs.msg import TensorChunk
 

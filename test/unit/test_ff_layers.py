@@ -1,8 +1,11 @@
 """FF hyperparameters, the FFDense layer and the layer registry."""
 import math
 
-from dff_lifecycle.core.ff_layers import (build_layer, FFDense, FFHyperParams, LAYER_TYPES,
-                                          parse_layer_args)
+from dff_lifecycle.core.ff_layers import build_layer, FFDense, LAYER_TYPES, OPTIMIZERS, \
+    parse_layer_args
+from dff_lifecycle.core.hyperparams import FFHyperParams, GOODNESS_REDUCTIONS, LOSS_NAMES, \
+    OPTIMIZER_NAMES
+from dff_lifecycle.core.losses import goodness, LOSSES
 import pytest
 import torch
 
@@ -76,3 +79,10 @@ def test_parse_layer_args_returns_overrides():
 def test_unknown_layer_type_names_known_types():
     with pytest.raises(ValueError, match="'FFDens'.*known: FFDense"):
         build_layer('FFDens', 10, [5], seed=0)
+
+
+def test_hyperparameter_choices_name_the_registries_that_implement_them():
+    assert tuple(LOSSES) == LOSS_NAMES
+    assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES
+    h = torch.ones(2, 3)
+    assert [float(goodness(h, r)[0]) for r in GOODNESS_REDUCTIONS] == [1.0, 3.0]

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from dff_lifecycle.core.ff_layers import FFDense, FFHyperParams
+from dff_lifecycle.core.ff_layers import FFDense
+from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
 from dff_lifecycle.core.local_trainer import LocalTrainer
 from dff_lifecycle.core.losses import ff_loss, goodness

@@ -1,4 +1,4 @@
-"""launch/dff.launch.py and dff_lifecycle.launch_description, against stand-ins for the
+"""launch/dff.launch.py and dff_lifecycle.deploy.launch_description, against stand-ins for the
 launch and launch_ros packages (not installable here), so the wiring is checked anyway:
 the Node actions come from the same Deployment as dff_launch's processes."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dff_lifecycle.deployment import find_deployment, load_deployment
+from dff_lifecycle.deploy.deployment import find_deployment, load_deployment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,9 +45,9 @@ def fake_launch(monkeypatch):
         module = types.ModuleType(name)
         vars(module).update(members)
         monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.delitem(sys.modules, 'dff_lifecycle.launch_description', raising=False)
-    yield importlib.import_module('dff_lifecycle.launch_description')
-    sys.modules.pop('dff_lifecycle.launch_description', None)  # built on the stand-ins
+    monkeypatch.delitem(sys.modules, 'dff_lifecycle.deploy.launch_description', raising=False)
+    yield importlib.import_module('dff_lifecycle.deploy.launch_description')
+    sys.modules.pop('dff_lifecycle.deploy.launch_description', None)  # built on the stand-ins
 
 
 def kinds(actions) -> list[str]:

@@ -1,7 +1,8 @@
 """LocalTrainer: local optimisation, inference and resumable state."""
 import io
 
-from dff_lifecycle.core.ff_layers import build_layer, FFHyperParams
+from dff_lifecycle.core.ff_layers import build_layer
+from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.local_trainer import LocalTrainer
 import pytest
 import torch

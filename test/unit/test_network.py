@@ -3,7 +3,8 @@ from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
-from dff_lifecycle.core.ff_layers import FFDense, FFHyperParams
+from dff_lifecycle.core.ff_layers import FFDense
+from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.network import FFNetwork
 import pytest
 import torch

@@ -5,9 +5,10 @@ import torch
 from builtin_interfaces.msg import Time
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
 
+from dff_lifecycle.ros.environment import configure_environment
 from dff_lifecycle.transport import (
     STATUS_LATCHED_QOS, STATUS_QOS, TENSOR_QOS, TensorReceiver, TensorSender,
-    configure_environment, from_numpy, payload_view, tensor_to_msgs, to_numpy)
+    from_numpy, payload_view, tensor_to_msgs, to_numpy)
 from dff_msgs.msg import TensorChunk
 
 IDS = dict(model='m', stream='train', source='layer_0', batch_seq=3,

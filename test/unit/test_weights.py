@@ -1,6 +1,7 @@
 """Weight files: path rule, atomic save, safe load and clear errors."""
 from dff_lifecycle.core import weights
-from dff_lifecycle.core.ff_layers import build_layer, FFHyperParams
+from dff_lifecycle.core.ff_layers import build_layer
+from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.local_trainer import LocalTrainer
 from dff_lifecycle.core.weights import (layer_weight_path, load_state, save_state_atomic,
                                         WeightFileError)

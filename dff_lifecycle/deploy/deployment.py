@@ -20,18 +20,21 @@ their processes from `Deployment.processes()`, so the two cannot drift.
 """
 from __future__ import annotations
 
-import ast
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
-PACKAGE = 'dff_lifecycle'
-NAMESPACE = '/dff'  # == server_naming.SERVER_NAMESPACE (kept here to stay free of rclpy)
-MASTER_SECTION = f'{NAMESPACE}/master'
+from dff_lifecycle.common.names import MASTER_NAME, NAMESPACE, join, server_name
+from dff_lifecycle.common.package_files import PACKAGE, package_roots
+from dff_lifecycle.common.parameter_table import coerce as coerce_value
+from dff_lifecycle.common.parameter_table import type_problem, types_of
+from dff_lifecycle.master.parameters import MASTER_PARAMETERS
+from dff_lifecycle.nodes.parameters import SERVER_PARAMETERS
+
+MASTER_SECTION = join(NAMESPACE, MASTER_NAME)
 COMMON_SECTION = '/**'
 CONFIG_KEYS = ('model_config', 'layer_config')
 # Set by the launcher for each server; a deployment must not choose them.
@@ -41,8 +44,6 @@ NODE_BUILTINS = {'use_sim_time': bool, 'start_type_description_service': bool}
 
 _SERVER_SECTION = re.compile(r'^/dff/server_([1-9][0-9]*)$')
 _TARGET = re.compile(r'^(master|servers|server_([1-9][0-9]*))$')
-_HERE = Path(__file__).resolve().parent
-_TYPE_NAMES = {'bool': bool, 'int': int, 'float': float, 'str': str, 'list': list}
 
 
 class DeploymentError(ValueError):
@@ -94,7 +95,7 @@ class Deployment:
     warnings: tuple[str, ...] = ()
 
     def server_names(self) -> list[str]:
-        return [f'server_{i}' for i in range(1, self.servers + 1)]
+        return [server_name(i) for i in range(1, self.servers + 1)]
 
     def processes(self) -> list[ProcessSpec]:
         """The server containers (in order), then the master."""
@@ -103,13 +104,14 @@ class Deployment:
             overrides = {'server_name': name, **self.server_overrides.get(0, {}),
                          **self.server_overrides.get(i, {})}
             specs.append(ProcessSpec(
-                name=name, executable='server_container', module=f'{PACKAGE}.server_container',
+                name=name, executable='server_container',
+                module=f'{PACKAGE}.nodes.server_container',
                 namespace=NAMESPACE, params_file=self.path, overrides=overrides,
                 ready_text=f'server container {NAMESPACE}/{name} up'))
         master = {'model_config': str(self.model_config), 'layer_config': str(self.layer_config),
                   'servers': self.servers, **self.master_overrides}
-        specs.append(ProcessSpec(name='master', executable='master',
-                                 module=f'{PACKAGE}.master_node', namespace=NAMESPACE,
+        specs.append(ProcessSpec(name=MASTER_NAME, executable='master',
+                                 module=f'{PACKAGE}.master.master_node', namespace=NAMESPACE,
                                  params_file=self.path, overrides=master))
         return specs
 
@@ -242,29 +244,6 @@ def _check_section(source: str, section: str, params: Mapping[str, Any],
     return dict(params)
 
 
-def type_problem(value: Any, expected: type) -> str:
-    """Why `value` cannot be a ROS parameter of Python type `expected` ('' if it can)."""
-    if expected is bool:
-        ok = isinstance(value, bool)
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected is float:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return f'{value} is an integer but the parameter is a double; write {value}.0'
-        ok = isinstance(value, float)
-    elif expected is str:
-        ok = isinstance(value, str)
-    elif expected is list:
-        if value == []:
-            return 'an empty list has no ROS type; write [""] for "none"'
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-    else:
-        ok = isinstance(value, expected)
-    names = {bool: 'true or false', int: 'an integer', float: 'a double', str: 'a string',
-             list: 'a list of strings'}
-    return '' if ok else f'expected {names.get(expected, expected.__name__)}, got {_kind(value)}'
-
-
 # --------------------------------------------------------------------------- overrides
 
 def parse_override(text: str) -> tuple[Optional[str], str, Any]:
@@ -318,16 +297,10 @@ def _table_of(target: str) -> str:
 
 def coerce(value: Any, expected: type, what: str) -> Any:
     """A command-line value as the parameter's type (1 -> 1.0 for a double, '1' for a string)."""
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is str and not isinstance(value, str) and value is not None:
-        return str(value)
-    if expected is list and isinstance(value, str):
-        return [value]
-    problem = type_problem(value, expected)
-    if problem:
-        raise DeploymentError(f'override {what!r}: {problem}')
-    return value
+    try:
+        return coerce_value(value, expected)
+    except ValueError as err:
+        raise DeploymentError(f'override {what!r}: {err}') from None
 
 
 def ros_value(value: Any) -> str:
@@ -355,27 +328,7 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-# ---------------------------------------------------------------------- paths and tables
-
-def package_roots() -> list[Path]:
-    """Folders that hold this package's params/ (and launch/): the source checkout it runs
-    from, the ament share folder, and <prefix>/share/dff_lifecycle of a pip install."""
-    roots = []
-    source = _HERE.parent
-    if (source / 'package.xml').is_file() and (source / 'params').is_dir():
-        roots.append(source)
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        roots.append(Path(get_package_share_directory(PACKAGE)))
-    except Exception:  # noqa: BLE001 - no ament index here (plain venv): skip it
-        pass
-    roots.append(Path(sys.prefix) / 'share' / PACKAGE)
-    unique: list[Path] = []
-    for root in roots:
-        if root.is_dir() and root.resolve() not in unique:
-            unique.append(root.resolve())
-    return unique
-
+# ---------------------------------------------------------------------- files and tables
 
 def find_config(value: Any, bases: Sequence[Path], what: str) -> Path:
     """An existing config file: absolute, under one of `bases`, or under a package root."""
@@ -391,19 +344,6 @@ def find_config(value: Any, bases: Sequence[Path], what: str) -> Path:
             return candidate.resolve()
     looked = ', '.join(str(c.parent) for c in candidates)
     raise DeploymentError(f'{what}: {value!r} not found (looked in {looked})')
-
-
-def resolve_config_path(value: str) -> str:
-    """A relative config path as the master should open it: from the current folder when
-    it exists there, else from the package's folders (repository or install share);
-    unchanged when it is nowhere, so that the error names the path as given."""
-    path = Path(value).expanduser()
-    if not value or path.is_absolute() or path.is_file():
-        return value
-    for root in package_roots():
-        if (root / path).is_file():
-            return str(root / path)
-    return value
 
 
 def find_deployment(name_or_path: str) -> Path:
@@ -424,28 +364,5 @@ def find_deployment(name_or_path: str) -> Path:
 
 
 def declared_parameters() -> dict[str, dict[str, type]]:
-    """Names and types of the parameters of the master and of a server container.
-
-    Read from the MASTER_PARAMETERS / SERVER_PARAMETERS tables in the node modules'
-    source, because importing those modules imports torch (seconds). A unit test
-    checks that this agrees with the imported tables.
-    """
-    return {'master': _parameter_table(_HERE / 'master_node.py', 'MASTER_PARAMETERS'),
-            'server': _parameter_table(_HERE / 'server_container.py', 'SERVER_PARAMETERS')}
-
-
-def _parameter_table(path: Path, name: str) -> dict[str, type]:
-    tree = ast.parse(path.read_text(encoding='utf-8'), str(path))
-    for stmt in tree.body:
-        if (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Dict)
-                and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets)):
-            table = {}
-            for key, value in zip(stmt.value.keys, stmt.value.values):
-                if not (isinstance(key, ast.Constant) and isinstance(value, ast.Call)
-                        and value.args and isinstance(value.args[0], ast.Name)
-                        and value.args[0].id in _TYPE_NAMES):
-                    raise RuntimeError(f'{path}:{stmt.lineno}: {name} is not a literal table '
-                                       'of Param(type, ...) entries')
-                table[key.value] = _TYPE_NAMES[value.args[0].id]
-            return table
-    raise RuntimeError(f'{path}: no {name} table')
+    """Names and types of the parameters of the master and of a server container."""
+    return {'master': types_of(MASTER_PARAMETERS), 'server': types_of(SERVER_PARAMETERS)}

@@ -14,23 +14,33 @@ import secrets
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 from rclpy.node import Node
 
-SERVER_NAMESPACE = '/dff'
-_SERVER = re.compile(r'^server_(\d+)$')
-_CLAIM = re.compile(r'^_claim_(\d+)_([0-9a-f]+)$')
+from dff_lifecycle.common.names import NAMESPACE, server_indices, server_name
+
+_CLAIM = re.compile(r'^_claim_([1-9][0-9]*)_([0-9a-f]+)$')
 
 
-def server_indices(names_and_namespaces: list[tuple[str, str]]) -> list[int]:
-    return sorted(int(m.group(1)) for name, ns in names_and_namespaces
-                  if ns == SERVER_NAMESPACE and (m := _SERVER.match(name)))
-
-
-def _claims(names_and_namespaces: list[tuple[str, str]]) -> list[tuple[int, str]]:
+def claims(names_and_namespaces: Iterable[tuple[str, str]]) -> list[tuple[int, str]]:
+    """(index, token) of every claim node in a graph listing."""
     return [(int(m.group(1)), m.group(2)) for name, ns in names_and_namespaces
-            if ns == SERVER_NAMESPACE and (m := _CLAIM.match(name))]
+            if ns == NAMESPACE and (m := _CLAIM.match(name))]
+
+
+def next_free_index(names_and_namespaces: Iterable[tuple[str, str]]) -> int:
+    """One above every server and every claim seen."""
+    seen = list(names_and_namespaces)
+    return max(server_indices(seen) + [i for i, _ in claims(seen)], default=0) + 1
+
+
+def claim_holds(names_and_namespaces: Iterable[tuple[str, str]], index: int,
+                token: str) -> bool:
+    """No server has taken `index`, and no rival claim for it has a smaller token."""
+    seen = list(names_and_namespaces)
+    rivals = [t for i, t in claims(seen) if i == index and t != token]
+    return index not in server_indices(seen) and all(token < t for t in rivals)
 
 
 @contextmanager
@@ -43,16 +53,12 @@ def claimed_server_name(settle_s: float = 1.5, attempts: int = 20,
     try:
         time.sleep(settle_s)  # let discovery show the nodes that already exist
         for _ in range(attempts):
-            seen = scanner.get_node_names_and_namespaces()
-            taken = server_indices(seen) + [i for i, _ in _claims(seen)]
-            index = max(taken, default=0) + 1
+            index = next_free_index(scanner.get_node_names_and_namespaces())
             claim = _hidden_node(f'_claim_{index}_{token}')
             try:
                 time.sleep(settle_s + random.uniform(0.0, 0.5))
-                seen = scanner.get_node_names_and_namespaces()
-                rivals = [t for i, t in _claims(seen) if i == index and t != token]
-                if index not in server_indices(seen) and all(token < t for t in rivals):
-                    yield f'server_{index}'
+                if claim_holds(scanner.get_node_names_and_namespaces(), index, token):
+                    yield server_name(index)
                     return
             finally:
                 claim.destroy_node()
@@ -66,5 +72,5 @@ def claimed_server_name(settle_s: float = 1.5, attempts: int = 20,
 
 def _hidden_node(name: str) -> Node:
     # A leading underscore hides the node from `ros2 node list` and rqt_graph.
-    return Node(name, namespace=SERVER_NAMESPACE, start_parameter_services=False,
+    return Node(name, namespace=NAMESPACE, start_parameter_services=False,
                 enable_rosout=False)

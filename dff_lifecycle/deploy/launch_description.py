@@ -19,7 +19,7 @@ from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch_ros.actions import Node
 
-from dff_lifecycle.deployment import PACKAGE, Deployment, ProcessSpec
+from dff_lifecycle.deploy.deployment import PACKAGE, Deployment, ProcessSpec
 
 
 def process_node(spec: ProcessSpec, output: str = 'screen',

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetAvailableStates, GetAvailableTransitions, GetState
 
-from dff_lifecycle.ros_calls import ClientCache, call
+from dff_lifecycle.ros.service_calls import ClientCache, call
 
 # Primary state a successful transition ends in (nav2 checks this with get_state).
 GOAL_STATE = {

@@ -9,9 +9,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from dff_lifecycle.common.parameter_table import coerce
+from dff_lifecycle.common.text_table import format_table
 from dff_lifecycle.core.config import ConfigError, LayerSpecConfig, ModelConfig
+from dff_lifecycle.master.parameters import PLACEMENTS
+from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
 
-PLACEMENTS = ('contiguous', 'round_robin', 'pinned')
+PARAMETERS = 'parameters'  # the source named by errors in the master's own settings
 
 
 @dataclass(frozen=True)
@@ -52,15 +56,11 @@ class DistributionPlan:
         return grouped
 
     def table(self) -> str:
-        rows = [('layer', 'type', 'shape', 'server', 'node', 'input', 'output')]
-        for p in self.placements:
-            rows.append((str(p.layer.index), p.layer.module,
-                         f'{p.layer.in_features}->{p.layer.out_features}', p.server,
-                         p.full_name, p.topics.train_in, p.topics.train_out or '-'))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        lines.insert(1, '  '.join('-' * w for w in widths))
-        return '\n'.join(lines)
+        return format_table(
+            ('layer', 'type', 'shape', 'server', 'node', 'input', 'output'),
+            [(str(p.layer.index), p.layer.module, f'{p.layer.in_features}->{p.layer.out_features}',
+              p.server, p.full_name, p.topics.train_in, p.topics.train_out or '-')
+             for p in self.placements])
 
 
 def model_topics(model: str) -> tuple[str, str, str]:
@@ -72,27 +72,36 @@ def layer_node_name(index: int) -> str:
     return f'layer_{index}'
 
 
+def check_placement(num_layers: int, policy: str, pins: Mapping[int, str]) -> None:
+    """What can be checked before any server is known: the policy, and pinned indices."""
+    if policy not in PLACEMENTS:
+        raise ConfigError(PARAMETERS, 'placement',
+                          f'unknown placement {policy!r} (known: {", ".join(PLACEMENTS)})')
+    if policy == 'pinned' and not pins:
+        raise ConfigError(PARAMETERS, 'pins',
+                          'placement "pinned" needs at least one pin (layer:server)')
+    for index in pins:
+        if not 0 <= index < num_layers:
+            raise ConfigError(PARAMETERS, 'pins', f'pin for layer {index}: the model has '
+                              f'layers 0..{num_layers - 1}')
+
+
 def assign_servers(num_layers: int, servers: Sequence[str], policy: str,
                    pins: Mapping[int, str] | None = None) -> list[str]:
     """Server for each layer index under a placement policy."""
-    if not servers:
-        raise ConfigError('no server containers to place layers on')
-    if policy not in PLACEMENTS:
-        raise ConfigError(f'unknown placement {policy!r} (known: {", ".join(PLACEMENTS)})')
     pins = dict(pins or {})
+    check_placement(num_layers, policy, pins)
+    if not servers:
+        raise ConfigError(PARAMETERS, 'servers', 'no server containers to place layers on')
     for index, server in pins.items():
-        if not 0 <= index < num_layers:
-            raise ConfigError(f'pin for layer {index}: the model has layers 0..{num_layers - 1}')
         if server not in servers:
-            raise ConfigError(f'pin layer {index} -> {server}: no such server '
-                              f'(found: {", ".join(servers)})')
+            raise ConfigError(PARAMETERS, 'pins', f'pin layer {index} -> {server}: no such '
+                              f'server (found: {", ".join(servers)})')
     if policy == 'round_robin':
         chosen = [servers[i % len(servers)] for i in range(num_layers)]
     else:  # contiguous blocks, the paper's layout; also the fallback for unpinned layers
         block = math.ceil(num_layers / len(servers))
         chosen = [servers[i // block] for i in range(num_layers)]
-    if policy == 'pinned' and not pins:
-        raise ConfigError('placement "pinned" needs at least one pin (layer:server)')
     for index, server in pins.items():
         chosen[index] = server
     return chosen
@@ -119,31 +128,30 @@ def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contig
             result=result,
             status=f'{base}/status')
         params = layer_parameters(model, row, topics)
-        params.update(extra_parameters or {})
+        for key, value in (extra_parameters or {}).items():
+            if key not in LAYER_PARAMETERS:
+                raise ConfigError(PARAMETERS, key, 'is not a layer node parameter')
+            try:
+                params[key] = coerce(value, LAYER_PARAMETERS[key].type)
+            except ValueError as err:
+                raise ConfigError(PARAMETERS, key, str(err)) from err
         placements.append(LayerPlacement(row, server, f'/{name}', node, topics, params))
     return DistributionPlan(name, tuple(placements))
 
 
 def layer_parameters(model: ModelConfig, row: LayerSpecConfig,
                      topics: LayerTopics) -> dict[str, Any]:
-    """ROS parameters of one layer node (names match FFLayerNode's declarations)."""
-    hp = row.hparams
+    """ROS parameters of one layer node, typed as the layer node's table declares them."""
     steps = model.training.steps_per_layer if model.training.mode == 'full_batch' else 1
-    return {
+    values = {
         'model': model.name,
         'layer_index': row.index,
         'layer_type': row.module,
         'in_features': row.in_features,
         'out_features': row.out_features,
         'seed': row.seed,
-        'threshold': float(hp.threshold),
-        'lr': float(hp.lr),
-        'goodness': hp.goodness,
-        'loss': hp.loss,
-        'symba_alpha': float(hp.symba_alpha),
-        'optimizer': hp.optimizer,
-        'weight_decay': float(hp.weight_decay),
-        'steps_per_batch': int(steps),
+        **row.hparams.to_dict(),
+        'steps_per_batch': steps,
         'report_goodness': model.supervised and row.index in model.goodness_layers,
         'report_features': (not model.supervised) and row.index in model.feature_layers,
         'train_in_topic': topics.train_in,
@@ -153,6 +161,7 @@ def layer_parameters(model: ModelConfig, row: LayerSpecConfig,
         'result_topic': topics.result,
         'status_topic': topics.status,
     }
+    return {name: coerce(value, LAYER_PARAMETERS[name].type) for name, value in values.items()}
 
 
 def parse_pins(items: Sequence[str]) -> dict[int, str]:
@@ -160,7 +169,10 @@ def parse_pins(items: Sequence[str]) -> dict[int, str]:
     pins: dict[int, str] = {}
     for item in items:
         index, sep, server = item.partition(':')
-        if not sep or not index.strip().isdigit() or not server.strip():
-            raise ConfigError(f'pin {item!r}: expected "<layer index>:<server name>"')
+        if not sep or not index.strip().isdecimal() or not server.strip():
+            raise ConfigError(PARAMETERS, 'pins',
+                              f'pin {item!r}: expected "<layer index>:<server name>"')
+        if int(index) in pins:
+            raise ConfigError(PARAMETERS, 'pins', f'layer {int(index)} is pinned twice')
         pins[int(index)] = server.strip()
     return pins

@@ -11,13 +11,10 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Iterable
 
+from dff_lifecycle.common.names import is_hidden
+
 DEBUG_TOPICS = frozenset({'/rosout', '/parameter_events'})
 NODE_PREFIX, TOPIC_PREFIX = 'n:', 't:'  # DOT / layout ids: a node and a topic may share a name
-
-
-def is_hidden(name: str) -> bool:
-    """True when any token of the name starts with an underscore (rqt_graph's rule)."""
-    return any(token.startswith('_') for token in name.split('/') if token)
 
 
 @dataclass(frozen=True, order=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from dff_lifecycle.lifecycle_client import LifecycleClient, LifecycleError
-from dff_lifecycle.ros_calls import ServiceCallError
+from dff_lifecycle.ros.lifecycle_client import LifecycleClient, LifecycleError
+from dff_lifecycle.ros.service_calls import ServiceCallError
 
 Log = Callable[[str], None]
 

@@ -2,59 +2,31 @@
 
 Like ros2cli's direct node: its name starts with an underscore, so it stays out
 of `nodes` listings and graph pictures, and it has no parameter services.
-Service calls go through dff_lifecycle.ros_calls from the main thread.
+Service calls go through dff_lifecycle.ros.service_calls from the main thread.
 """
 from __future__ import annotations
 
 import os
-import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, TypeVar
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-from dff_lifecycle.transport import configure_environment
+from dff_lifecycle.common.names import HIDDEN_PREFIX, is_hidden, join
+from dff_lifecycle.ros.process import ros_process
 
 T = TypeVar('T')
-HIDDEN_PREFIX = '_'
 
 
 @contextmanager
 def tool_node(prefix: str) -> Iterator[Node]:
     """A hidden node `_<prefix>_<pid>` with its own context, spinning until the block ends."""
-    configure_environment()
-    context = rclpy.Context()
-    rclpy.init(args=[], context=context)
-    node = Node(f'{HIDDEN_PREFIX}{prefix}_{os.getpid()}', context=context,
-                start_parameter_services=False, enable_rosout=False)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
+    with ros_process([], own_context=True) as ros:
+        node = Node(f'{HIDDEN_PREFIX}{prefix}_{os.getpid()}', context=ros.context,
+                    start_parameter_services=False, enable_rosout=False)
+        ros.start(node)
         yield node
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        spinner.join(timeout=2.0)  # a spin thread still alive at exit aborts the process
-        node.destroy_node()
-        rclpy.shutdown(context=context)
-
-
-def full_name(name: str, namespace: str) -> str:
-    return f'{namespace.rstrip("/")}/{name}'
-
-
-def absolute(name: str) -> str:
-    """`layer_0` -> `/layer_0`; `/m/layer_0` unchanged (like ros2node's absolute names)."""
-    return name if name.startswith('/') else f'/{name}'
-
-
-def is_hidden(name: str) -> bool:
-    """A name any of whose tokens starts with an underscore (rqt_graph, ros2 node list)."""
-    return any(token.startswith(HIDDEN_PREFIX) for token in name.split('/') if token)
 
 
 def graph_snapshot(node: Node) -> tuple:
@@ -83,7 +55,7 @@ def settle(node: Node, min_s: float, max_s: float, quiet_s: float = 1.0,
         if current != last:
             last, changed = current, now
         others = any(name != own and not is_hidden(name) for name in
-                     (full_name(n, ns) for n, ns in node.get_node_names_and_namespaces()))
+                     (join(ns, n) for n, ns in node.get_node_names_and_namespaces()))
         if now - start >= max_s or (now - start >= min_s and others and now - changed >= quiet_s):
             return
         time.sleep(0.1)

@@ -10,38 +10,27 @@ import os
 import signal
 import sys
 import threading
-from typing import Optional
+from typing import Any, Optional
 
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.signals import SignalHandlerOptions
 
-from dff_lifecycle.ff_layer_node import LAYER_PARAMETERS, FFLayerNode
-from dff_lifecycle.node_parameters import Param, declare_all, read_all
-from dff_lifecycle.server_naming import SERVER_NAMESPACE, claimed_server_name
-from dff_lifecycle.transport import configure_environment
+from dff_lifecycle.common.names import NAMESPACE
+from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
+from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_PARAMETERS
+from dff_lifecycle.nodes.server_naming import claimed_server_name
+from dff_lifecycle.ros.parameters import MissingParameterError, declare_all, read_all
+from dff_lifecycle.ros.process import ros_process
 from dff_msgs.msg import LayerInfo
 from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
-
-SERVER_PARAMETERS = {
-    'server_name': Param(str, '', 'Fixed name; empty: claim server_<idx+1> after the others.'),
-    'weight_dir': Param(str, 'weights', 'Local directory where hosted layers keep weights.'),
-    'device': Param(str, 'cpu', 'Torch device of hosted layers: cpu | cuda | cuda:N.'),
-    'torch_threads': Param(int, 0, 'Torch intra-op threads (0: torch default).', 0),
-    'executor_threads': Param(int, 4, 'Executor threads shared by the hosted layers.', 1),
-}
-# Settings a server hands to its layers unless the creation request sets them.
-INHERITED = ('weight_dir', 'device')
-
 
 class ServerContainer(Node):
     """Hosts layer nodes and creates or removes them on request."""
 
-    def __init__(self, name: str, executor: MultiThreadedExecutor, **kwargs) -> None:
-        super().__init__(name, namespace=SERVER_NAMESPACE, **kwargs)
+    def __init__(self, name: str, executor: Executor, **kwargs) -> None:
+        super().__init__(name, namespace=NAMESPACE, **kwargs)
         declare_all(self, SERVER_PARAMETERS)
         self.settings = read_all(self, SERVER_PARAMETERS)
         self._executor = executor
@@ -161,42 +150,43 @@ class ServerContainer(Node):
                 self.get_logger().error(f'{node.get_fully_qualified_name()}: {exc}')
 
 
+def read_settings() -> dict[str, Any]:
+    """The server's parameters, read before its executor and name exist."""
+    probe = Node('dff_server_settings', namespace=NAMESPACE, start_parameter_services=False,
+                 enable_rosout=False)
+    try:
+        declare_all(probe, SERVER_PARAMETERS)
+        return read_all(probe, SERVER_PARAMETERS)
+    finally:
+        probe.destroy_node()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    configure_environment()
-    args = sys.argv if argv is None else argv
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        probe = Node('dff_server_settings', namespace=SERVER_NAMESPACE,
-                     start_parameter_services=False, enable_rosout=False)
-        declare_all(probe, SERVER_PARAMETERS)
-        settings = read_all(probe, SERVER_PARAMETERS)
-        probe.destroy_node()
-        if settings['torch_threads']:
-            import torch
-            torch.set_num_threads(settings['torch_threads'])
-        executor = MultiThreadedExecutor(num_threads=settings['executor_threads'])
-        if settings['server_name']:
-            server = ServerContainer(settings['server_name'], executor)
-        else:
-            with claimed_server_name(stop_event=stop) as name:
-                server = ServerContainer(name, executor)
-        executor.add_node(server)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
-        print(f'server container {server.get_fully_qualified_name()} up (pid {os.getpid()})',
-              flush=True)
-        while not stop.wait(0.5):
-            pass
-        server.get_logger().info('shutting down: saving and removing hosted layers')
-        server.shutdown_layers()
-        executor.shutdown(timeout_sec=5.0)
-        server.destroy_node()
-    finally:
-        if rclpy.ok():
-            rclpy.shutdown()
+        with ros_process(sys.argv if argv is None else argv, shutdown_timeout_s=5.0) as ros:
+            settings = read_settings()
+            if settings['torch_threads']:
+                import torch
+                torch.set_num_threads(settings['torch_threads'])
+            executor = ros.start(threads=settings['executor_threads'])
+            if settings['server_name']:
+                server = ServerContainer(settings['server_name'], executor)
+            else:
+                with claimed_server_name(stop_event=stop) as name:
+                    server = ServerContainer(name, executor)
+            ros.add(server)
+            print(f'server container {server.get_fully_qualified_name()} up (pid {os.getpid()})',
+                  flush=True)
+            while not stop.wait(0.5):
+                pass
+            server.get_logger().info('shutting down: saving and removing hosted layers')
+            server.shutdown_layers()
+    except MissingParameterError as exc:
+        print(f'server_container: error: {exc}', file=sys.stderr, flush=True)
+        return 2
     return 0
 
 

@@ -20,13 +20,14 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.lifecycle.publisher import LifecyclePublisher
 from rclpy.subscription import Subscription
 
-from dff_lifecycle.core.ff_layers import FFHyperParams, build_layer
+from dff_lifecycle.core.ff_layers import build_layer
+from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.local_trainer import LocalTrainer
 from dff_lifecycle.core.scoring import normalised_features
 from dff_lifecycle.core.weights import layer_weight_path, load_state, save_state_atomic
-from dff_lifecycle.node_parameters import Param, declare_all, read_all
-from dff_lifecycle.transport import (DEFAULT_CHUNK_ELEMENTS, LAYER_STATUS_QOS, TENSOR_QOS,
-                                     ReceivedTensor, TensorReceiver, TensorSender, from_numpy,
+from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
+from dff_lifecycle.ros.parameters import declare_all, read_all
+from dff_lifecycle.transport import (LAYER_STATUS_QOS, TENSOR_QOS, ReceivedTensor, TensorReceiver, TensorSender, from_numpy,
                                      to_numpy)
 from dff_msgs.msg import LayerStatus, TensorChunk
 
@@ -41,40 +42,6 @@ TRAINED_MEMORY = 4096
 
 class InputRejected(ValueError):
     """A well-formed tensor that this layer cannot use (wrong shape, kind, ...)."""
-
-
-LAYER_PARAMETERS = {
-    'model': Param(str, None, 'Model this layer belongs to (names the weight file).'),
-    'layer_index': Param(int, None, 'Index of the layer in the model config.', 0),
-    'layer_type': Param(str, 'FFDense', 'Layer type from the layer registry.'),
-    'in_features': Param(int, None, 'Input size (flattened).', 1),
-    'out_features': Param(int, None, 'Output size.', 1),
-    'seed': Param(int, 0, 'Seed of the weight initialisation.', 0),
-    'threshold': Param(float, 2.0, 'Goodness threshold theta.', 0.0),
-    'lr': Param(float, 0.03, 'Learning rate of the layer optimiser.', 0.0),
-    'goodness': Param(str, 'mean', 'Goodness reduction: mean | sum of squared activities.'),
-    'loss': Param(str, 'softplus', 'Local loss: softplus | symba.'),
-    'symba_alpha': Param(float, 4.0, 'Scale of the SymBa loss.', 0.0),
-    'optimizer': Param(str, 'adam', 'Optimiser of this layer: adam | sgd.'),
-    'weight_decay': Param(float, 0.0, 'Weight decay of the optimiser.', 0.0),
-    'steps_per_batch': Param(int, 1, 'Optimisation steps per received batch '
-                                     '(full-batch recipe: N).', 1),
-    'report_goodness': Param(bool, False, 'Publish per-sample goodness of inference batches.'),
-    'report_features': Param(bool, False, 'Publish normalised activities of inference batches.'),
-    'train_in_topic': Param(str, None, 'Training input topic (positive and negative tensors).'),
-    'infer_in_topic': Param(str, None, 'Inference input topic.'),
-    'train_out_topic': Param(str, '', 'Training output topic; empty: nothing published.'),
-    'infer_out_topic': Param(str, '', 'Inference output topic; empty: nothing published.'),
-    'result_topic': Param(str, None, 'Topic of goodness / features reported to the master.'),
-    'status_topic': Param(str, None, "Topic of this layer's LayerStatus messages."),
-    'weight_dir': Param(str, 'weights', 'Local directory of saved layer weights.'),
-    'load_weights': Param(bool, True, 'Reload weights in configure when a saved file exists.'),
-    'save_every_batches': Param(int, 0, 'Also save weights every N training batches (0: off).',
-                                0),
-    'device': Param(str, 'cpu', 'Torch device: cpu | cuda | cuda:N.'),
-    'chunk_elements': Param(int, DEFAULT_CHUNK_ELEMENTS, 'Float32 values per chunk '
-                                                               'message (1 MiB).', 1),
-}
 
 
 class FFLayerNode(LifecycleNode):
@@ -113,10 +80,7 @@ class FFLayerNode(LifecycleNode):
         with self._lock:
             try:
                 s = read_all(self, LAYER_PARAMETERS)
-                hparams = FFHyperParams(
-                    threshold=s['threshold'], lr=s['lr'], goodness=s['goodness'],
-                    loss=s['loss'], symba_alpha=s['symba_alpha'], optimizer=s['optimizer'],
-                    weight_decay=s['weight_decay']).validate()
+                hparams = FFHyperParams.from_mapping(s)
                 if s['steps_per_batch'] < 1:
                     raise ValueError('steps_per_batch must be >= 1')
                 layer, _ = build_layer(s['layer_type'], s['in_features'], [s['out_features']],

@@ -1,0 +1,135 @@
+"""Evaluation, one path for the single process and the distributed master.
+
+A model is evaluated through one of two functions that the caller supplies:
+
+- `label_scores(x, split)`: (N, C) goodness of every label's overlay of images x
+  (supervised models predict the label with the most goodness);
+- `features(x, split)`: (N, F) normalised activities of the feature layers
+  (unsupervised models train a classifier head on them).
+
+`split` ('train' or 'test') names the pass, for progress bars and stream names.
+The single process computes both from its network's activities
+(`scores_from_activities`, `features_from_activities`); the master computes
+them through the layer nodes. The rest (which samples, the seeded head, the
+train-accuracy sample) is here, once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from dff_lifecycle.core.batches import inference_inputs
+from dff_lifecycle.core.config import ModelConfig
+from dff_lifecycle.core.data import Dataset
+from dff_lifecycle.core.head import head_predict, train_head
+from dff_lifecycle.core.scoring import (accuracy, label_scores, layer_goodness,
+                                        normalised_features, predict_labels)
+
+ActivityFn = Callable[[Tensor], Sequence[Tensor]]  # input batch -> every layer's activities
+ScoresFn = Callable[[Tensor, str], Tensor]         # (images, split) -> (N, C) label scores
+FeaturesFn = Callable[[Tensor, str], Tensor]       # (images, split) -> (N, F) features
+
+TRAIN_ACCURACY_SAMPLES = 10_000  # train accuracy is measured on at most this many samples
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    test_accuracy: float
+    train_accuracy: float
+    train_accuracy_samples: int
+
+    def to_dict(self) -> dict:
+        return {'test_accuracy': self.test_accuracy, 'train_accuracy': self.train_accuracy,
+                'train_accuracy_samples': self.train_accuracy_samples}
+
+
+# ------------------------------------------------------------- from a local network
+
+def supervised_scores(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfig) -> Tensor:
+    """(N, C) goodness of each label's overlay, summed over model_cfg.goodness_layers."""
+    reductions = [model_cfg.layers[i].hparams.goodness for i in model_cfg.goodness_layers]
+    batch_size = model_cfg.training.eval_batch_size
+    scores = []
+    for start in range(0, len(x), batch_size):
+        activities = activity_fn(inference_inputs(x[start:start + batch_size], model_cfg))
+        chosen = [activities[i] for i in model_cfg.goodness_layers]
+        scores.append(label_scores(layer_goodness(chosen, reductions), model_cfg.num_classes).cpu())
+    return torch.cat(scores)
+
+
+def head_features(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfig) -> Tensor:
+    """(N, F) per-layer L2-normalised activities of model_cfg.feature_layers, on the CPU."""
+    batch_size = model_cfg.training.eval_batch_size
+    features = []
+    for start in range(0, len(x), batch_size):
+        activities = activity_fn(inference_inputs(x[start:start + batch_size], model_cfg))
+        chosen = [activities[i] for i in model_cfg.feature_layers]
+        features.append(normalised_features(chosen).cpu())
+    return torch.cat(features)
+
+
+def scores_from_activities(activity_fn: ActivityFn, model_cfg: ModelConfig) -> ScoresFn:
+    return lambda x, _split: supervised_scores(activity_fn, x, model_cfg)
+
+
+def features_from_activities(activity_fn: ActivityFn, model_cfg: ModelConfig) -> FeaturesFn:
+    return lambda x, _split: head_features(activity_fn, x, model_cfg)
+
+
+def evaluate_supervised(activity_fn: ActivityFn, x: Tensor, y: Tensor,
+                        model_cfg: ModelConfig) -> float:
+    """Accuracy of goodness-based label prediction of a local network."""
+    return accuracy(predict_labels(supervised_scores(activity_fn, x, model_cfg)), y)
+
+
+# ------------------------------------------------------------------- the one path
+
+def train_accuracy_count(dataset: Dataset, model_cfg: ModelConfig) -> int:
+    """How many training samples the train accuracy is measured on."""
+    return min(len(dataset.x_train[:model_cfg.training.train_limit]), TRAIN_ACCURACY_SAMPLES)
+
+
+def evaluate(model_cfg: ModelConfig, dataset: Dataset, *,
+             label_scores_fn: Optional[ScoresFn] = None,
+             features_fn: Optional[FeaturesFn] = None,
+             device: torch.device | str = 'cpu') -> Evaluation:
+    """Test accuracy, and train accuracy on up to TRAIN_ACCURACY_SAMPLES samples.
+
+    Supervised models need `label_scores_fn`; unsupervised ones need `features_fn` and
+    a head config (the head trains on `device`, seeded from the config's seed).
+    """
+    training = model_cfg.training
+    x_test, y_test = dataset.x_test[:training.test_limit], dataset.y_test[:training.test_limit]
+    n_train = train_accuracy_count(dataset, model_cfg)
+    if model_cfg.supervised:
+        if label_scores_fn is None:
+            raise ValueError(f'{model_cfg.name}: supervised evaluation needs label scores')
+
+        def predicted(x: Tensor, split: str) -> Tensor:
+            return predict_labels(label_scores_fn(x, split))
+
+        return Evaluation(
+            test_accuracy=accuracy(predicted(x_test, 'test'), y_test),
+            train_accuracy=accuracy(predicted(dataset.x_train[:n_train], 'train'),
+                                    dataset.y_train[:n_train]),
+            train_accuracy_samples=n_train)
+    if features_fn is None or model_cfg.head is None:
+        raise ValueError(f'{model_cfg.name}: unsupervised evaluation needs features and a '
+                         'head config')
+    x_train, y_train = dataset.x_train[:training.train_limit], dataset.y_train[:training.train_limit]
+    train_features = features_fn(x_train, 'train')
+    # Own generator, seeded from the config, so the head does not depend on how training went.
+    generator = torch.Generator().manual_seed(training.seed)
+    head = train_head(train_features, y_train, model_cfg.num_classes, model_cfg.head, generator,
+                      device)
+    test_features = features_fn(x_test, 'test')
+
+    def head_accuracy(features: Tensor, labels: Tensor) -> float:
+        return accuracy(head_predict(head, features, model_cfg.head.batch_size), labels)
+
+    return Evaluation(test_accuracy=head_accuracy(test_features, y_test),
+                      train_accuracy=head_accuracy(train_features[:n_train], y_train[:n_train]),
+                      train_accuracy_samples=n_train)

@@ -1,0 +1,88 @@
+"""Per-layer FF hyperparameters: the one definition every part derives from.
+
+The model config fills them (defaults, then per-layer overrides), the master
+sends them to each layer node as ROS parameters, and the layer node declares
+exactly these parameters: `dff_lifecycle.nodes.parameters` builds its table
+from the fields below. Plain Python (no torch), so tables and tools import it
+cheaply.
+"""
+import dataclasses
+from dataclasses import dataclass, field
+import math
+from typing import Any, Mapping, Sequence
+
+# The registries that implement these choices (core.losses, core.ff_layers) are checked
+# against these names by the unit tests.
+GOODNESS_REDUCTIONS = ('mean', 'sum')
+LOSS_NAMES = ('softplus', 'symba')
+OPTIMIZER_NAMES = ('adam', 'sgd')
+
+
+def _hp(default: Any, help_text: str, minimum: float | None = None) -> Any:
+    return field(default=default, metadata={'help': help_text, 'minimum': minimum})
+
+
+@dataclass(frozen=True)
+class FFHyperParams:
+    """Per-layer training settings (defaults from the model config, overridable per layer)."""
+
+    threshold: float = _hp(2.0, 'Goodness threshold theta.', 0.0)
+    lr: float = _hp(0.03, 'Learning rate of the layer optimiser.', 0.0)
+    goodness: str = _hp('mean', 'Goodness reduction: mean | sum of squared activities.')
+    loss: str = _hp('softplus', 'Local loss: softplus | symba.')
+    symba_alpha: float = _hp(4.0, 'Scale of the SymBa loss.', 0.0)
+    optimizer: str = _hp('adam', 'Optimiser of this layer: adam | sgd.')
+    weight_decay: float = _hp(0.0, 'Weight decay of the optimiser.', 0.0)
+
+    def validate(self) -> 'FFHyperParams':
+        """Raise ValueError naming the first bad field; return self so calls can chain."""
+        _require_number('threshold', self.threshold, minimum=0.0, exclusive=True)
+        _require_number('lr', self.lr, minimum=0.0, exclusive=True)
+        _require_number('symba_alpha', self.symba_alpha, minimum=0.0, exclusive=True)
+        _require_number('weight_decay', self.weight_decay, minimum=0.0, exclusive=False)
+        _require_choice('goodness', self.goodness, GOODNESS_REDUCTIONS)
+        _require_choice('loss', self.loss, LOSS_NAMES)
+        _require_choice('optimizer', self.optimizer, OPTIMIZER_NAMES)
+        return self
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> 'FFHyperParams':
+        """Copy with some fields replaced (per-layer `{lr: 0.01}`); unknown keys raise."""
+        known = field_names()
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise ValueError(f'unknown layer hyperparameter(s) {", ".join(unknown)} '
+                             f'(known: {", ".join(known)})')
+        return dataclasses.replace(self, **overrides).validate()
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> 'FFHyperParams':
+        """The fields picked out of a larger mapping (a layer node's parameters), validated."""
+        return cls(**{name: values[name] for name in field_names()}).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def field_names() -> tuple[str, ...]:
+    """Names of the FFHyperParams fields, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(FFHyperParams))
+
+
+def field_docs() -> dict[str, tuple[Any, str, float | None]]:
+    """{name: (default, description, minimum)} of every field, in declaration order."""
+    return {f.name: (f.default, f.metadata['help'], f.metadata['minimum'])
+            for f in dataclasses.fields(FFHyperParams)}
+
+
+def _require_number(name: str, value: Any, minimum: float, exclusive: bool) -> None:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not is_number or not math.isfinite(value):
+        raise ValueError(f'{name} must be a finite number, got {value!r}')
+    if value < minimum or (exclusive and value == minimum):
+        relation = '>' if exclusive else '>='
+        raise ValueError(f'{name} must be {relation} {minimum}, got {value!r}')
+
+
+def _require_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {", ".join(choices)}, got {value!r}')

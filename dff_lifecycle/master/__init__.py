@@ -1,0 +1,14 @@
+"""The master coordinator, split by job.
+
+    parameters       the master's parameter table (no torch, no rclpy)
+    plan             which layer runs where, under which names and topics (pure)
+    lifecycle_manager nav2-style bring-up and teardown over an ordered node list
+    deployer         discover servers, create layers, bring up, tear down
+    pipeline_io      the master's publishers and subscriptions on the pipeline
+    pipeline_watch   what the master knows of a running pipeline (fed by callbacks)
+    streaming        windowed streaming with resends and pauses (pure, injected clock)
+    supervisor       liveness of the deployed layers (where recovery will live)
+    inference        distributed inference: label scores and features of x
+    training         the training run: batches out, per-epoch history back
+    master_node      the thin node: parameters and commands
+"""

@@ -1,0 +1,149 @@
+"""Deployment of a planned model: discover the servers, create the layers, bring them
+up nav2-style, and tear them down again.
+
+Bring-up creates every layer on its server (all or nothing), opens the master's
+pipeline endpoints, configures every layer, then activates every layer, and
+waits until every topic of the pipeline has both ends. Any failure tears down
+what was made, in reverse, and raises. Teardown is best effort and skips the
+layers whose server is gone instead of waiting for their timeouts.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from dff_lifecycle.common.names import NAMESPACE, join, node_names, server_indices, server_name
+from dff_lifecycle.master.errors import PipelineError
+from dff_lifecycle.master.lifecycle_manager import LifecycleManager
+from dff_lifecycle.master.plan import DistributionPlan
+from dff_lifecycle.ros.lifecycle_client import LifecycleClient
+from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError, call
+from dff_msgs.msg import LayerSpec
+from dff_msgs.srv import CreateLayers, DeleteModel, SaveModel
+
+Log = Callable[[str], None]
+
+
+class PipelineEndpoints(Protocol):
+    """The master's own ends of the pipeline (`pipeline_io.PipelineIO`)."""
+
+    def open(self) -> None: ...
+
+    def wait_connected(self, timeout_s: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class DeployerSettings:
+    servers: int                 # how many server containers to wait for
+    service_timeout_s: float
+    discovery_timeout_s: float
+
+
+class Deployer:
+    """Creates, brings up and removes one model's layers on the server containers."""
+
+    def __init__(self, node: Node, clients: ClientCache, settings: DeployerSettings,
+                 log: Log = print) -> None:
+        self.node = node
+        self.clients = clients
+        self.settings = settings
+        self.lifecycle = LifecycleClient(clients, settings.service_timeout_s)
+        self.log = log
+
+    # ----------------------------------------------------------------- discovery
+    def present_nodes(self) -> set[str]:
+        return node_names(self.node.get_node_names_and_namespaces())
+
+    def discover_servers(self) -> list[str]:
+        """Wait until the expected number of servers offer create_layers."""
+        wanted = self.settings.servers
+        deadline = time.monotonic() + self.settings.discovery_timeout_s
+        while True:
+            names = [server_name(i) for i in
+                     server_indices(self.node.get_node_names_and_namespaces())]
+            services = {n for n, _ in self.node.get_service_names_and_types()}
+            ready = [n for n in names if f'{join(NAMESPACE, n)}/create_layers' in services]
+            if len(ready) >= wanted:
+                return ready
+            if time.monotonic() > deadline:
+                raise PipelineError(f'found {len(ready)} server container(s) {ready}, expected '
+                                    f'{wanted}; start them with `server_container`')
+            time.sleep(0.2)
+
+    # ------------------------------------------------------------------ services
+    def _server_call(self, server: str, srv_type: Any, service: str, request: Any) -> Any:
+        client = self.clients.get(srv_type, f'{join(NAMESPACE, server)}/{service}')
+        return call(client, request, self.settings.service_timeout_s)
+
+    def delete_model(self, model: str, servers: list[str], quiet: bool = False) -> None:
+        """Remove the model's layers (weights saved) from every server that answers."""
+        for server in servers:
+            try:
+                response = self._server_call(server, DeleteModel, 'delete_model',
+                                             DeleteModel.Request(model=model, save_weights=True))
+            except ServiceCallError as exc:
+                self.log(f'{server}: could not delete {model}: {exc}')
+                continue
+            if response.removed_nodes:
+                stale = 'stale ' if quiet else ''
+                self.log(f'{server}: removed {stale}{", ".join(response.removed_nodes)}')
+
+    def save_model(self, model: str, servers: list[str]) -> list[str]:
+        """Every server saves the model's layers; the files written."""
+        files = []
+        for server in servers:
+            response = self._server_call(server, SaveModel, 'save_model',
+                                         SaveModel.Request(model=model))
+            if not response.success:
+                raise PipelineError(f'{server} could not save: {response.message}')
+            files += response.files
+        return files
+
+    # ------------------------------------------------------------ bring-up / down
+    def _create(self, plan: DistributionPlan, servers: list[str]) -> None:
+        for server, placements in plan.by_server().items():
+            request = CreateLayers.Request(layers=[
+                LayerSpec(model=plan.model, layer_index=p.layer.index, layer_type=p.layer.module,
+                          node_name=p.node_name,
+                          parameters=[Parameter(k, value=v).to_parameter_msg()
+                                      for k, v in p.parameters.items()])
+                for p in placements])
+            response = self._server_call(server, CreateLayers, 'create_layers', request)
+            if not response.success:
+                self.delete_model(plan.model, servers, quiet=True)
+                raise PipelineError(f'{server} could not create layers: {response.message}')
+            self.log(f'{server}: created {", ".join(response.node_names)}')
+
+    def deploy(self, plan: DistributionPlan, servers: list[str],
+               endpoints: PipelineEndpoints) -> LifecycleManager:
+        """Create, configure all, activate all, connect; on failure undo and raise."""
+        self.delete_model(plan.model, servers, quiet=True)  # stale layers of a crashed run
+        self._create(plan, servers)
+        endpoints.open()  # before activation: the master hears the first status messages
+        manager = LifecycleManager(self.lifecycle, [p.full_name for p in plan.placements],
+                                   log=self.log)
+        try:
+            manager.startup()
+            endpoints.wait_connected(self.settings.discovery_timeout_s)
+        except Exception:
+            self.log('bring-up failed: tearing down what was created')
+            manager.shutdown()
+            endpoints.close()
+            self.delete_model(plan.model, servers, quiet=True)
+            raise
+        return manager
+
+    def teardown(self, manager: LifecycleManager, plan: DistributionPlan, servers: list[str],
+                 endpoints: PipelineEndpoints) -> None:
+        present = self.present_nodes()
+        problems = manager.shutdown(skip={n for n in manager.nodes if n not in present})
+        endpoints.close()
+        self.delete_model(plan.model, [s for s in servers if join(NAMESPACE, s) in present])
+        if problems:
+            self.log('teardown problems: ' + '; '.join(problems))

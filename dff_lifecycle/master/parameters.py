@@ -1,0 +1,34 @@
+"""The master's parameter table and the names it accepts (no torch, no rclpy)."""
+from __future__ import annotations
+
+from dff_lifecycle.common.parameter_table import Param
+from dff_lifecycle.nodes.parameters import CHUNK_ELEMENTS
+
+COMMANDS = ('run', 'train', 'evaluate', 'plan', 'save', 'delete')
+PLACEMENTS = ('contiguous', 'round_robin', 'pinned')
+
+MASTER_PARAMETERS = {
+    'command': Param(str, 'run', ' | '.join(('run (train + evaluate)', *COMMANDS[1:]))),
+    'model_config': Param(str, None, 'Model configuration YAML (YOLOv5-style rows).'),
+    'layer_config': Param(str, None, 'Layer configuration YAML (ports and message types).'),
+    'data_root': Param(str, '', 'Dataset root; empty: $DFF_DATA_ROOT, else ./data.'),
+    'servers': Param(int, 1, 'Number of server containers to wait for.', 1),
+    'placement': Param(str, 'contiguous', ' | '.join(PLACEMENTS)),
+    'pins': Param(list, [''], 'Pinned layers as "<layer>:<server>", e.g. "0:server_2".'),
+    'window': Param(int, 16, 'Batches in flight in the pipeline.', 1),
+    'epochs': Param(int, 0, 'Override training.epochs (0: keep the config).', 0),
+    'load_weights': Param(bool, True, 'Layers reload saved weights in configure (false: '
+                                      'start from the seeded initialisation).'),
+    'save_every_batches': Param(int, 100, 'Layers also save their weights every N training '
+                                          'batches (0: only on cleanup / shutdown / save).', 0),
+    'chunk_elements': CHUNK_ELEMENTS,
+    'service_timeout_s': Param(float, 30.0, 'Timeout of each service call.', 0.1),
+    'discovery_timeout_s': Param(float, 60.0, 'How long to wait for servers and topics.', 0.1),
+    'batch_timeout_s': Param(float, 20.0, 'No progress for this long: resend or report.', 0.1),
+    'pause_timeout_s': Param(float, 600.0, 'How long to wait for a paused layer.', 0.0),
+    'max_resends': Param(int, 3, 'Resends of stalled batches before giving up.', 0),
+    'teardown': Param(bool, True, 'Deactivate, clean up and delete the layers at the end.'),
+    'out_dir': Param(str, '', 'Where metrics.json and training.png go; empty: none.'),
+    'device': Param(str, 'cpu', 'Torch device of the classifier head.'),
+    'progress': Param(bool, True, 'Show progress bars.'),
+}

@@ -1,0 +1,84 @@
+"""The master's ends of a deployed pipeline: the input publishers, the result and
+status subscriptions that feed the `PipelineWatch`, and the check that every
+topic of the pipeline has both ends before the first batch goes out."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from rclpy.node import Node
+
+from dff_lifecycle.master.errors import PipelineError
+from dff_lifecycle.master.pipeline_watch import PipelineWatch
+from dff_lifecycle.master.plan import DistributionPlan, model_topics
+from dff_lifecycle.transport import (STATUS_QOS, TENSOR_QOS, TensorReceiver, TensorSender)
+from dff_msgs.msg import LayerStatus, TensorChunk
+
+
+class PipelineIO:
+    """Publishers, subscriptions and senders of one plan, opened and closed together."""
+
+    def __init__(self, node: Node, plan: DistributionPlan, chunk_elements: int) -> None:
+        self.node = node
+        self.plan = plan
+        self.chunk_elements = chunk_elements
+        self.watch = PipelineWatch({p.full_name: p.layer.index for p in plan.placements})
+        self._entities: list = []
+        self._senders: dict[str, TensorSender] = {}
+
+    def open(self) -> None:
+        node, plan = self.node, self.plan
+        train_in, infer_in, result = model_topics(plan.model)
+        source = node.get_fully_qualified_name()
+        for name, topic in (('train', train_in), ('infer', infer_in)):
+            pub = node.create_publisher(TensorChunk, topic, TENSOR_QOS)
+            self._entities.append(pub)
+            self._senders[name] = TensorSender(pub, source=source,
+                                               chunk_elements=self.chunk_elements)
+        receiver = TensorReceiver(node.get_logger())
+
+        def on_result(msg: TensorChunk) -> None:
+            tensor = receiver.on_message(msg)
+            if tensor is not None:
+                self.watch.on_result(tensor.source, tensor.stream, tensor.batch_seq,
+                                     tensor.array)
+
+        self._entities.append(node.create_subscription(TensorChunk, result, on_result,
+                                                       TENSOR_QOS))
+        for p in plan.placements:
+            self._entities.append(node.create_subscription(LayerStatus, p.topics.status,
+                                                           self.watch.on_status, STATUS_QOS))
+
+    def close(self) -> None:
+        for entity in self._entities:
+            if hasattr(entity, 'publish'):
+                self.node.destroy_publisher(entity)
+            else:
+                self.node.destroy_subscription(entity)
+        self._entities, self._senders = [], {}
+
+    def wait_connected(self, timeout_s: float) -> None:
+        """Every topic of the pipeline has its reader and writer, so no first batch is lost."""
+        node, plan = self.node, self.plan
+        deadline = time.monotonic() + timeout_s
+        links = [p.topics.train_in for p in plan.placements]
+        links += [p.topics.infer_in for p in plan.placements]
+        for topic in links:
+            # Both ends must be known: layer outputs are published by other layers.
+            while node.count_subscribers(topic) < 1 or node.count_publishers(topic) < 1:
+                if time.monotonic() > deadline:
+                    raise PipelineError(f'no subscriber on {topic} after {timeout_s} s')
+                time.sleep(0.05)
+        reporters = sum(1 for p in plan.placements
+                        if p.parameters['report_goodness'] or p.parameters['report_features'])
+        _, _, result = model_topics(plan.model)
+        while node.count_publishers(result) < reporters:
+            if time.monotonic() > deadline:
+                raise PipelineError(f'missing result publishers on {result}')
+            time.sleep(0.05)
+
+    def send(self, which: str, array: np.ndarray, *, stream: str, batch_seq: int,
+             kind: int) -> None:
+        """Publish a tensor on the 'train' or 'infer' input of the model."""
+        self._senders[which].send(array, model=self.plan.model, stream=stream,
+                                  batch_seq=batch_seq, kind=kind)

@@ -1,0 +1,120 @@
+"""What the master knows about a running pipeline, fed by subscription callbacks.
+
+Status messages tell each layer's lifecycle state and its last processed batch;
+result tensors carry goodness or features of inference batches. Callbacks run
+on the executor thread and the master's parts read from the main thread, so
+every read and write holds the one condition's lock, and readers get copies.
+The main thread waits on `wait` instead of polling.
+"""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+Scalars = tuple[float, float, float]  # loss, goodness of positives, goodness of negatives
+
+
+@dataclass
+class LayerView:
+    state: str = 'unknown'
+    stream: str = ''
+    last_seq: int = -1
+    error: str = ''
+    rejected: int = 0
+    weights_loaded: bool = False  # configure reloaded saved weights
+    # (stream, seq) -> (loss, goodness+, goodness-) of training batches.
+    scalars: dict[tuple[str, int], Scalars] = field(default_factory=dict)
+
+
+class PipelineWatch:
+    """Per-layer state of one deployed model, keyed by layer index."""
+
+    def __init__(self, layer_of_node: dict[str, int]) -> None:
+        self.layer_of_node = dict(layer_of_node)
+        self._changed = threading.Condition()
+        self._layers: dict[int, LayerView] = {i: LayerView() for i in layer_of_node.values()}
+        self._results: dict[tuple[str, int], dict[int, np.ndarray]] = defaultdict(dict)
+
+    # -------------------------------------------------------------- writers (callbacks)
+    def on_status(self, msg: Any) -> None:
+        """A dff_msgs/LayerStatus (any object with its fields)."""
+        index = self.layer_of_node.get(msg.node_name)
+        if index is None:
+            return
+        with self._changed:
+            view = self._layers[index]
+            view.state = msg.state
+            view.error = msg.error
+            view.rejected = msg.rejected_tensors
+            view.weights_loaded = msg.weights_loaded
+            if msg.stream:
+                if msg.stream != view.stream or msg.last_batch_seq > view.last_seq:
+                    view.stream, view.last_seq = msg.stream, msg.last_batch_seq
+                if msg.stream.startswith('train'):
+                    view.scalars[(msg.stream, msg.last_batch_seq)] = (
+                        msg.loss, msg.goodness_positive, msg.goodness_negative)
+            self._changed.notify_all()
+
+    def on_result(self, source: str, stream: str, seq: int, array: np.ndarray) -> None:
+        index = self.layer_of_node.get(source)
+        if index is None:
+            return
+        with self._changed:
+            self._results[(stream, seq)][index] = array
+            self._changed.notify_all()
+
+    # -------------------------------------------------------------- readers (main thread)
+    def wait(self, timeout_s: float) -> None:
+        """Until a callback changed something, or timeout_s passed."""
+        with self._changed:
+            self._changed.wait(timeout_s)
+
+    def completed_through(self, stream: str, leaves: list[int]) -> int:
+        """Highest batch seq of `stream` that every leaf layer has processed (-1: none).
+
+        Batches reach a layer in order over one reliable channel, so a leaf's
+        last seq acknowledges every earlier one too.
+        """
+        with self._changed:
+            seqs = [self._layers[i].last_seq if self._layers[i].stream == stream else -1
+                    for i in leaves]
+        return min(seqs, default=-1)
+
+    def not_active(self) -> dict[int, str]:
+        """{layer: state} of the layers known to be in a state other than active."""
+        with self._changed:
+            return {i: v.state for i, v in self._layers.items()
+                    if v.state not in ('active', 'unknown')}
+
+    def errors(self) -> dict[int, str]:
+        """{layer: last error} of the layers that reported one."""
+        with self._changed:
+            return {i: v.error for i, v in self._layers.items() if v.error}
+
+    def weights_loaded(self) -> dict[int, bool]:
+        """{layer: whether it started from saved weights}, as its last status said."""
+        with self._changed:
+            return {i: v.weights_loaded for i, v in self._layers.items()}
+
+    def state_of(self, layer: int) -> str:
+        with self._changed:
+            return self._layers[layer].state
+
+    def scalars(self, stream: str) -> dict[int, dict[int, Scalars]]:
+        """{layer: {seq: scalars}} of the training batches of `stream`."""
+        with self._changed:
+            return {i: {seq: v for (s, seq), v in view.scalars.items() if s == stream}
+                    for i, view in self._layers.items()}
+
+    def take_result(self, stream: str, seq: int, wanted: set[int]
+                    ) -> Optional[dict[int, np.ndarray]]:
+        """The results of a batch once every wanted layer reported, else None."""
+        with self._changed:
+            got = self._results.get((stream, seq))
+            if got is None or not wanted.issubset(got):
+                return None
+            return self._results.pop((stream, seq))

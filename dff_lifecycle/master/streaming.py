@@ -1,0 +1,157 @@
+"""Windowed streaming: keep `window` items in flight, resend after a pause or a stall.
+
+Pure logic. The pipeline is seen through `PipelineView` (the master's
+`PipelineWatch` in a run, a scripted fake in the unit tests), time through an
+injected clock, and liveness through a health-check hook (the supervisor's),
+so every path here is tested without ROS.
+
+Items are acknowledged in order: `done_through()` is the highest seq that
+every consumer has finished. A layer that leaves `active` pauses the stream;
+when every layer is active again the items in flight are resent (layers train
+each batch once and only forward a repeat). No progress for `stall_limit_s`
+resends too, at most `max_resends` times in a row.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Protocol, TypeVar
+
+from dff_lifecycle.master.errors import PipelineError
+
+#: Layer states a layer cannot leave without someone configuring it again (or ever).
+DEAD_END_STATES = ('unconfigured', 'finalized')
+
+
+class Sequenced(Protocol):
+    seq: int
+
+
+T = TypeVar('T', bound=Sequenced)
+
+
+class PipelineView(Protocol):
+    """What streaming needs to know about the pipeline."""
+
+    def wait(self, timeout_s: float) -> None:
+        """Return when something changed, or after timeout_s."""
+
+    def not_active(self) -> Mapping[int, str]:
+        """{layer: state} of the layers known to be in a state other than active."""
+
+    def errors(self) -> Mapping[int, str]:
+        """{layer: last error} of the layers that reported one."""
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    window: int                 # items in flight
+    stall_limit_s: float        # no progress for this long: resend
+    pause_timeout_s: float      # how long to wait for paused layers
+    max_resends: int            # resends in a row without progress before giving up
+    poll_s: float = 0.2         # longest wait between looks at the pipeline
+
+
+def _no_check(what: str) -> None:
+    """The default health check: nothing to check."""
+
+
+class Streamer:
+    """Streams items through the pipeline with a bounded window."""
+
+    def __init__(self, settings: StreamSettings, pipeline: PipelineView,
+                 layer_names: Mapping[int, str], *,
+                 clock: Callable[[], float] = time.monotonic,
+                 log: Callable[[str], None] = print,
+                 health_check: Callable[[str], None] = _no_check) -> None:
+        if settings.window < 1:
+            raise ValueError(f'window must be >= 1, got {settings.window}')
+        self.settings = settings
+        self.pipeline = pipeline
+        self.layer_names = dict(layer_names)
+        self.clock = clock
+        self.log = log
+        self.health_check = health_check
+        self.resends_total = 0  # for tests and reports: how often items went out again
+
+    def stream(self, items: Iterable[T], send: Callable[[T], None],
+               done_through: Callable[[], int], on_done: Callable[[T], None],
+               what: str) -> None:
+        """Send every item, call on_done(item) in order as items complete; raise
+        PipelineError when the pipeline cannot finish them."""
+        s = self.settings
+        inflight: OrderedDict[int, T] = OrderedDict()
+        source = iter(items)
+        exhausted, resends = False, 0
+        last_progress = self.clock()
+        while True:
+            while not exhausted and len(inflight) < s.window:
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
+                    break
+                send(item)
+                inflight[item.seq] = item
+            if exhausted and not inflight:
+                return
+            self.pipeline.wait(s.poll_s)
+            self.health_check(what)
+            done = done_through()
+            finished = [seq for seq in inflight if seq <= done]
+            for seq in finished:
+                on_done(inflight.pop(seq))
+            if finished:
+                last_progress, resends = self.clock(), 0
+                continue
+            paused = dict(self.pipeline.not_active())
+            stalled = self.clock() - last_progress > s.stall_limit_s
+            if not paused and not stalled:
+                continue
+            if paused:
+                self._wait_until_active(paused, what, len(inflight))
+                resends = 0
+            else:
+                resends = self._count_resend(resends, what, len(inflight))
+            for item in inflight.values():
+                send(item)
+            self.resends_total += len(inflight)
+            last_progress = self.clock()
+
+    # ------------------------------------------------------------------ recovery
+    def _describe(self, states: Mapping[int, str]) -> str:
+        return ', '.join(f'{self.layer_names.get(i, f"layer {i}")} is {state}'
+                         for i, state in sorted(states.items()))
+
+    def _wait_until_active(self, paused: Mapping[int, str], what: str, inflight: int) -> None:
+        first = self.layer_names.get(min(paused), f'layer {min(paused)}')
+        self.log(f'{what} paused: {self._describe(paused)}; waiting for every layer to be '
+                 f'active (e.g. `dff_lifecycle set {first} activate`)')
+        deadline = self.clock() + self.settings.pause_timeout_s
+        while True:
+            states = dict(self.pipeline.not_active())
+            if not states:
+                break
+            if 'finalized' in states.values():
+                raise PipelineError(f'{what} stopped: {self._describe(states)}; a finalized '
+                                    'node cannot come back: delete the model and deploy it '
+                                    'again (weights were saved at shutdown)')
+            if any(state in DEAD_END_STATES for state in states.values()):
+                raise PipelineError(f'{what} stopped: {self._describe(states)} (configure and '
+                                    'activate it again, then run the master again to resume '
+                                    'from its saved weights)')
+            if self.clock() > deadline:
+                raise PipelineError(f'{what} stopped: {self._describe(states)} for '
+                                    f'{self.settings.pause_timeout_s:g} s')
+            self.pipeline.wait(self.settings.poll_s)
+            self.health_check(what)
+        self.log(f'every layer is active again: resending {inflight} {what} batch(es)')
+
+    def _count_resend(self, resends: int, what: str, inflight: int) -> int:
+        limit = self.settings.stall_limit_s
+        if resends >= self.settings.max_resends:
+            errors = {self.layer_names.get(i, i): e for i, e in self.pipeline.errors().items()}
+            raise PipelineError(f'{what} made no progress for {limit:.0f} s after {resends} '
+                                f'resends; layer errors: {errors or "none"}')
+        self.log(f'{what}: no progress for {limit:.0f} s; resending {inflight} batch(es)')
+        return resends + 1

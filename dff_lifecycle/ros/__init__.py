@@ -1,0 +1,2 @@
+"""rclpy plumbing shared by the nodes, the master and the tools: the process harness,
+the rmw environment, blocking service calls, parameter declaration, lifecycle calls."""

@@ -1,0 +1,79 @@
+"""The rclpy process harness, written once: init, an executor spun in a background
+thread, and an orderly shutdown.
+
+The master, the server containers, the command-line tools and the tests all run
+their nodes this way: the main thread does the work (blocking service calls,
+streaming) while the executor thread runs the callbacks, so nothing ever waits
+on a future inside a callback of its own executor. rclpy's own signal handlers
+are off: each process decides what SIGINT and SIGTERM mean for it.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from dff_lifecycle.ros.environment import configure_environment
+
+
+class RosProcess:
+    """One initialised rclpy context; `start` spins an executor in a daemon thread."""
+
+    def __init__(self, context: Optional[Context]) -> None:
+        self.context = context  # None: rclpy's default context
+        self.executor: Optional[Executor] = None
+        self._thread: Optional[threading.Thread] = None
+        self._nodes: list[Node] = []
+
+    def start(self, *nodes: Node, threads: int = 1) -> Executor:
+        """Create the executor (single-threaded for 1), add `nodes` and spin it."""
+        if self.executor is not None:
+            raise RuntimeError('the executor is already spinning')
+        self.executor = (SingleThreadedExecutor(context=self.context) if threads == 1
+                         else MultiThreadedExecutor(num_threads=threads, context=self.context))
+        for node in nodes:
+            self.add(node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+        return self.executor
+
+    def add(self, node: Node) -> Node:
+        """Spin `node` too; it is destroyed when the process closes."""
+        if self.executor is None:
+            raise RuntimeError('start() the executor first')
+        self.executor.add_node(node)
+        self._nodes.append(node)
+        return node
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(timeout_sec=timeout_s)
+        if self._thread is not None:
+            self._thread.join(timeout_s)  # a spin thread alive at exit can abort the process
+        for node in reversed(self._nodes):
+            node.destroy_node()
+        self._nodes.clear()
+        if rclpy.ok(context=self.context):
+            rclpy.shutdown(context=self.context)
+
+
+@contextmanager
+def ros_process(args: Optional[Sequence[str]] = None, *, own_context: bool = False,
+                shutdown_timeout_s: float = 2.0) -> Iterator[RosProcess]:
+    """rclpy initialised for the block (with `args`, e.g. sys.argv and its --ros-args);
+    own_context: a private context, for tools and tests that share a process."""
+    configure_environment()
+    context = Context() if own_context else None
+    rclpy.init(args=list(args) if args is not None else None, context=context,
+               signal_handler_options=SignalHandlerOptions.NO)
+    process = RosProcess(context)
+    try:
+        yield process
+    finally:
+        process.close(shutdown_timeout_s)
