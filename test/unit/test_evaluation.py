@@ -1,0 +1,114 @@
+"""One evaluation path: the single process and the master supply "label scores of x" or
+"features of x", and core.evaluation does the rest (samples, seeded head, train sample)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dff_lifecycle.core import evaluation
+from dff_lifecycle.core.config import load_layer_config, load_model_config
+from dff_lifecycle.core.data import Dataset
+from dff_lifecycle.core.evaluation import (evaluate, features_from_activities,
+                                           scores_from_activities)
+from dff_lifecycle.core.metrics import epoch_means, record
+from dff_lifecycle.core.network import FFNetwork
+
+REPO = Path(__file__).resolve().parents[2]
+LAYERS = load_layer_config(REPO / 'params' / 'layers.yaml')
+
+
+def supervised_model(**training):
+    return load_model_config({
+        'name': 'm', 'dataset': 'mnist', 'supervised': True, 'goodness_layers': [0, 1],
+        'training': {'batch_size': 10, 'epochs': 1, 'eval_batch_size': 7, **training},
+        'layers': [[-1, 'FFDense', [16]], [-1, 'FFDense', [8]]]}, LAYERS)
+
+
+def unsupervised_model():
+    return load_model_config({
+        'name': 'u', 'dataset': 'mnist', 'supervised': False, 'feature_layers': [0, 1],
+        'head': {'hidden': 0, 'epochs': 2, 'lr': 0.01, 'batch_size': 8},
+        'training': {'batch_size': 10, 'epochs': 1, 'eval_batch_size': 7},
+        'layers': [[-1, 'FFDense', [16]], [-1, 'FFDense', [8]]]}, LAYERS)
+
+
+def dataset(n_train=30, n_test=12) -> Dataset:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n_train + n_test, 784, generator=gen)
+    y = torch.arange(n_train + n_test) % 10
+    return Dataset('mnist', x[:n_train], y[:n_train], x[n_train:], y[n_train:], (1, 28, 28), 10)
+
+
+def test_supervised_evaluation_asks_for_scores_of_the_test_set_then_a_train_sample(monkeypatch):
+    monkeypatch.setattr(evaluation, 'TRAIN_ACCURACY_SAMPLES', 20)
+    data = dataset()
+    calls = []
+
+    def perfect(x: torch.Tensor, split: str) -> torch.Tensor:
+        calls.append((split, len(x)))
+        labels = data.y_test if split == 'test' else data.y_train[:len(x)]
+        return torch.nn.functional.one_hot(labels, 10).float()
+
+    result = evaluate(supervised_model(), data, label_scores_fn=perfect)
+    assert calls == [('test', 12), ('train', 20)]
+    assert (result.test_accuracy, result.train_accuracy, result.train_accuracy_samples) == \
+        (1.0, 1.0, 20)
+
+
+def test_limits_of_the_config_bound_what_is_evaluated():
+    data = dataset()
+    sizes = []
+    evaluate(supervised_model(train_limit=9, test_limit=5), data,
+             label_scores_fn=lambda x, split: sizes.append((split, len(x))) or
+             torch.zeros(len(x), 10))
+    assert sizes == [('test', 5), ('train', 9)]
+
+
+def test_the_master_and_the_single_process_get_the_same_figures_from_the_same_network():
+    model, data = supervised_model(), dataset()
+    network = FFNetwork.from_model_config(model, 'cpu')
+    local = evaluate(model, data, label_scores_fn=scores_from_activities(network.activities,
+                                                                         model))
+
+    # The master's way: per-layer goodness of every candidate overlay, as layer nodes report it.
+    from dff_lifecycle.core.batches import inference_inputs
+    from dff_lifecycle.core.scoring import label_scores
+
+    def remote(x: torch.Tensor, _split: str) -> torch.Tensor:
+        activities = network.activities(inference_inputs(x, model))
+        goodness = [network.trainers[i].goodness_of(activities[i]) for i in model.goodness_layers]
+        return label_scores(goodness, model.num_classes)
+
+    assert evaluate(model, data, label_scores_fn=remote) == local
+
+
+def test_unsupervised_evaluation_trains_the_seeded_head_on_train_features():
+    model, data = unsupervised_model(), dataset()
+    network = FFNetwork.from_model_config(model, 'cpu')
+    features = features_from_activities(network.activities, model)
+    seen = []
+
+    def recorded(x: torch.Tensor, split: str) -> torch.Tensor:
+        seen.append(split)
+        return features(x, split)
+
+    first = evaluate(model, data, features_fn=recorded)
+    assert seen == ['train', 'test']
+    assert evaluate(model, data, features_fn=features) == first  # the head is seeded
+    assert 0.0 <= first.test_accuracy <= 1.0
+
+
+def test_the_function_a_model_needs_must_be_given():
+    with pytest.raises(ValueError, match='label scores'):
+        evaluate(supervised_model(), dataset())
+    with pytest.raises(ValueError, match='features'):
+        evaluate(unsupervised_model(), dataset())
+
+
+def test_epoch_means_are_per_layer_and_per_epoch_in_the_single_process_record_format():
+    history = epoch_means({1: [(0, (1.0, 2.0, 3.0)), (0, (3.0, 4.0, 5.0)), (1, (0.5, 1, 1))],
+                           0: [(0, (2.0, 2.0, 2.0))]})
+    assert history == [record(0, 'epoch', 1, 2.0, 2.0, 2.0), record(1, 'epoch', 1, 2.0, 3.0, 4.0),
+                       record(1, 'epoch', 2, 0.5, 1.0, 1.0)]

@@ -1,0 +1,114 @@
+"""What the master knows of a running pipeline: status and result callbacks in, answers out,
+with writers on other threads."""
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+from dff_lifecycle.master.pipeline_watch import PipelineWatch
+
+NODES = {'/m/layer_0': 0, '/m/layer_1': 1}
+
+
+def status(node: str, state: str = 'active', stream: str = '', seq: int = -1, error: str = '',
+           loss: float = 0.5, rejected: int = 0, loaded: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(node_name=node, state=state, stream=stream, last_batch_seq=seq,
+                           error=error, rejected_tensors=rejected, loss=loss,
+                           weights_loaded=loaded,
+                           goodness_positive=2.0, goodness_negative=1.0)
+
+
+def test_completed_through_is_the_slowest_leaf_on_that_stream():
+    watch = PipelineWatch(NODES)
+    assert watch.completed_through('train_a', [0, 1]) == -1
+    watch.on_status(status('/m/layer_0', stream='train_a', seq=5))
+    watch.on_status(status('/m/layer_1', stream='train_a', seq=3))
+    assert watch.completed_through('train_a', [0, 1]) == 3
+    assert watch.completed_through('train_a', [0]) == 5
+    assert watch.completed_through('train_b', [0, 1]) == -1  # another stream's progress
+    watch.on_status(status('/m/layer_1', stream='train_a', seq=2))  # late, older message
+    assert watch.completed_through('train_a', [1]) == 3
+
+
+def test_not_active_and_errors_name_layers_by_index():
+    watch = PipelineWatch(NODES)
+    assert watch.not_active() == {}  # unknown is not a pause
+    watch.on_status(status('/m/layer_1', state='inactive', error='boom'))
+    watch.on_status(status('/m/layer_0'))
+    assert watch.not_active() == {1: 'inactive'}
+    assert watch.errors() == {1: 'boom'}
+    assert watch.state_of(0) == 'active'
+    assert watch.weights_loaded() == {0: False, 1: False}
+    watch.on_status(status('/m/layer_0', loaded=True))
+    assert watch.weights_loaded() == {0: True, 1: False}
+
+
+def test_messages_from_unknown_nodes_are_ignored():
+    watch = PipelineWatch(NODES)
+    watch.on_status(status('/other/layer_0', state='inactive'))
+    watch.on_result('/other/layer_0', 's', 0, np.zeros(2, np.float32))
+    assert watch.not_active() == {}
+    assert watch.take_result('s', 0, {0}) is None
+
+
+def test_training_scalars_are_kept_per_stream_and_batch():
+    watch = PipelineWatch(NODES)
+    watch.on_status(status('/m/layer_0', stream='train_a', seq=0, loss=0.7))
+    watch.on_status(status('/m/layer_0', stream='train_a', seq=1, loss=0.6))
+    watch.on_status(status('/m/layer_0', stream='infer_x', seq=0, loss=9.0))  # not training
+    assert watch.scalars('train_a') == {0: {0: (0.7, 2.0, 1.0), 1: (0.6, 2.0, 1.0)}, 1: {}}
+    copy = watch.scalars('train_a')
+    copy[0].clear()
+    assert len(watch.scalars('train_a')[0]) == 2  # readers get copies
+
+
+def test_a_result_is_taken_once_when_every_wanted_layer_reported():
+    watch = PipelineWatch(NODES)
+    watch.on_result('/m/layer_0', 'infer', 3, np.ones(2, np.float32))
+    assert watch.take_result('infer', 3, {0, 1}) is None
+    watch.on_result('/m/layer_1', 'infer', 3, np.zeros(2, np.float32))
+    got = watch.take_result('infer', 3, {0, 1})
+    assert sorted(got) == [0, 1] and got[0].tolist() == [1.0, 1.0]
+    assert watch.take_result('infer', 3, {0, 1}) is None
+
+
+def test_wait_returns_when_a_callback_changes_something():
+    watch = PipelineWatch(NODES)
+    timer = threading.Timer(0.05, watch.on_status, [status('/m/layer_0', stream='t', seq=0)])
+    started = time.monotonic()
+    timer.start()
+    watch.wait(5.0)
+    assert time.monotonic() - started < 2.0
+    assert watch.completed_through('t', [0]) == 0
+    started = time.monotonic()
+    watch.wait(0.05)  # nothing happens: the timeout
+    assert time.monotonic() - started >= 0.04
+
+
+def test_readers_and_writers_on_different_threads_stay_consistent():
+    watch = PipelineWatch(NODES)
+    stop = threading.Event()
+
+    def writer(node: str) -> None:
+        seq = 0
+        while not stop.is_set():
+            watch.on_status(status(node, stream='train_a', seq=seq))
+            seq += 1
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in NODES]
+    for t in threads:
+        t.start()
+    try:
+        last = -1
+        for _ in range(2000):
+            done = watch.completed_through('train_a', [0, 1])
+            assert done >= last  # acknowledgements never go back
+            last = done
+            assert all(len(v) == len(set(v)) for v in watch.scalars('train_a').values())
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()

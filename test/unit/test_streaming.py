@@ -1,0 +1,197 @@
+"""Windowed streaming, driven like nav2's stub-driven manager test: a scripted fake
+pipeline and a fake clock stand in for the layers and for time."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from dff_lifecycle.master.errors import PipelineError
+from dff_lifecycle.master.streaming import Streamer, StreamSettings
+
+
+@dataclass(frozen=True)
+class Item:
+    seq: int
+
+
+class FakePipeline:
+    """Acknowledges what was sent, `rate` items per wait, unless paused or stuck.
+
+    Time only passes in `wait`, by the timeout asked for, as a real wait would
+    when nothing happens.
+    """
+
+    def __init__(self, rate: int = 1) -> None:
+        self.now = 0.0
+        self.rate = rate
+        self.sent: list[int] = []
+        self.acked = -1
+        self.states: dict[int, str] = {}
+        self.stuck = False
+        self.errors_: dict[int, str] = {}
+        self.script: dict[int, callable] = {}  # wait number -> action
+        self.waits = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def send(self, item: Item) -> None:
+        self.sent.append(item.seq)
+
+    def done_through(self) -> int:
+        return self.acked
+
+    def wait(self, timeout_s: float) -> None:
+        self.waits += 1
+        self.now += timeout_s
+        action = self.script.get(self.waits)
+        if action is not None:
+            action(self)
+        if self.stuck or self.states:
+            return
+        highest = max(self.sent, default=-1)
+        self.acked = min(highest, self.acked + self.rate)
+
+    def not_active(self) -> dict[int, str]:
+        return dict(self.states)
+
+    def errors(self) -> dict[int, str]:
+        return dict(self.errors_)
+
+
+def settings(**overrides) -> StreamSettings:
+    values = dict(window=4, stall_limit_s=5.0, pause_timeout_s=30.0, max_resends=2, poll_s=0.2)
+    values.update(overrides)
+    return StreamSettings(**values)
+
+
+def run(pipeline: FakePipeline, n: int, logs: list | None = None, checks: list | None = None,
+        **overrides) -> list[int]:
+    done: list[int] = []
+    streamer = Streamer(settings(**overrides), pipeline, {0: '/m/layer_0', 1: '/m/layer_1'},
+                        clock=pipeline.clock, log=(logs if logs is not None else []).append,
+                        health_check=(checks if checks is not None else []).append)
+    streamer.stream((Item(i) for i in range(n)), pipeline.send, pipeline.done_through,
+                    lambda item: done.append(item.seq), what='training')
+    return done
+
+
+def test_every_item_completes_once_in_order_with_the_window_bounding_what_is_in_flight():
+    pipeline = FakePipeline(rate=1)
+    inflight_max = 0
+    original = pipeline.send
+
+    def send(item: Item) -> None:
+        nonlocal inflight_max
+        original(item)
+        inflight_max = max(inflight_max, item.seq - pipeline.acked)
+
+    pipeline.send = send
+    assert run(pipeline, 10) == list(range(10))
+    assert pipeline.sent == list(range(10))  # nothing resent
+    assert inflight_max == 4
+
+
+def test_an_empty_stream_sends_nothing():
+    pipeline = FakePipeline()
+    assert run(pipeline, 0) == [] and pipeline.sent == []
+
+
+def test_a_window_of_one_sends_one_item_at_a_time():
+    pipeline = FakePipeline(rate=5)
+    assert run(pipeline, 3, window=1) == [0, 1, 2]
+
+
+def test_the_health_check_runs_on_every_look_and_can_end_the_stream():
+    checks: list[str] = []
+    run(FakePipeline(), 3, checks=checks)
+    assert checks and set(checks) == {'training'}
+
+    def dead(what: str) -> None:
+        raise PipelineError(f'{what} stopped: gone')
+
+    pipeline = FakePipeline()
+    streamer = Streamer(settings(), pipeline, {}, clock=pipeline.clock, log=lambda _t: None,
+                        health_check=dead)
+    with pytest.raises(PipelineError, match='training stopped: gone'):
+        streamer.stream([Item(0)], pipeline.send, pipeline.done_through, lambda _i: None,
+                        'training')
+
+
+def test_a_stall_resends_what_is_in_flight_and_progress_resets_the_count():
+    pipeline = FakePipeline()
+    pipeline.script[1] = lambda p: setattr(p, 'stuck', True)
+    unstick_at = int(5.0 / 0.2) + 5  # after the first resend
+    pipeline.script[unstick_at] = lambda p: setattr(p, 'stuck', False)
+    logs: list[str] = []
+    assert run(pipeline, 6, logs=logs) == list(range(6))
+    assert pipeline.sent[:4] == [0, 1, 2, 3] and pipeline.sent[4:8] == [0, 1, 2, 3]
+    assert sum('no progress' in line for line in logs) == 1
+
+
+def test_too_many_resends_without_progress_give_up_naming_layer_errors():
+    pipeline = FakePipeline()
+    pipeline.stuck = True
+    pipeline.errors_ = {1: 'processing failed: boom'}
+    with pytest.raises(PipelineError) as err:
+        run(pipeline, 3, max_resends=2)
+    assert '/m/layer_1' in str(err.value) and 'boom' in str(err.value)
+    assert pipeline.sent == [0, 1, 2] * 3  # first send and two resends
+    assert pipeline.now == pytest.approx(3 * 5.2, abs=0.5)
+
+
+def test_a_paused_layer_holds_the_stream_and_everything_in_flight_is_resent_on_resume():
+    pipeline = FakePipeline()
+    pipeline.script[2] = lambda p: p.states.update({1: 'inactive'})
+    pipeline.script[40] = lambda p: p.states.clear()
+    logs: list[str] = []
+    assert run(pipeline, 8, logs=logs) == list(range(8))
+    paused = [line for line in logs if 'paused' in line]
+    assert paused and '/m/layer_1 is inactive' in paused[0]
+    assert any('active again: resending' in line for line in logs)
+    assert sorted(set(pipeline.sent)) == list(range(8))
+    assert len(pipeline.sent) > 8  # the in-flight items went out again
+    # While paused nothing new was sent: the window (after item 0 was acknowledged), then
+    # exactly those items again on resume, then the rest.
+    assert pipeline.sent[:9] == [0, 1, 2, 3, 4, 1, 2, 3, 4]
+
+
+def test_a_pause_that_outlasts_pause_timeout_fails():
+    pipeline = FakePipeline()
+    pipeline.states = {0: 'inactive'}
+    with pytest.raises(PipelineError, match='inactive for 3 s'):
+        run(pipeline, 2, pause_timeout_s=3.0)
+    assert pipeline.now < 4.0
+
+
+@pytest.mark.parametrize('state, words', [('unconfigured', 'configure and activate it again'),
+                                          ('finalized', 'cannot come back')])
+def test_a_layer_that_cannot_resume_by_itself_ends_the_stream_at_once(state, words):
+    pipeline = FakePipeline()
+    pipeline.script[1] = lambda p: p.states.update({1: state})
+    with pytest.raises(PipelineError) as err:
+        run(pipeline, 5)
+    assert words in str(err.value) and f'/m/layer_1 is {state}' in str(err.value)
+    assert pipeline.now < 1.0
+
+
+def test_the_health_check_also_runs_while_paused():
+    pipeline = FakePipeline()
+    pipeline.states = {0: 'inactive'}
+    calls: list[str] = []
+
+    def check(what: str) -> None:
+        calls.append(what)
+        if len(calls) > 3:
+            raise PipelineError('server gone')
+
+    streamer = Streamer(settings(), pipeline, {}, clock=pipeline.clock, log=lambda _t: None,
+                        health_check=check)
+    with pytest.raises(PipelineError, match='server gone'):
+        streamer.stream([Item(0)], pipeline.send, pipeline.done_through, lambda _i: None, 'x')
+
+
+def test_a_window_below_one_is_refused():
+    with pytest.raises(ValueError):
+        Streamer(settings(window=0), FakePipeline(), {})

@@ -1,0 +1,66 @@
+"""Supervision: a layer whose node left the graph ends the run with its name and server."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dff_lifecycle.core.config import load_layer_config, load_model_config
+from dff_lifecycle.master.errors import PipelineError
+from dff_lifecycle.master.plan import build_plan
+from dff_lifecycle.master.supervisor import Supervisor
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = load_model_config(REPO / 'test' / 'fixtures' / 'mnist_tiny.yaml',
+                          load_layer_config(REPO / 'params' / 'layers.yaml'))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(present: set[str], clock: Clock) -> Supervisor:
+    plan = build_plan(MODEL, ['server_1', 'server_2'])
+    return Supervisor(plan.placements, lambda: present, clock=clock, period_s=2.0)
+
+
+def test_all_present_passes_and_missing_lists_nothing():
+    names = {p.full_name for p in build_plan(MODEL, ['server_1', 'server_2']).placements}
+    clock = Clock()
+    supervisor = make(set(names), clock)
+    clock.now += 5
+    supervisor.check('training')
+    assert supervisor.missing() == []
+
+
+def test_a_missing_layer_is_named_with_its_server():
+    plan = build_plan(MODEL, ['server_1', 'server_2'])
+    gone = plan.placements[-1]
+    present = {p.full_name for p in plan.placements} - {gone.full_name}
+    clock = Clock()
+    supervisor = make(present, clock)
+    clock.now += 2.5
+    with pytest.raises(PipelineError) as err:
+        supervisor.check('training')
+    assert gone.full_name in str(err.value) and gone.server in str(err.value)
+    assert str(err.value).startswith('training stopped')
+
+
+def test_the_graph_is_asked_at_most_once_per_period():
+    asked = []
+    plan = build_plan(MODEL, ['server_1'])
+    clock = Clock()
+
+    def present() -> set[str]:
+        asked.append(clock.now)
+        return {p.full_name for p in plan.placements}
+
+    supervisor = Supervisor(plan.placements, present, clock=clock, period_s=2.0)
+    for _ in range(50):
+        clock.now += 0.1
+        supervisor.check('x')
+    assert len(asked) == 2  # at 102.0 and 104.0 (5 s in all)
