@@ -13,13 +13,12 @@ import argparse
 import os
 from pathlib import Path
 
-import torch
-import yaml
-
 from dff_lifecycle.core import experiment
 from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.core.data import load_dataset
 from dff_lifecycle.core.local_trainer import StepResult
+import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 

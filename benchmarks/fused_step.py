@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
-
-import torch
+import time
 
 from dff_lifecycle.core.ff_layers import FFDense
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.local_trainer import LocalTrainer
+import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / 'results'
 

@@ -1,11 +1,11 @@
-"""Random vs hard negatives on one supervised model config, side by side in one run.
+r"""Random vs hard negatives on one supervised model config, side by side in one run.
 
 Trains the config twice in this process with the same seeds, once with uniformly random wrong
 labels and once with hard negatives (training.negatives: hard), and reports test accuracy after
 every epoch of each, so the two learning curves can be compared at equal epochs and equal time:
 
     .venv/bin/python benchmarks/hard_negatives.py params/models/mnist_ff.yaml --epochs 10
-    .venv/bin/python benchmarks/hard_negatives.py params/models/mnist_ff.yaml --epochs 2 \\
+    .venv/bin/python benchmarks/hard_negatives.py params/models/mnist_ff.yaml --epochs 2 \
         --train-limit 2000 --test-limit 500          # a quick smoke run
 
 Results go to benchmarks/results/hard_negatives_<model>_<time>.json.
@@ -15,16 +15,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 from pathlib import Path
-
-import torch
+import time
 
 from dff_lifecycle.core.batches import training_epochs
-from dff_lifecycle.core.config import ModelConfig, load_layer_config, load_model_config
+from dff_lifecycle.core.config import load_layer_config, load_model_config, ModelConfig
 from dff_lifecycle.core.data import Dataset, load_dataset
 from dff_lifecycle.core.evaluation import evaluate_supervised, supervised_scores
 from dff_lifecycle.core.network import FFNetwork
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,8 +47,8 @@ def learning_curve(model_cfg: ModelConfig, dataset: Dataset) -> list[dict]:
         accuracy = evaluate_supervised(network.activities, x_test, y_test, model_cfg)
         curve.append({'epoch': len(curve) + 1, 'train_seconds': seconds,
                       'test_accuracy': accuracy})
-        print(f"  {model_cfg.training.negatives:6s} epoch {len(curve):3d}: "
-              f"test {accuracy:.4f} after {seconds:.0f} s", flush=True)
+        print(f'  {model_cfg.training.negatives:6s} epoch {len(curve):3d}: '
+              f'test {accuracy:.4f} after {seconds:.0f} s', flush=True)
 
 
 def main() -> None:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 
@@ -37,9 +37,8 @@ BURST_ELEMENTS = 1 << 20  # 4 MiB tensors, sent as one message each in the QoS c
 # ---------------------------------------------------------------- child roles
 
 def _qos(name: str):
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-
     from dff_lifecycle.transport import TENSOR_QOS
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
     if name == 'tensor':
         return TENSOR_QOS
     return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -50,11 +49,10 @@ def _bench_tensor(elements: int) -> np.ndarray:
 
 
 def role_send(args: argparse.Namespace) -> dict:
-    import rclpy
-    from rclpy.duration import Duration
-
     from dff_lifecycle.transport import TensorSender
     from dff_msgs.msg import TensorChunk
+    import rclpy
+    from rclpy.duration import Duration
 
     tensor = _bench_tensor(args.elements)
     with rclpy.init():
@@ -80,10 +78,9 @@ def role_send(args: argparse.Namespace) -> dict:
 
 
 def role_receive(args: argparse.Namespace) -> dict:
-    import rclpy
-
     from dff_lifecycle.transport import TensorReceiver
     from dff_msgs.msg import TensorChunk
+    import rclpy
 
     crcs: list[int] = []
     completed_at: list[float] = []
@@ -193,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()[0]
-    case = dict(chunk_elements=args.chunk_elements, domain_id=args.domain_id,
-                timeout_s=args.timeout_s)
+    case = {'chunk_elements': args.chunk_elements, 'domain_id': args.domain_id,
+            'timeout_s': args.timeout_s}
     throughput = [run_case(mode, int(size * MIB / 4), max(4, round(args.mib_per_case / size)),
                            qos='tensor', delay_s=0.0, **case)
                   for size in args.sizes_mib for mode in MODES]

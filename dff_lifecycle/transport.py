@@ -1,4 +1,5 @@
-"""ROS edge of the tensor transport: QoS, TensorChunk messages, sender and receiver.
+"""
+ROS edge of the tensor transport: QoS, TensorChunk messages, sender and receiver.
 
 The checks live in `core.chunking`; this module only converts between numpy
 buffers and `dff_msgs/msg/TensorChunk` without per-element Python work:
@@ -8,21 +9,20 @@ payloads go in through `array.array.frombytes` and come out through
 from __future__ import annotations
 
 import array as std_array
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Union
+import traceback
+from typing import Optional, TYPE_CHECKING, Union
 
-import numpy as np
 from builtin_interfaces.msg import Time
+from dff_lifecycle.core.chunking import (ChunkError, ChunkMeta, crc32_of, DEFAULT_CHUNK_ELEMENTS,
+                                         Reassembler, split_tensor, TensorKey, WIRE_DTYPE)
 from dff_msgs.msg import TensorChunk
+import numpy as np
 from rclpy.clock import Clock
 from rclpy.impl.rcutils_logger import RcutilsLogger
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
-from dff_lifecycle.core.chunking import (
-    DEFAULT_CHUNK_ELEMENTS, WIRE_DTYPE, ChunkError, ChunkMeta, Reassembler, TensorKey, crc32_of, split_tensor)
 
 if TYPE_CHECKING:  # torch costs ~2 s to import; ROS-only processes never need it
     import torch
@@ -101,12 +101,12 @@ def tensor_to_msgs(array: np.ndarray, *, model: str, stream: str, source: str,
 
 
 def payload_view(msg: TensorChunk) -> np.ndarray:
-    """The chunk's values as a float32 array sharing the message's buffer (no copy)."""
+    """Return the chunk's values as a float32 array sharing the message's buffer (no copy)."""
     return np.frombuffer(msg.payload.data, dtype=WIRE_DTYPE)
 
 
 def chunk_meta(msg: TensorChunk) -> ChunkMeta:
-    """The header of `msg` in core terms."""
+    """Return the header of `msg` in core terms."""
     key = TensorKey(msg.model, msg.stream, msg.batch_seq, msg.kind)
     return ChunkMeta(key, msg.chunk_index, msg.chunk_count, msg.offset, tuple(msg.shape),
                      msg.crc32)
@@ -127,7 +127,8 @@ class TensorSender:
 
     def send(self, array: np.ndarray, *, model: str, stream: str, batch_seq: int,
              kind: int) -> int:
-        """Publish all chunks of `array`; return how many were published.
+        """
+        Publish all chunks of `array`; return how many were published.
 
         Raises RuntimeError for an inactive lifecycle publisher, which would
         otherwise drop the tensor without a word. If `publish` fails part way, the
@@ -161,7 +162,8 @@ class ReceivedTensor:
 
 
 class TensorReceiver:
-    """Feeds TensorChunk messages to a Reassembler; safe to call from a subscription callback.
+    """
+    Feeds TensorChunk messages to a Reassembler; safe to call from a subscription callback.
 
     Bad chunks and stale or evicted tensors are logged and counted in
     `rejected_tensors`; `on_message` never raises. Not thread-safe: call it from
@@ -216,15 +218,22 @@ class TensorReceiver:
 
 
 def to_numpy(tensor: 'torch.Tensor') -> np.ndarray:
-    """Float32 CPU numpy array of `tensor`, sharing its memory when it already is
-    a contiguous float32 CPU tensor (otherwise one conversion copy)."""
+    """
+    Return `tensor` as a float32 CPU numpy array.
+
+    It shares the tensor's memory when that already is a contiguous float32 CPU tensor
+    (otherwise one conversion copy).
+    """
     import torch
     return tensor.detach().to(device='cpu', dtype=torch.float32).contiguous().numpy()
 
 
 def from_numpy(array: np.ndarray, device: Union['torch.device', str]) -> 'torch.Tensor':
-    """Float32 tensor on `device`; shares `array`'s memory for a writable,
-    contiguous float32 array and a CPU device."""
+    """
+    Return `array` as a float32 tensor on `device`.
+
+    It shares `array`'s memory for a writable, contiguous float32 array and a CPU device.
+    """
     import torch
     array = np.ascontiguousarray(array, dtype=np.float32)
     if not array.flags.writeable:  # torch cannot safely share a read-only buffer

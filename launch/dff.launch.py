@@ -8,12 +8,11 @@
 file; the processes come from dff_lifecycle.deploy.deployment, exactly as for
 `dff_launch`. The launch ends when the master exits.
 """
+from dff_lifecycle.deploy.deployment import find_deployment, load_deployment
+from dff_lifecycle.deploy.launch_description import deployment_actions
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-
-from dff_lifecycle.deploy.deployment import find_deployment, load_deployment
-from dff_lifecycle.deploy.launch_description import deployment_actions
 
 
 def _deployment_actions(context):

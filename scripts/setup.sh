@@ -29,6 +29,16 @@ pyver="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_in
 [[ "$pyver" == "3.11" ]] || fail "Python 3.11 is needed (ROS 2 Kilted and torch wheels here are cp311); '$python' is $pyver. Set DFF_PYTHON."
 command -v cmake >/dev/null || fail "cmake is needed to build dff_msgs (apt-get install cmake g++)"
 command -v c++ >/dev/null || fail "a C++ compiler is needed to build dff_msgs (apt-get install g++)"
+if ! command -v xmllint >/dev/null; then  # the manifest linter test (test/lint)
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    step "installing xmllint (Debian libxml2-utils)"
+    { apt-get install -y -q libxml2-utils || { apt-get update -q && apt-get install -y -q libxml2-utils; }; } \
+      >"${TMPDIR:-/tmp}/dff-apt.log" 2>&1 ||
+      echo "setup: WARNING: could not install libxml2-utils; the xmllint test will fail" >&2
+  else
+    echo "setup: WARNING: no xmllint (apt-get install libxml2-utils); the xmllint test will fail" >&2
+  fi
+fi
 
 if [[ ! -x "$venv/bin/python" ]]; then
   step "creating $venv"

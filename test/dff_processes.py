@@ -6,12 +6,12 @@ its own process group, so a failing test never leaves anything running.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,10 @@ class Proc:
             return '\n'.join(self.lines)
 
     def wait_for(self, text: str, timeout_s: float = 60.0) -> str:
-        """The first output line containing `text`; AssertionError with the log otherwise."""
+        """Return the first output line containing `text`.
+
+        Raise AssertionError with the log otherwise.
+        """
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while True:
@@ -101,8 +104,11 @@ def start_server(env: dict[str, str], weight_dir: Path, name: Optional[str] = No
 
 def start_servers(env: dict[str, str], weight_dirs: list[Path], name: Optional[str] = None,
                   **params) -> list[Proc]:
-    """Start one server container per weight dir at once; once all are up, return them
-    sorted by the name each one claimed (which server gets which name is a race)."""
+    """Start one server container per weight dir at once.
+
+    Once all are up, return them sorted by the name each one claimed (which server gets
+    which name is a race).
+    """
     procs = []
     for weight_dir in weight_dirs:
         settings = {'weight_dir': str(weight_dir), 'torch_threads': 1, **params}

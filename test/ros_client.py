@@ -5,19 +5,19 @@ server containers' services, topics.
 """
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
+import time
 from typing import Callable, Iterator
-
-from rclpy.node import Node
 
 from dff_lifecycle.common.names import node_names
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
 from dff_lifecycle.ros.process import ros_process
 from dff_lifecycle.ros.service_calls import ClientCache
+from rclpy.node import Node
 
 
 class RosClient:
+
     def __init__(self, node: Node) -> None:
         self.node = node
         self.clients = ClientCache(node)

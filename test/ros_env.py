@@ -11,15 +11,14 @@ kernel drops a lease when its process dies, so crashed runs leave nothing stuck.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 import fcntl
 import os
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Optional
 
-import pytest
-
 from dff_lifecycle.ros.environment import configure_environment
+import pytest
 
 LOCK_DIR = Path('/tmp/dff_ros_domains')
 # 0 is everybody's default domain; Fast DDS ports allow ids up to 101 here.
@@ -56,8 +55,10 @@ def release_domain_id(domain_id: int) -> None:
 
 def isolated_ros_env(domain_id: Optional[int] = None,
                      base: Optional[Mapping[str, str]] = None) -> dict[str, str]:
-    """Environment for ROS subprocesses: `base` (default os.environ) plus the domain,
-    the localhost discovery range and the transport defaults.
+    """Return the environment for ROS subprocesses.
+
+    That is `base` (default os.environ) plus the domain, the localhost discovery range
+    and the transport defaults.
 
     Without `domain_id` a new one is leased (held until process exit).
     """
@@ -72,7 +73,7 @@ def isolated_ros_env(domain_id: Optional[int] = None,
 
 @pytest.fixture
 def ros_domain(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """A leased domain id, exported in os.environ for nodes created in this process.
+    """Lease a domain id, exported in os.environ for nodes created in this process.
 
     Set before the test body runs, i.e. before its `rclpy.init`.
     """

@@ -10,28 +10,27 @@ one, an rclpy node that is already spinning.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
-import yaml
-from rclpy.node import Node
-from rclpy.parameter import Parameter
-
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.ros.lifecycle_client import LifecycleClient
 from dff_lifecycle.master.parameters import MASTER_PARAMETERS
 from dff_lifecycle.master.plan import build_plan
-from dff_lifecycle.ros.service_calls import ClientCache, call
+from dff_lifecycle.ros.lifecycle_client import LifecycleClient
+from dff_lifecycle.ros.service_calls import call, ClientCache
 from dff_lifecycle.transport import STATUS_QOS
 from dff_msgs.msg import LayerSpec, LayerStatus
 from dff_msgs.srv import CreateLayers
 from dff_processes import Proc
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -50,7 +49,7 @@ WaitForOutput = Callable[[str, float], object]  # (text, timeout_s): return once
 # ---------------------------------------------------------------------------- helpers
 
 def write_deployment(folder: Path, servers: int = 2, **master: object) -> Path:
-    """A deployment of the tiny model: one weight folder per server under `folder`."""
+    """Write a deployment of the tiny model: one weight folder per server under `folder`."""
     sections: dict = {'/dff/master': {'ros__parameters': {
         'model_config': str(TINY_MODEL), 'layer_config': str(LAYER_CONFIG), 'servers': servers,
         'progress': False, **master}}}
@@ -107,8 +106,11 @@ def child_pids(output: str) -> dict[str, int]:
 
 
 def running_children(launcher: Proc, deployment: Path) -> list[int]:
-    """Children of dff_launch still running: their pid is alive and its command line still
-    names this test's deployment file (so a reused pid is never mistaken for one)."""
+    """Return the children of dff_launch still running.
+
+    Their pid is alive and its command line still names this test's deployment file (so
+    a reused pid is never mistaken for one).
+    """
     running = []
     for pid in child_pids(launcher.output).values():
         try:
@@ -121,8 +123,10 @@ def running_children(launcher: Proc, deployment: Path) -> list[int]:
 
 
 def stop_launcher(launcher: Proc, deployment: Path) -> None:
-    """Never leave anything running: Ctrl-C to dff_launch, then kill what survived
-    (each child runs in a process group of its own)."""
+    """Never leave anything running: Ctrl-C to dff_launch, then kill what survived.
+
+    Each child runs in a process group of its own.
+    """
     try:
         if launcher.popen.poll() is None:
             launcher.interrupt(60)
@@ -189,8 +193,10 @@ def bring_up(node: Node, layers: list[str]) -> None:
 
 def expect(env: dict[str, str], *args: str, out: object = None, err: object = None,
            code: int = 0) -> subprocess.CompletedProcess:
-    """dff_lifecycle with args: exit code, and stdout / stderr when given (str: exact text,
-    list: exact lines)."""
+    """Run dff_lifecycle with args; check the exit code, and stdout / stderr when given.
+
+    A str `out` / `err` is the exact text, a list the exact lines.
+    """
     result = cli(env, *args, code=code)
     for wanted, got in ((out, result.stdout), (err, result.stderr)):
         if wanted is not None:
@@ -276,14 +282,16 @@ def _section(text: str, title: str) -> list[str]:
 # -------------------------------------------------------------------- manual pause
 
 class StatusWatch:
-    """The latest state and the most batches seen of each layer, from its status topic, and
-    how far the first layer ran ahead of the second while the second was inactive."""
+    """The latest state and the most batches seen of each layer, from its status topic.
+
+    Also how far the first layer ran ahead of the second while the second was inactive.
+    """
 
     def __init__(self, node: Node, layers: tuple[str, ...] = TINY_LAYERS) -> None:
         self._lock = threading.Lock()
         self.layers = layers
-        self.batches = {layer: 0 for layer in layers}
-        self.state = {layer: 'unknown' for layer in layers}
+        self.batches = dict.fromkeys(layers, 0)
+        self.state = dict.fromkeys(layers, 'unknown')
         self.lead_while_paused = 0  # max of batches(first) - batches(last) while last inactive
         self._subs = [node.create_subscription(LayerStatus, f'{layer}/status', self._on_status,
                                                STATUS_QOS) for layer in layers]
@@ -305,9 +313,12 @@ class StatusWatch:
 
 def pause_and_resume(env: dict[str, str], node: Node, wait_for_master: WaitForOutput,
                      epochs: int = PAUSE_EPOCHS) -> None:
-    """Deactivate layer_1 by hand in the middle of training, check that the pipeline
-    stands still and that the master says why, activate it, and check that training
-    ends with every batch trained exactly once by every layer."""
+    """Pause training by deactivating layer_1 by hand, then resume it.
+
+    Deactivate layer_1 in the middle of training, check that the pipeline stands still
+    and that the master says why, activate it, and check that training ends with every
+    batch trained exactly once by every layer.
+    """
     layer = TINY_LAYERS[1]
     total = epochs * TINY_BATCHES_PER_EPOCH
     watch = StatusWatch(node)

@@ -3,8 +3,11 @@ import torch
 
 
 def separable_batch(n: int, features: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positives and negatives point in different directions (first vs second half of the
-    features), so a single FF layer can learn to separate them."""
+    """Return positives and negatives that point in different directions.
+
+    First vs second half of the features, so a single FF layer can learn to separate
+    them.
+    """
     gen = torch.Generator().manual_seed(seed)
     half = features // 2
     x_pos = torch.randn(n, features, generator=gen) * 0.3

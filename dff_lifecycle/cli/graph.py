@@ -1,4 +1,5 @@
-"""dff_graph: the live ROS graph as text, Graphviz DOT and a PNG (rqt_graph without a display).
+"""
+dff_graph: the live ROS graph as text, Graphviz DOT and a PNG (rqt_graph without a display).
 
     dff_graph [--wait S] [--dot FILE] [--png FILE] [--all] [--debug]
 
@@ -12,19 +13,18 @@ with a simple layered layout (publishers left of their topics, subscribers right
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
-from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile
-
+from dff_lifecycle.cli.graph_view import (Endpoint, format_text, label_of, layered_layout,
+                                          NODE_PREFIX, RosGraph, to_dot, Topic)
 from dff_lifecycle.cli.tool_node import settle, tool_node
 from dff_lifecycle.common.names import join
-from dff_lifecycle.cli.graph_view import (NODE_PREFIX, Endpoint, RosGraph, Topic, format_text,
-                                      label_of, layered_layout, to_dot)
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile
 
 PROG = 'dff_graph'
 
@@ -47,8 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def qos_text(qos: QoSProfile) -> str:
-    """Reliability and durability; history and depth only when known (discovery does not
-    carry them for remote endpoints: `ros2 topic info -v` says UNKNOWN)."""
+    """
+    Describe the QoS: reliability and durability; history and depth only when known.
+
+    Discovery does not carry those two for remote endpoints: `ros2 topic info -v` says
+    UNKNOWN.
+    """
     parts = [qos.reliability.name, qos.durability.name]
     if qos.history == HistoryPolicy.KEEP_LAST:
         parts.append(f'KEEP_LAST ({qos.depth})')
@@ -87,8 +91,8 @@ def write_png(graph: RosGraph, path: Path) -> str:
 def draw_layered(graph: RosGraph, path: Path) -> None:
     import matplotlib
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
+    import matplotlib.pyplot as plt
 
     layout = layered_layout(graph)
     columns = max((c for c, _ in layout.values()), default=0) + 1
@@ -100,8 +104,9 @@ def draw_layered(graph: RosGraph, path: Path) -> None:
     for a, b in graph.edges():
         (xa, ya), (xb, yb) = centre[a], centre[b]
         ax.annotate('', xy=(xb - box_w / 2, yb), xytext=(xa + box_w / 2, ya),
-                    arrowprops=dict(arrowstyle='->', color='#555555', lw=0.8,
-                                    shrinkA=0, shrinkB=0, connectionstyle='arc3,rad=0.0'))
+                    arrowprops={'arrowstyle': '->', 'color': '#555555', 'lw': 0.8,
+                                'shrinkA': 0, 'shrinkB': 0,
+                                'connectionstyle': 'arc3,rad=0.0'})
     for vertex, (x, y) in centre.items():
         is_node = vertex.startswith(NODE_PREFIX)
         ax.add_patch(FancyBboxPatch(

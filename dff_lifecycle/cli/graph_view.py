@@ -1,4 +1,5 @@
-"""The ROS graph as data: nodes, topics, their endpoints with QoS; text, DOT and a layout.
+"""
+The ROS graph as data: nodes, topics, their endpoints with QoS; text, DOT and a layout.
 
 Pure Python (no rclpy, no matplotlib): `dff_graph` fills a `RosGraph` from a
 live node and draws it; tests build one by hand. Like rqt_graph, hidden names
@@ -45,8 +46,12 @@ class RosGraph:
         return cls(tuple(sorted(set(nodes))), tuple(sorted(clean, key=lambda t: t.name)))
 
     def visible(self, include_hidden: bool = False, include_debug: bool = False) -> 'RosGraph':
-        """What rqt_graph shows: no hidden nodes or topics, no debug topics, no topic
-        whose every endpoint was hidden."""
+        """
+        Return the graph that rqt_graph shows.
+
+        That is: no hidden nodes or topics, no debug topics, no topic whose every
+        endpoint was hidden.
+        """
         def shown(name: str) -> bool:
             return include_hidden or not is_hidden(name)
 
@@ -130,7 +135,8 @@ def to_dot(graph: RosGraph) -> str:
 
 
 def layered_layout(graph: RosGraph) -> dict[str, tuple[int, float]]:
-    """(column, row) of every vertex: a simple Sugiyama-style layering.
+    """
+    (column, row) of every vertex: a simple Sugiyama-style layering.
 
     Columns are longest-path ranks from the sources (cycles are broken at the edges
     that close them in a depth-first walk); rows follow the mean row of each vertex's

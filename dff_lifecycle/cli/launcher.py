@@ -1,4 +1,5 @@
-"""dff_launch: run a DFF deployment on this machine, without `ros2 launch`.
+"""
+dff_launch: run a DFF deployment on this machine, without `ros2 launch`.
 
     dff_launch params/mnist_2servers.yaml [--servers N] [-p [target.]name:=value ...]
     dff_launch mnist_2servers --dry-run        # a shipped deployment; print the commands
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import shlex
 import shutil
 import signal
@@ -26,12 +28,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import IO, Optional, Sequence
 
 from dff_lifecycle.cli.arguments import positive_int
-from dff_lifecycle.deploy.deployment import (Deployment, DeploymentError, ProcessSpec, find_deployment,
-                                      load_deployment)
+from dff_lifecycle.deploy.deployment import (Deployment, DeploymentError, find_deployment,
+                                             load_deployment, ProcessSpec)
 
 PROG = 'dff_launch'
 EXIT_INTERRUPTED = 130
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                '(mnist_2servers) means a shipped one.')
     parser.add_argument('deployment', help='deployment YAML, or the name of a shipped one')
     parser.add_argument('--servers', type=positive_int, default=None,
-                        help='number of server containers (default: the file\'s servers)')
+                        help="number of server containers (default: the file's servers)")
     parser.add_argument('-p', '--param', dest='params', action='append', default=[],
                         metavar='[TARGET.]NAME:=VALUE',
                         help='parameter override; TARGET: master, servers or server_<n> '
@@ -60,10 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
 def command_line(spec: ProcessSpec) -> list[str]:
-    """argv of a process: its console script beside ours (venv bin/, colcon lib/<pkg>/),
-    else on PATH, else `python -m <module>`."""
+    """
+    Return the argv of a process.
+
+    Its console script beside ours (venv bin/, colcon lib/<pkg>/), else on PATH, else
+    `python -m <module>`.
+    """
     here = Path(sys.argv[0]).resolve().parent
     for candidate in (here / spec.executable, shutil.which(spec.executable)):
         if candidate and os.access(candidate, os.X_OK) and Path(candidate).is_file():
@@ -72,13 +76,17 @@ def command_line(spec: ProcessSpec) -> list[str]:
 
 
 def exit_status(returncode: int) -> int:
-    """A Popen return code as a shell would report it (killed by signal N: 128 + N)."""
+    """Return a Popen return code as a shell would report it (killed by signal N: 128 + N)."""
     return 128 - returncode if returncode < 0 else returncode
 
 
 class Child:
-    """One started process: its own session (Ctrl-C reaches only the launcher), and a
-    thread that copies its output line by line with a `[name] ` prefix."""
+    """
+    One started process and the thread that copies its output.
+
+    The process runs in its own session (Ctrl-C reaches only the launcher); the thread
+    copies its output line by line with a `[name] ` prefix.
+    """
 
     def __init__(self, spec: ProcessSpec, out: 'Output') -> None:
         self.spec = spec
@@ -116,7 +124,7 @@ class Child:
             pass
 
     def wait(self, timeout_s: float, hurry: threading.Event) -> bool:
-        """True once exited; False after timeout_s or when `hurry` is set."""
+        """Return True once exited; False after timeout_s or when `hurry` is set."""
         deadline = time.monotonic() + timeout_s
         while self.running:
             if hurry.is_set() or time.monotonic() >= deadline:
@@ -146,6 +154,7 @@ class Output:
 
 
 class Launcher:
+
     def __init__(self, deployment: Deployment, args: argparse.Namespace, out: Output) -> None:
         self.deployment = deployment
         self.args = args

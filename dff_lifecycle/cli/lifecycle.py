@@ -1,4 +1,5 @@
-"""dff_lifecycle: `ros2 lifecycle` for machines without ros2cli.
+"""
+dff_lifecycle: `ros2 lifecycle` for machines without ros2cli.
 
     dff_lifecycle nodes [-a] [-c]                  managed nodes, one per line
     dff_lifecycle get [NODE]                       `active [3]`; all nodes: `/n: active [3]`
@@ -17,12 +18,11 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from rclpy.node import Node
-
 from dff_lifecycle.cli.tool_node import poll, settle, tool_node
 from dff_lifecycle.common.names import absolute, is_hidden, node_names
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
 from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError
+from rclpy.node import Node
 
 PROG = 'dff_lifecycle'
 GET_STATE_TYPE = 'lifecycle_msgs/srv/GetState'
@@ -78,7 +78,7 @@ def lifecycle_node_names(node: Node, include_hidden: bool) -> list[str]:
 
 
 def find_node(node: Node, name: str, include_hidden: bool, timeout_s: float) -> Optional[str]:
-    """The absolute name of a managed node once discovered; None after timeout_s."""
+    """Return the absolute name of a managed node once discovered; None after timeout_s."""
     wanted = absolute(name)
     return poll(lambda: wanted if wanted in lifecycle_node_names(node, include_hidden) else None,
                 timeout_s)

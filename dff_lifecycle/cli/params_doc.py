@@ -1,4 +1,5 @@
-"""Print the parameter reference of every DFF node as Markdown tables.
+"""
+Print the parameter reference of every DFF node as Markdown tables.
 
 docs/configuration.md embeds this output; a test keeps the two in sync.
 """

@@ -1,3 +1,4 @@
+# noqa: D213 (argparse's description is this docstring's first line: __doc__.splitlines()[0])
 """`dff_status`: the health of every FF layer, from its LayerStatus topic.
 
     dff_status                 # one table after listening for --wait seconds
@@ -41,7 +42,7 @@ def format_status(latest: dict) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog='dff_status', description=__doc__.splitlines()[0])
-    parser.add_argument('--model', default='', help='only this model\'s layers')
+    parser.add_argument('--model', default='', help="only this model's layers")
     parser.add_argument('--wait', type=float, default=3.0, metavar='S',
                         help='listen this long before printing (default 3)')
     parser.add_argument('--watch', action='store_true', help='print again every --wait seconds')

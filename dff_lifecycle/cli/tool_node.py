@@ -1,4 +1,5 @@
-"""A hidden helper node for command-line tools, spun in a background thread.
+"""
+A hidden helper node for command-line tools, spun in a background thread.
 
 Like ros2cli's direct node: its name starts with an underscore, so it stays out
 of `nodes` listings and graph pictures, and it has no parameter services.
@@ -6,22 +7,21 @@ Service calls go through dff_lifecycle.ros.service_calls from the main thread.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import os
 import time
-from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, TypeVar
-
-from rclpy.node import Node
 
 from dff_lifecycle.common.names import HIDDEN_PREFIX, is_hidden, join
 from dff_lifecycle.ros.process import ros_process
+from rclpy.node import Node
 
 T = TypeVar('T')
 
 
 @contextmanager
 def tool_node(prefix: str) -> Iterator[Node]:
-    """A hidden node `_<prefix>_<pid>` with its own context, spinning until the block ends."""
+    """Yield a hidden node `_<prefix>_<pid>` with its own context, spun until the block ends."""
     with ros_process([], own_context=True) as ros:
         node = Node(f'{HIDDEN_PREFIX}{prefix}_{os.getpid()}', context=ros.context,
                     start_parameter_services=False, enable_rosout=False)
@@ -38,8 +38,11 @@ def graph_snapshot(node: Node) -> tuple:
 
 def settle(node: Node, min_s: float, max_s: float, quiet_s: float = 1.0,
            snapshot: Optional[Callable[[], object]] = None) -> None:
-    """Give discovery time: at least min_s, then until a visible node besides this one
-    is known and the graph has not changed for quiet_s; at most max_s.
+    """
+    Give discovery time: at least min_s, at most max_s.
+
+    After min_s, wait until a visible node besides this one is known and the graph has
+    not changed for quiet_s.
 
     A new participant learns the graph over a few seconds on a busy machine (node
     names, services and topics arrive separately), and there is no daemon here that

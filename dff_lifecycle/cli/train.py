@@ -1,23 +1,26 @@
-"""dff_train: train a Forward-Forward model in one process (no ROS): baselines and recipe tuning.
+"""
+dff_train: train a Forward-Forward model in one process (no ROS): baselines and recipe tuning.
+
+Usage:
 
     dff_train --config params/models/mnist_ff.yaml [--data-root DIR] [--out runs/NAME]
-              [--device auto|cpu|cuda] [--epochs N] [--steps N] [--seed N] [--threads N] [--no-progress]
+              [--device auto|cpu|cuda] [--epochs N] [--steps N] [--seed N] [--threads N]
+              [--no-progress]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
+import sys
 from typing import Sequence
 
-import torch
-
 from dff_lifecycle.cli.arguments import non_negative_int, positive_int
-from dff_lifecycle.core.config import (ConfigError, ModelConfig, load_layer_config,
-                                       load_model_config)
+from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_model_config,
+                                       ModelConfig)
 from dff_lifecycle.core.data import DATA_ROOT_ENV, DataNotFoundError, load_dataset
 from dff_lifecycle.core.experiment import run_single_process
+import torch
 
 PROG = 'dff_train'
 
@@ -46,7 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
 def resolve_device(choice: str) -> torch.device:
     if choice == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -56,7 +58,7 @@ def resolve_device(choice: str) -> torch.device:
 
 
 def load_config(args: argparse.Namespace) -> ModelConfig:
-    """The model config with command-line overrides applied."""
+    """Return the model config with command-line overrides applied."""
     # params/models/x.yaml -> params/layers.yaml, in the repo and in the installed share/ folder.
     layers_path = args.layers or args.config.parent.parent / 'layers.yaml'
     layer_types = load_layer_config(layers_path)

@@ -12,7 +12,11 @@ _SERVER = re.compile(r'^server_([1-9][0-9]*)$')
 
 
 def join(namespace: str, name: str) -> str:
-    """Fully qualified name: join('/', 'a') == '/a', join('/m', 'layer_0') == '/m/layer_0'."""
+    """
+    Return the fully qualified name of `name` in `namespace`.
+
+    join('/', 'a') == '/a', join('/m', 'layer_0') == '/m/layer_0'.
+    """
     return f'{namespace.rstrip("/")}/{name}'
 
 
@@ -22,7 +26,7 @@ def absolute(name: str) -> str:
 
 
 def is_hidden(name: str) -> bool:
-    """True when any token of the name starts with an underscore (rqt_graph's rule)."""
+    """Return True when any token of the name starts with an underscore (rqt_graph's rule)."""
     return any(token.startswith(HIDDEN_PREFIX) for token in name.split('/') if token)
 
 
@@ -34,7 +38,7 @@ def server_name(index: int) -> str:
 
 
 def server_index(name: str) -> Optional[int]:
-    """The n of `server_<n>` (n >= 1), else None."""
+    """Return the n of `server_<n>` (n >= 1), else None."""
     match = _SERVER.match(name)
     return int(match.group(1)) if match else None
 

@@ -1,16 +1,20 @@
 """Where this package's own files are: params/ and launch/ in a checkout or an install."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+import sys
 
 PACKAGE = 'dff_lifecycle'
 _SOURCE = Path(__file__).resolve().parents[2]  # the checkout: package.xml, params/, launch/
 
 
 def package_roots() -> list[Path]:
-    """Folders that hold this package's params/ (and launch/): the source checkout it runs
-    from, the ament share folder, and <prefix>/share/dff_lifecycle of a pip install."""
+    """
+    Return the folders that hold this package's params/ (and launch/).
+
+    They are the source checkout it runs from, the ament share folder, and
+    <prefix>/share/dff_lifecycle of a pip install.
+    """
     roots = []
     if (_SOURCE / 'package.xml').is_file() and (_SOURCE / 'params').is_dir():
         roots.append(_SOURCE)
@@ -28,9 +32,13 @@ def package_roots() -> list[Path]:
 
 
 def resolve_config_path(value: str) -> str:
-    """A relative config path as a node should open it: from the current folder when
-    it exists there, else from the package's folders (repository or install share);
-    unchanged when it is nowhere, so that the error names the path as given."""
+    """
+    Return a relative config path as a node should open it.
+
+    From the current folder when it exists there, else from the package's folders
+    (repository or install share); unchanged when it is nowhere, so that the error
+    names the path as given.
+    """
     path = Path(value).expanduser()
     if not value or path.is_absolute() or path.is_file():
         return value

@@ -1,4 +1,5 @@
-"""Parameter tables: each node's ROS parameters, declared once as data.
+"""
+Parameter tables: each node's ROS parameters, declared once as data.
 
 A table maps a parameter name to a `Param` (type, default, description,
 range). The nodes declare their parameters from it (`dff_lifecycle.ros.parameters`),
@@ -20,7 +21,7 @@ TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a double', str: 
 class Param:
     """One parameter: type, default (None: required), description, optional range."""
 
-    type: type
+    type: type  # noqa: A003 (the public field name, read throughout the package)
     default: Any
     description: str
     minimum: Optional[float] = None
@@ -65,12 +66,17 @@ def type_problem(value: Any, expected: type) -> str:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
     else:
         ok = isinstance(value, expected)
-    return '' if ok else f'expected {TYPE_NAMES.get(expected, expected.__name__)}, got {_kind(value)}'
+    return '' if ok else (f'expected {TYPE_NAMES.get(expected, expected.__name__)}, '
+                          f'got {_kind(value)}')
 
 
 def coerce(value: Any, expected: type) -> Any:
-    """A value typed by hand as the parameter's type: 1 -> 1.0 for a double, 3 -> '3' for a
-    string, 'a' -> ['a'] for a list. Raises ValueError (the reason) when it cannot be."""
+    """
+    Return a value typed by hand as the parameter's type.
+
+    1 -> 1.0 for a double, 3 -> '3' for a string, 'a' -> ['a'] for a list. Raises
+    ValueError (the reason) when it cannot be.
+    """
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is str and not isinstance(value, str) and value is not None:

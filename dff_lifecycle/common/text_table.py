@@ -5,8 +5,11 @@ from typing import Sequence
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], rule: bool = True) -> str:
-    """Columns padded to their widest cell, two spaces apart, trailing spaces trimmed;
-    with `rule`, a line of dashes under the header."""
+    """
+    Return the table as text: columns padded to their widest cell, two spaces apart.
+
+    Trailing spaces are trimmed; with `rule`, a line of dashes goes under the header.
+    """
     table = [tuple(header), *(tuple(str(c) for c in r) for r in rows)]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
 

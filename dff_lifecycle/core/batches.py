@@ -1,4 +1,5 @@
-"""Positive/negative training batches, shared by the single-process trainer and the master.
+"""
+Positive/negative training batches, shared by the single-process trainer and the master.
 
 Both call training_batches with a generator seeded the same way, so they see identical batches.
 """
@@ -7,13 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
-import torch
-from torch import Tensor
-
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.negatives import (candidate_inputs, hard_wrong_labels, hybrid_negatives,
                                           overlay_labels, permuted_labels, random_wrong_labels)
+import torch
+from torch import Tensor
 
 MIN_BATCH = 2  # a smaller last batch is dropped: hybrid negatives need a partner image
 
@@ -27,7 +27,7 @@ class TrainBatch:
 
 
 def training_set(dataset: Dataset, model_cfg: ModelConfig) -> tuple[Tensor, Tensor]:
-    """The training images and labels the config trains on (the first `train_limit`)."""
+    """Return the training images and labels the config trains on (the first `train_limit`)."""
     limit = model_cfg.training.train_limit
     return dataset.x_train[:limit], dataset.y_train[:limit]
 
@@ -47,7 +47,8 @@ LabelScorer = Callable[[Tensor], Tensor]  # training images (N, ...) -> label go
 
 def training_epochs(dataset: Dataset, model_cfg: ModelConfig, generator: torch.Generator,
                     label_scorer: Optional[LabelScorer] = None) -> Iterator[Iterator[TrainBatch]]:
-    """One iterator of batches per epoch, reshuffled by `generator`; full_batch: one batch.
+    """
+    One iterator of batches per epoch, reshuffled by `generator`; full_batch: one batch.
 
     Consume each epoch before asking for the next: with hard negatives the next epoch starts
     by scoring the training set with `label_scorer`, which must see the model as trained so far.
@@ -97,7 +98,8 @@ def training_batches(dataset: Dataset, model_cfg: ModelConfig, generator: torch.
 def make_pair(x: Tensor, y: Tensor, dataset: Dataset, model_cfg: ModelConfig,
               generator: torch.Generator,
               wrong: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-    """(positives, negatives): label overlays when supervised, real vs hybrid images otherwise.
+    """
+    (positives, negatives): label overlays when supervised, real vs hybrid images otherwise.
 
     Supervised negatives carry `wrong` labels when given, else labels drawn as the config's
     `negatives` says: uniformly random wrong ones or the batch's labels permuted.
@@ -114,5 +116,5 @@ def make_pair(x: Tensor, y: Tensor, dataset: Dataset, model_cfg: ModelConfig,
 
 
 def inference_inputs(x: Tensor, model_cfg: ModelConfig) -> Tensor:
-    """What the layers see at inference: every label candidate (supervised) or the images."""
+    """Return the layers' input at inference: every label candidate (supervised) or the images."""
     return candidate_inputs(x, model_cfg.num_classes) if model_cfg.supervised else x

@@ -1,4 +1,5 @@
-"""Cut float32 tensors into chunks and put them back together, with checks.
+"""
+Cut float32 tensors into chunks and put them back together, with checks.
 
 Pure numpy: the ROS edge (`dff_lifecycle.transport`) converts messages to
 `ChunkMeta` + payload arrays and back. A tensor is identified by
@@ -6,12 +7,12 @@ Pure numpy: the ROS edge (`dff_lifecycle.transport`) converts messages to
 """
 from __future__ import annotations
 
-import math
-import time
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
+import math
+import time
 from typing import Callable, NamedTuple, Optional
+import zlib
 
 import numpy as np
 
@@ -73,7 +74,8 @@ def _flat_float32(array: np.ndarray) -> np.ndarray:
 
 
 def split_tensor(array: np.ndarray, chunk_elements: int) -> list[ChunkView]:
-    """Cut `array` into chunks of at most `chunk_elements` values (views, no copies).
+    """
+    Cut `array` into chunks of at most `chunk_elements` values (views, no copies).
 
     An empty tensor still yields one (empty) chunk, so that it can be sent.
     """
@@ -127,7 +129,8 @@ DiscardHook = Callable[[TensorKey, str], None]
 
 
 class Reassembler:
-    """Collects chunks per `TensorKey` into one preallocated buffer per tensor.
+    """
+    Collects chunks per `TensorKey` into one preallocated buffer per tensor.
 
     Each payload is copied exactly once, into its place in the buffer. A failed
     check raises `ChunkError` and drops that tensor; its remaining chunks are then

@@ -1,4 +1,5 @@
-"""Layer and model configuration: parsing and validation in one place (yaml.safe_load, no eval).
+"""
+Layer and model configuration: parsing and validation in one place (yaml.safe_load, no eval).
 
 Every error is a ConfigError whose message names the file and the key, e.g.
 `params/models/m.yaml: layers[1]: unknown module 'FFDens' (known: FFDense)`.
@@ -6,17 +7,16 @@ Every error is a ConfigError whose message names the file and the key, e.g.
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
+import re
 from typing import Any, Mapping, Sequence
 
-import yaml
-
 from dff_lifecycle.core.ff_layers import LAYER_TYPES
-from dff_lifecycle.core.hyperparams import FFHyperParams, field_names
 from dff_lifecycle.core.head import HeadConfig
+from dff_lifecycle.core.hyperparams import FFHyperParams, field_names
+import yaml
 
 MODEL_NAME_RE = re.compile(r'[a-z][a-z0-9_]*\Z')  # model names become parts of ROS names
 PORT_RE = re.compile(r'[a-z][a-z0-9_]*\Z')
@@ -131,7 +131,7 @@ class _Reader:
 
     def keys(self, key: str, value: Any, known: Sequence[str],
              required: Sequence[str] = ()) -> dict:
-        """The mapping `value`, refusing keys outside `known` and requiring `required`."""
+        """Return the mapping `value`, refusing keys outside `known` and requiring `required`."""
         value = self.mapping(key, value)
         for name in value:
             if name not in known:
@@ -195,7 +195,7 @@ def _kind(value: Any) -> str:
 
 
 def _read_mapping(path_or_dict: str | Path | Mapping[str, Any]) -> tuple[dict, str]:
-    """The top-level mapping of a YAML file (or a dict as is) and the name to use in messages."""
+    """Read the top-level mapping of a YAML file (or a dict as is) and the name for messages."""
     if isinstance(path_or_dict, Mapping):
         return dict(path_or_dict), DICT_SOURCE
     source = str(path_or_dict)

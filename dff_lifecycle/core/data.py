@@ -1,9 +1,9 @@
 """Offline MNIST / CIFAR-10 loading into float32 tensors (file reading only, no training logic)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 import gzip
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,7 @@ def _choose_data_root(explicit: str | Path | None) -> tuple[Path, str]:
 
 
 def resolve_data_root(explicit: str | Path | None = None) -> Path:
-    """Data root: the explicit path, else $DFF_DATA_ROOT, else ./data."""
+    """Return the data root: the explicit path, else $DFF_DATA_ROOT, else ./data."""
     return _choose_data_root(explicit)[0]
 
 
@@ -68,7 +68,8 @@ def missing_files(name: str, root: Path) -> list[str]:
 
 def load_dataset(name: str, root: str | Path | None = None, download: bool = False,
                  train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
-    """Load 'mnist' or 'cifar10' from `root` (see resolve_data_root).
+    """
+    Load 'mnist' or 'cifar10' from `root` (see resolve_data_root).
 
     `train_limit` / `test_limit` keep only the first N samples (quick tests).
     """

@@ -1,4 +1,5 @@
-"""Evaluation, one path for the single process and the distributed master.
+"""
+Evaluation, one path for the single process and the distributed master.
 
 A model is evaluated through one of two functions that the caller supplies:
 
@@ -18,15 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-import torch
-from torch import Tensor
-
 from dff_lifecycle.core.batches import inference_inputs
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.head import head_predict, train_head
 from dff_lifecycle.core.scoring import (accuracy, label_scores, layer_goodness,
                                         normalised_features, predict_labels)
+import torch
+from torch import Tensor
 
 ActivityFn = Callable[[Tensor], Sequence[Tensor]]  # input batch -> every layer's activities
 ScoresFn = Callable[[Tensor, str], Tensor]         # (images, split) -> (N, C) label scores
@@ -56,7 +56,8 @@ def supervised_scores(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfig
     for start in range(0, len(x), batch_size):
         activities = activity_fn(inference_inputs(x[start:start + batch_size], model_cfg))
         chosen = [activities[i] for i in model_cfg.goodness_layers]
-        scores.append(label_scores(layer_goodness(chosen, reductions), model_cfg.num_classes).cpu())
+        scores.append(label_scores(layer_goodness(chosen, reductions),
+                                   model_cfg.num_classes).cpu())
     return torch.cat(scores)
 
 
@@ -96,7 +97,8 @@ def evaluate(model_cfg: ModelConfig, dataset: Dataset, *,
              label_scores_fn: Optional[ScoresFn] = None,
              features_fn: Optional[FeaturesFn] = None,
              device: torch.device | str = 'cpu') -> Evaluation:
-    """Test accuracy, and train accuracy on up to TRAIN_ACCURACY_SAMPLES samples.
+    """
+    Test accuracy, and train accuracy on up to TRAIN_ACCURACY_SAMPLES samples.
 
     Supervised models need `label_scores_fn`; unsupervised ones need `features_fn` and
     a head config (the head trains on `device`, seeded from the config's seed).
@@ -119,7 +121,8 @@ def evaluate(model_cfg: ModelConfig, dataset: Dataset, *,
     if features_fn is None or model_cfg.head is None:
         raise ValueError(f'{model_cfg.name}: unsupervised evaluation needs features and a '
                          'head config')
-    x_train, y_train = dataset.x_train[:training.train_limit], dataset.y_train[:training.train_limit]
+    x_train, y_train = (dataset.x_train[:training.train_limit],
+                        dataset.y_train[:training.train_limit])
     train_features = features_fn(x_train, 'train')
     # Own generator, seeded from the config, so the head does not depend on how training went.
     generator = torch.Generator().manual_seed(training.seed)

@@ -1,15 +1,11 @@
 """Single-process training run: every layer here, trained batch by batch or full batch."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
+import time
 from typing import Callable, Iterable
 
-import torch
-from torch import Tensor
-from tqdm import tqdm
-
-from dff_lifecycle.core.batches import TrainBatch, count_batches, training_batches
+from dff_lifecycle.core.batches import count_batches, TrainBatch, training_batches
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.evaluation import (evaluate, features_from_activities,
@@ -18,6 +14,9 @@ from dff_lifecycle.core.local_trainer import StepResult
 from dff_lifecycle.core.metrics import describe, record, write_metrics
 from dff_lifecycle.core.network import FFNetwork
 from dff_lifecycle.core.weights import layer_weight_path, save_state_atomic
+import torch
+from torch import Tensor
+from tqdm import tqdm
 
 FULL_BATCH_LOG_EVERY = 50      # full-batch mode records the losses every this many steps
 Log = Callable[[str], None]
@@ -72,7 +71,7 @@ def _train_full_batch(network: FFNetwork, batch: TrainBatch, model_cfg: ModelCon
             result = trainer.step(x_pos, x_neg, chunk)
             done += chunk
             history.append(record(spec.index, 'step', done, result.loss, result.goodness_pos,
-                                   result.goodness_neg))
+                                  result.goodness_neg))
             bar.update(chunk)
             bar.set_postfix(layer=spec.index, loss=f'{result.loss:.3f}', refresh=False)
         with tqdm.external_write_mode():

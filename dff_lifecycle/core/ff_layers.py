@@ -18,7 +18,8 @@ _NORM_EPS = 1e-8
 
 def reset_linear_(weight: Tensor, bias: Optional[Tensor],
                   generator: Optional[torch.Generator]) -> None:
-    """nn.Linear's default init U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn from `generator`.
+    """
+    nn.Linear's default init U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn from `generator`.
 
     Drawing from an explicit generator makes a seed reproduce the same weights without
     touching (or depending on) the global RNG.
@@ -31,7 +32,8 @@ def reset_linear_(weight: Tensor, bias: Optional[Tensor],
 
 
 class FFDense(nn.Module):
-    """Fully connected FF layer: length-normalise, Linear, ReLU.
+    """
+    Fully connected FF layer: length-normalise, Linear, ReLU.
 
     Normalising the input hides the previous layer's goodness (the vector length) so
     this layer must use the direction of the activity, as in Hinton (2022).
@@ -60,7 +62,7 @@ class FFDense(nn.Module):
 
     @staticmethod
     def prepare_input(x: Tensor) -> Tensor:
-        """The parameter-free part of forward; many steps on one batch pay for it once."""
+        """Compute the parameter-free part of forward; many steps on one batch pay for it once."""
         x = x.flatten(1)
         return x / (x.norm(p=2, dim=1, keepdim=True) + _NORM_EPS)
 

@@ -1,4 +1,5 @@
-"""Closed-form gradients of the FF losses for an FFDense layer.
+"""
+Closed-form gradients of the FF losses for an FFDense layer.
 
 Autograd keeps every intermediate of relu -> square -> mean -> softplus alive and walks each
 (N, H) tensor several times; with the gradient written out by hand a step is one GEMM
@@ -7,11 +8,10 @@ On this 2-core CPU a full-batch step gets 1.5-2x faster (benchmarks/fused_step.p
 """
 from typing import Optional
 
-import torch
-from torch import Tensor
-
 from dff_lifecycle.core.ff_layers import FFDense
 from dff_lifecycle.core.hyperparams import FFHyperParams
+import torch
+from torch import Tensor
 
 FUSED_LOSSES = ('softplus', 'symba')
 
@@ -22,9 +22,10 @@ def supports_fused(layer: torch.nn.Module, hparams: FFHyperParams) -> bool:
 
 
 def fused_forward_backward(layer: FFDense, x_prepared: Tensor, n_pos: int,
-                           hparams: FFHyperParams,
-                           keep_activities: bool) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
-    """Write d loss / d params into `.grad`; return (loss, g_pos, g_neg, activities or None).
+                           hparams: FFHyperParams, keep_activities: bool
+                           ) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+    """
+    Write d loss / d params into `.grad`; return (loss, g_pos, g_neg, activities or None).
 
     `x_prepared` is FFDense.prepare_input of positives followed by negatives.  The gradient
     equals autograd's (test/unit/test_fused_step.py); ReLU's derivative at 0 is 0 as in torch.
@@ -37,7 +38,8 @@ def fused_forward_backward(layer: FFDense, x_prepared: Tensor, n_pos: int,
         g = torch.linalg.vector_norm(h, dim=1).square_().mul_(scale)
         g_pos, g_neg = g[:n_pos], g[n_pos:]
         loss, dloss_dg = _loss_and_slope(g_pos, g_neg, hparams)
-        # d goodness / d h = 2 h * scale; ReLU passes the gradient only where h > 0 (h is 0 elsewhere).
+        # d goodness / d h = 2 h * scale; ReLU passes the gradient only where h > 0
+        # (h is 0 elsewhere).
         coef = dloss_dg.mul_(2.0 * scale).unsqueeze(1)
         grad_z = h * coef if keep_activities else h.mul_(coef)
         if weight.grad is None:
@@ -50,7 +52,7 @@ def fused_forward_backward(layer: FFDense, x_prepared: Tensor, n_pos: int,
 
 
 def _loss_and_slope(g_pos: Tensor, g_neg: Tensor, hparams: FFHyperParams) -> tuple[Tensor, Tensor]:
-    """The loss and d loss / d g for every sample (positives first), as losses.py defines them."""
+    """Return the loss and d loss / d g per sample (positives first), as losses.py defines them."""
     if hparams.loss == 'softplus':
         # softplus(θ - g_pos) and softplus(g_neg - θ), pooled into one mean.
         sign = torch.cat([torch.full_like(g_pos, -1.0), torch.ones_like(g_neg)])

@@ -1,4 +1,5 @@
-"""Per-layer FF hyperparameters: the one definition every part derives from.
+"""
+Per-layer FF hyperparameters: the one definition every part derives from.
 
 The model config fills them (defaults, then per-layer overrides), the master
 sends them to each layer node as ROS parameters, and the layer node declares
@@ -56,7 +57,7 @@ class FFHyperParams:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> 'FFHyperParams':
-        """The fields picked out of a larger mapping (a layer node's parameters), validated."""
+        """Pick the fields out of a larger mapping (a layer node's parameters) and validate."""
         return cls(**{name: values[name] for name in field_names()}).validate()
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,8 +3,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
 from dff_lifecycle.core.ff_layers import OPTIMIZERS
-from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
+from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.losses import ff_loss, goodness
 import torch
 from torch import nn, Tensor
@@ -42,7 +42,8 @@ class LocalTrainer:
         self.steps_seen = 0
 
     def step(self, x_pos: Tensor, x_neg: Tensor, steps: int = 1) -> StepResult:
-        """Run `steps` optimisation steps on one batch.
+        """
+        Run `steps` optimisation steps on one batch.
 
         Returns the loss and mean goodness of the last step's forward pass (taken before its
         update). The activities are that same forward's when steps == 1, so a pipelined

@@ -6,7 +6,6 @@ import torch
 from torch import Tensor
 import torch.nn.functional as F
 
-
 # (g_pos, g_neg, threshold, alpha) -> scalar loss
 LossFn = Callable[[Tensor, Tensor, float, float], Tensor]
 
@@ -25,7 +24,8 @@ def goodness(h: Tensor, reduction: str = 'mean') -> Tensor:
 
 
 def softplus_loss(g_pos: Tensor, g_neg: Tensor, threshold: float, alpha: float = 4.0) -> Tensor:
-    """Hinton's loss as a logistic on goodness - threshold; softplus avoids log(1 + exp) overflow.
+    """
+    Hinton's loss as a logistic on goodness - threshold; softplus avoids log(1 + exp) overflow.
 
     Positives and negatives are pooled into one mean, so unequal batch sizes are fine.
     `alpha` is unused; it keeps one signature for every registered loss.

@@ -1,4 +1,5 @@
-"""Training history records and the metrics files of a run, for both kinds of run.
+"""
+Training history records and the metrics files of a run, for both kinds of run.
 
 A history record is `{'layer': i, <axis>: at, 'loss', 'goodness_pos', 'goodness_neg'}`,
 with axis 'epoch' (minibatch, per-epoch means) or 'step' (full batch).
@@ -9,9 +10,8 @@ import json
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-import numpy as np
-
 from dff_lifecycle.core.plots import plot_training
+import numpy as np
 
 Scalars = Sequence[float]  # loss, goodness of positives, goodness of negatives
 

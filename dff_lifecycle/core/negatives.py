@@ -8,7 +8,8 @@ from torch import Tensor
 
 def overlay_labels(x: Tensor, labels: Tensor, num_classes: int,
                    value: Optional[Union[float, Tensor]] = None) -> Tensor:
-    """Copy of x flattened to (N, D) with a one-hot label in its first `num_classes` values.
+    """
+    Copy of x flattened to (N, D) with a one-hot label in its first `num_classes` values.
 
     The hot value defaults to x.max() so the label is as bright as the brightest pixel.
     """
@@ -38,7 +39,8 @@ def random_wrong_labels(labels: Tensor, num_classes: int, generator: torch.Gener
 
 
 def permuted_labels(labels: Tensor, generator: torch.Generator) -> Tensor:
-    """The batch's labels in a random order (mpezeshki/pytorch_forward_forward's negatives).
+    """
+    Return the batch's labels shuffled (mpezeshki/pytorch_forward_forward's negatives).
 
     Unlike random_wrong_labels, about one in C draws is the true label, so those "negatives"
     equal their positives: the loss then pulls their goodness towards the threshold.
@@ -49,7 +51,8 @@ def permuted_labels(labels: Tensor, generator: torch.Generator) -> Tensor:
 
 def hard_wrong_labels(scores: Tensor, labels: Tensor, temperature: float,
                       generator: torch.Generator) -> Tensor:
-    """Wrong labels drawn with probability softmax(score / temperature) over the wrong classes.
+    """
+    Wrong labels drawn with probability softmax(score / temperature) over the wrong classes.
 
     With `scores` the goodness the model gives each label, negatives concentrate on the labels
     the model confuses with the true one, which teaches more than a uniformly random label.
@@ -89,7 +92,8 @@ def smooth_masks(n: int, height: int, width: int, generator: torch.Generator,
 
 
 def _blur_along(x: Tensor, dim: int) -> Tensor:
-    """Hinton's [1/4, 1/2, 1/4] filter along one axis; slicing beats a 1-channel conv on CPU.
+    """
+    Hinton's [1/4, 1/2, 1/4] filter along one axis; slicing beats a 1-channel conv on CPU.
 
     Replicate padding keeps border pixels as likely to be 1 as central ones.
     """
@@ -99,7 +103,8 @@ def _blur_along(x: Tensor, dim: int) -> Tensor:
 
 
 def hybrid_negatives(images: Tensor, generator: torch.Generator, blur_steps: int = 10) -> Tensor:
-    """Mix each image with a different image of the batch through a smooth mask.
+    """
+    Mix each image with a different image of the batch through a smooth mask.
 
     The hybrids keep short-range image statistics but lose long-range shape, so telling
     them apart from real images forces layers to learn long-range structure.

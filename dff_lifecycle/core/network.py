@@ -32,7 +32,8 @@ class LayerSpec(Protocol):
 
 
 class FFNetwork(nn.Module):
-    """Layers train greedily: each gets its source layer's detached output of the same batch.
+    """
+    Layers train greedily: each gets its source layer's detached output of the same batch.
 
     Build it on its final device; its optimizers hold state on that device, so do not
     `.to()` the network afterwards.

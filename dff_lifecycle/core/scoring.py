@@ -34,7 +34,8 @@ def predict_labels(scores: Tensor) -> Tensor:
 
 
 def normalised_features(activities: Sequence[Tensor]) -> Tensor:
-    """Concatenation of each layer's flattened activity scaled to unit length.
+    """
+    Concatenation of each layer's flattened activity scaled to unit length.
 
     Normalising per layer keeps a layer with large activities from dominating the head's input.
     """

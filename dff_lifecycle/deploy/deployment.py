@@ -1,4 +1,5 @@
-"""Deployments: which processes make up a DFF system, read from a ROS 2 parameter file.
+"""
+Deployments: which processes make up a DFF system, read from a ROS 2 parameter file.
 
 A deployment file is an ordinary ROS 2 parameter YAML, so it can also be passed
 to any node with `--ros-args --params-file`. Three kinds of section are known:
@@ -20,19 +21,18 @@ their processes from `Deployment.processes()`, so the two cannot drift.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
+import re
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-import yaml
-
-from dff_lifecycle.common.names import MASTER_NAME, NAMESPACE, join, server_name
+from dff_lifecycle.common.names import join, MASTER_NAME, NAMESPACE, server_name
 from dff_lifecycle.common.package_files import PACKAGE, package_roots
 from dff_lifecycle.common.parameter_table import coerce as coerce_value
 from dff_lifecycle.common.parameter_table import type_problem, types_of
 from dff_lifecycle.master.parameters import MASTER_PARAMETERS
 from dff_lifecycle.nodes.parameters import SERVER_PARAMETERS
+import yaml
 
 MASTER_SECTION = join(NAMESPACE, MASTER_NAME)
 COMMON_SECTION = '/**'
@@ -71,8 +71,12 @@ class ProcessSpec:
         return f'{self.namespace}/{self.name}'
 
     def ros_arguments(self) -> list[str]:
-        """The `--ros-args ...` part, as launch_ros builds it for a Node with name,
-        namespace and parameters=[params_file, overrides]."""
+        """
+        Return the `--ros-args ...` part of the command line.
+
+        As launch_ros builds it for a Node with name, namespace and
+        parameters=[params_file, overrides].
+        """
         args = ['--ros-args', '-r', f'__node:={self.name}', '-r', f'__ns:={self.namespace}',
                 '--params-file', str(self.params_file)]
         for name, value in self.overrides.items():
@@ -98,7 +102,7 @@ class Deployment:
         return [server_name(i) for i in range(1, self.servers + 1)]
 
     def processes(self) -> list[ProcessSpec]:
-        """The server containers (in order), then the master."""
+        """Return the processes: the server containers (in order), then the master."""
         specs = []
         for i, name in enumerate(self.server_names(), start=1):
             overrides = {'server_name': name, **self.server_overrides.get(0, {}),
@@ -126,7 +130,8 @@ class Deployment:
 def load_deployment(path: str | Path, servers: Optional[int] = None,
                     overrides: Sequence[str] = (),
                     declared: Optional[Mapping[str, Mapping[str, type]]] = None) -> Deployment:
-    """Read and check a deployment file.
+    """
+    Read and check a deployment file.
 
     servers: number of server containers (default: the master section's `servers`).
     overrides: `[target.]name:=value` items (target: master, servers or server_<n>;
@@ -296,7 +301,11 @@ def _table_of(target: str) -> str:
 
 
 def coerce(value: Any, expected: type, what: str) -> Any:
-    """A command-line value as the parameter's type (1 -> 1.0 for a double, '1' for a string)."""
+    """
+    Return a command-line value as the parameter's type.
+
+    1 -> 1.0 for a double, '1' for a string.
+    """
     try:
         return coerce_value(value, expected)
     except ValueError as err:
@@ -304,7 +313,7 @@ def coerce(value: Any, expected: type, what: str) -> Any:
 
 
 def ros_value(value: Any) -> str:
-    """A value written so that ROS's YAML parsing of `-p name:=value` gives it back."""
+    """Write a value so that ROS's YAML parsing of `-p name:=value` gives it back."""
     if isinstance(value, bool):
         return 'true' if value else 'false'
     if isinstance(value, int):
@@ -331,7 +340,7 @@ def _quoted(text: str) -> str:
 # ---------------------------------------------------------------------- files and tables
 
 def find_config(value: Any, bases: Sequence[Path], what: str) -> Path:
-    """An existing config file: absolute, under one of `bases`, or under a package root."""
+    """Find an existing config file: absolute, under one of `bases`, or under a package root."""
     if not isinstance(value, str) or not value:
         raise DeploymentError(f'{what}: expected a file path, got {_kind(value)}')
     path = Path(value).expanduser()
@@ -347,7 +356,7 @@ def find_config(value: Any, bases: Sequence[Path], what: str) -> Path:
 
 
 def find_deployment(name_or_path: str) -> Path:
-    """A deployment file: a path, or the name of a shipped one (`mnist_2servers`)."""
+    """Find a deployment file: a path, or the name of a shipped one (`mnist_2servers`)."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path.resolve()

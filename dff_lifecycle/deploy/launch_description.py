@@ -1,4 +1,5 @@
-"""launch_ros actions for a deployment, for `ros2 launch` on a full ROS 2 install.
+"""
+launch_ros actions for a deployment, for `ros2 launch` on a full ROS 2 install.
 
 Built from `Deployment.processes()`, the description `dff_launch` runs too: one
 Node action per server container, then the master, each with its node name in
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
+from dff_lifecycle.deploy.deployment import Deployment, PACKAGE, ProcessSpec
 from launch.actions import EmitEvent, LogInfo, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch_ros.actions import Node
-
-from dff_lifecycle.deploy.deployment import PACKAGE, Deployment, ProcessSpec
 
 
 def process_node(spec: ProcessSpec, output: str = 'screen',

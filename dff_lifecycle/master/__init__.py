@@ -1,4 +1,7 @@
-"""The master coordinator, split by job.
+"""
+The master coordinator, split by job.
+
+Modules:
 
     parameters       the master's parameter table (no torch, no rclpy)
     plan             which layer runs where, under which names and topics (pure)

@@ -1,5 +1,8 @@
-"""Deployment of a planned model: discover the servers, create the layers, bring them
-up nav2-style, and tear them down again.
+"""
+Deployment of a planned model: bring-up of its layers, and teardown.
+
+Discover the servers, create the layers, bring them up nav2-style, and tear them
+down again.
 
 Bring-up creates every layer on its server (all or nothing), opens the master's
 pipeline endpoints, configures every layer, then activates every layer, and
@@ -9,21 +12,20 @@ layers whose server is gone instead of waiting for their timeouts.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+import time
 from typing import Any, Callable, Protocol
 
-from rclpy.node import Node
-from rclpy.parameter import Parameter
-
-from dff_lifecycle.common.names import NAMESPACE, join, node_names, server_indices, server_name
+from dff_lifecycle.common.names import join, NAMESPACE, node_names, server_indices, server_name
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.lifecycle_manager import LifecycleManager
 from dff_lifecycle.master.plan import DistributionPlan
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
-from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError, call
+from dff_lifecycle.ros.service_calls import call, ClientCache, ServiceCallError
 from dff_msgs.msg import LayerSpec
 from dff_msgs.srv import CreateLayers, DeleteModel, SaveModel
+from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 Log = Callable[[str], None]
 
@@ -31,7 +33,7 @@ Log = Callable[[str], None]
 class PipelineEndpoints(Protocol):
     """The master's own ends of the pipeline (`pipeline_io.PipelineIO`)."""
 
-    def open(self) -> None: ...
+    def open(self) -> None: ...  # noqa: A003 (PipelineIO.open, a method name)
 
     def wait_connected(self, timeout_s: float) -> None: ...
 

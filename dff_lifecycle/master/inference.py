@@ -1,5 +1,8 @@
-"""Distributed inference: images in through the model's inference input, each
-reporting layer's goodness or features back, in order.
+"""
+Distributed inference: images in, the reporting layers' goodness or features back.
+
+Images go in through the model's inference input; each reporting layer's goodness or
+features come back, in order.
 
 It supplies the two functions `core.evaluation` evaluates through, and the
 label scores the hard-negative sampler needs.
@@ -9,9 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-import torch
-
 from dff_lifecycle.core.batches import inference_inputs
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.scoring import label_scores
@@ -20,6 +20,8 @@ from dff_lifecycle.master.plan import DistributionPlan
 from dff_lifecycle.master.streaming import Streamer
 from dff_lifecycle.transport import to_numpy
 from dff_msgs.msg import TensorChunk
+import numpy as np
+import torch
 
 Progress = Callable[[int, str], object]  # (total, description) -> a tqdm-like context manager
 

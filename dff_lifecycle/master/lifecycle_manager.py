@@ -1,4 +1,5 @@
-"""Nav2-style lifecycle manager over an ordered list of layer nodes.
+"""
+Nav2-style lifecycle manager over an ordered list of layer nodes.
 
 Bring-up configures every node in order, then activates every node; it stops
 at the first failure and says which node and why. Teardown walks the same list
@@ -15,6 +16,7 @@ Log = Callable[[str], None]
 
 
 class BringUpError(RuntimeError):
+
     def __init__(self, node: str, transition: str, reason: str) -> None:
         super().__init__(f'{transition} of {node} failed: {reason}')
         self.node = node
@@ -22,6 +24,7 @@ class BringUpError(RuntimeError):
 
 
 class LifecycleManager:
+
     def __init__(self, client: LifecycleClient, nodes: Sequence[str], log: Log = print) -> None:
         self.client = client
         self.nodes = list(nodes)  # the single source of truth for the order
@@ -36,7 +39,7 @@ class LifecycleManager:
             self.log(f'  {label:<10} {node}: ok')
 
     def startup(self) -> None:
-        """configure all, then activate all; raises BringUpError at the first failure."""
+        """Configure all, then activate all; raise BringUpError at the first failure."""
         self._all('configure', self.nodes)
         self._all('activate', self.nodes)
 

@@ -1,4 +1,5 @@
-"""Master coordinator node: its parameters and its commands, nothing else.
+"""
+Master coordinator node: its parameters and its commands, nothing else.
 
     run       deploy, train, save, evaluate, tear down
     train     deploy, train, save, tear down
@@ -13,20 +14,18 @@ training and inference, and `core.evaluation`.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 import secrets
 import signal
 import sys
 import time
-from dataclasses import replace
-from pathlib import Path
 from typing import Optional
-
-from rclpy.node import Node
-from tqdm import tqdm
 
 from dff_lifecycle.common.names import MASTER_NAME, NAMESPACE
 from dff_lifecycle.common.package_files import resolve_config_path
-from dff_lifecycle.core.config import ConfigError, ModelConfig, load_layer_config, load_model_config
+from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_model_config,
+                                       ModelConfig)
 from dff_lifecycle.core.data import DataNotFoundError, Dataset, load_dataset
 from dff_lifecycle.core.evaluation import evaluate
 from dff_lifecycle.core.metrics import write_metrics
@@ -36,13 +35,15 @@ from dff_lifecycle.master.inference import DistributedInference
 from dff_lifecycle.master.lifecycle_manager import BringUpError
 from dff_lifecycle.master.parameters import COMMANDS, MASTER_PARAMETERS
 from dff_lifecycle.master.pipeline_io import PipelineIO
-from dff_lifecycle.master.plan import DistributionPlan, build_plan, check_placement, parse_pins
+from dff_lifecycle.master.plan import build_plan, check_placement, DistributionPlan, parse_pins
 from dff_lifecycle.master.streaming import Streamer, StreamSettings
 from dff_lifecycle.master.supervisor import Supervisor
 from dff_lifecycle.master.training import DistributedTraining
-from dff_lifecycle.ros.parameters import MissingParameterError, declare_all, read_all
+from dff_lifecycle.ros.parameters import declare_all, MissingParameterError, read_all
 from dff_lifecycle.ros.process import ros_process
 from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError
+from rclpy.node import Node
+from tqdm import tqdm
 
 
 class MasterCoordinator(Node):

@@ -1,18 +1,21 @@
-"""The master's ends of a deployed pipeline: the input publishers, the result and
-status subscriptions that feed the `PipelineWatch`, and the check that every
-topic of the pipeline has both ends before the first batch goes out."""
+"""
+The master's ends of a deployed pipeline.
+
+The input publishers, the result and status subscriptions that feed the
+`PipelineWatch`, and the check that every topic of the pipeline has both ends
+before the first batch goes out.
+"""
 from __future__ import annotations
 
 import time
 
-import numpy as np
-from rclpy.node import Node
-
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.pipeline_watch import PipelineWatch
 from dff_lifecycle.master.plan import DistributionPlan, model_topics
-from dff_lifecycle.transport import (STATUS_QOS, TENSOR_QOS, TensorReceiver, TensorSender)
+from dff_lifecycle.transport import STATUS_QOS, TENSOR_QOS, TensorReceiver, TensorSender
 from dff_msgs.msg import LayerStatus, TensorChunk
+import numpy as np
+from rclpy.node import Node
 
 
 class PipelineIO:
@@ -26,7 +29,7 @@ class PipelineIO:
         self._entities: list = []
         self._senders: dict[str, TensorSender] = {}
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: A003 (a method name; the builtin stays reachable)
         node, plan = self.node, self.plan
         train_in, infer_in, result = model_topics(plan.model)
         source = node.get_fully_qualified_name()

@@ -1,4 +1,5 @@
-"""What the master knows about a running pipeline, fed by subscription callbacks.
+"""
+What the master knows about a running pipeline, fed by subscription callbacks.
 
 Status messages tell each layer's lifecycle state and its last processed batch;
 result tensors carry goodness or features of inference batches. Callbacks run
@@ -8,9 +9,9 @@ The main thread waits on `wait` instead of polling.
 """
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+import threading
 from typing import Any, Optional
 
 import numpy as np
@@ -41,7 +42,7 @@ class PipelineWatch:
 
     # -------------------------------------------------------------- writers (callbacks)
     def on_status(self, msg: Any) -> None:
-        """A dff_msgs/LayerStatus (any object with its fields)."""
+        """Record a dff_msgs/LayerStatus (any object with its fields)."""
         index = self.layer_of_node.get(msg.node_name)
         if index is None:
             return
@@ -74,7 +75,8 @@ class PipelineWatch:
             self._changed.wait(timeout_s)
 
     def completed_through(self, stream: str, leaves: list[int]) -> int:
-        """Highest batch seq of `stream` that every leaf layer has processed (-1: none).
+        """
+        Highest batch seq of `stream` that every leaf layer has processed (-1: none).
 
         Batches reach a layer in order over one reliable channel, so a leaf's
         last seq acknowledges every earlier one too.
@@ -112,7 +114,7 @@ class PipelineWatch:
 
     def take_result(self, stream: str, seq: int, wanted: set[int]
                     ) -> Optional[dict[int, np.ndarray]]:
-        """The results of a batch once every wanted layer reported, else None."""
+        """Pop the results of a batch once every wanted layer reported, else return None."""
         with self._changed:
             got = self._results.get((stream, seq))
             if got is None or not wanted.issubset(got):

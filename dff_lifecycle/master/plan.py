@@ -1,12 +1,13 @@
-"""Layer distribution plan: which layer runs on which server, under which names.
+"""
+Layer distribution plan: which layer runs on which server, under which names.
 
 Pure Python (no ROS imports): the master builds the plan from a validated
 ModelConfig, prints it as a table and turns each entry into a creation request.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+import math
 from typing import Any, Mapping, Sequence
 
 from dff_lifecycle.common.parameter_table import coerce
@@ -73,7 +74,7 @@ def layer_node_name(index: int) -> str:
 
 
 def check_placement(num_layers: int, policy: str, pins: Mapping[int, str]) -> None:
-    """What can be checked before any server is known: the policy, and pinned indices."""
+    """Check what can be checked before any server is known: the policy, and pinned indices."""
     if policy not in PLACEMENTS:
         raise ConfigError(PARAMETERS, 'placement',
                           f'unknown placement {policy!r} (known: {", ".join(PLACEMENTS)})')

@@ -1,4 +1,5 @@
-"""Windowed streaming: keep `window` items in flight, resend after a pause or a stall.
+"""
+Windowed streaming: keep `window` items in flight, resend after a pause or a stall.
 
 Pure logic. The pipeline is seen through `PipelineView` (the master's
 `PipelineWatch` in a run, a scripted fake in the unit tests), time through an
@@ -13,9 +14,9 @@ resends too, at most `max_resends` times in a row.
 """
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
+import time
 from typing import Callable, Iterable, Mapping, Protocol, TypeVar
 
 from dff_lifecycle.master.errors import PipelineError
@@ -54,7 +55,7 @@ class StreamSettings:
 
 
 def _no_check(what: str) -> None:
-    """The default health check: nothing to check."""
+    """Check nothing: the default health check."""
 
 
 class Streamer:
@@ -78,8 +79,11 @@ class Streamer:
     def stream(self, items: Iterable[T], send: Callable[[T], None],
                done_through: Callable[[], int], on_done: Callable[[T], None],
                what: str) -> None:
-        """Send every item, call on_done(item) in order as items complete; raise
-        PipelineError when the pipeline cannot finish them."""
+        """
+        Send every item, call on_done(item) in order as items complete.
+
+        Raise PipelineError when the pipeline cannot finish them.
+        """
         s = self.settings
         inflight: OrderedDict[int, T] = OrderedDict()
         source = iter(items)

@@ -1,4 +1,5 @@
-"""Supervision of the deployed layers: is every layer still there?
+"""
+Supervision of the deployed layers: checks that every layer is still there.
 
 Today it notices a layer node that left the ROS graph (its server container
 died) and ends the run with a message that names the layer and its server.
@@ -31,7 +32,7 @@ class Supervisor:
         self._last_check = clock()
 
     def missing(self) -> list[LayerPlacement]:
-        """The placed layers whose node is not in the graph now."""
+        """Return the placed layers whose node is not in the graph now."""
         present = self.present_nodes()
         return [p for p in self.placements if p.full_name not in present]
 
@@ -46,6 +47,6 @@ class Supervisor:
             listing = ', '.join(f'{p.full_name} (on {p.server})' for p in gone)
             raise PipelineError(
                 f'{what} stopped: {listing} left the ROS graph (server container gone?). The '
-                'other layers save their weights at teardown; layers save to their server\'s '
+                "other layers save their weights at teardown; layers save to their server's "
                 'weight_dir on cleanup, shutdown and every save_every_batches batches, so '
                 'deploying again resumes from the last save.')

@@ -1,4 +1,5 @@
-"""The distributed training run: batches into the first layer, per-epoch history back.
+"""
+The distributed training run: batches into the first layer, per-epoch history back.
 
 Batches stream through one window, so the pipeline never drains between
 epochs; with hard negatives epoch by epoch instead, so the scoring pass that
@@ -10,9 +11,7 @@ import itertools
 import time
 from typing import Callable
 
-import torch
-
-from dff_lifecycle.core.batches import TrainBatch, count_batches, training_epochs
+from dff_lifecycle.core.batches import count_batches, TrainBatch, training_epochs
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.metrics import epoch_means, record
@@ -22,6 +21,7 @@ from dff_lifecycle.master.plan import DistributionPlan
 from dff_lifecycle.master.streaming import Streamer
 from dff_lifecycle.transport import to_numpy
 from dff_msgs.msg import TensorChunk
+import torch
 
 
 class DistributedTraining:
@@ -73,8 +73,11 @@ class DistributedTraining:
         return self.history(epoch_of), seconds
 
     def history(self, epoch_of: dict[int, int]) -> list[dict]:
-        """Per-epoch means of each layer's reported loss and goodness (full batch: one
-        record per layer at its last step)."""
+        """
+        Return per-epoch means of each layer's reported loss and goodness.
+
+        Full batch: one record per layer, at its last step.
+        """
         scalars = self.io.watch.scalars(self.stream)
         if self.model.training.mode != 'full_batch':
             return epoch_means({layer: [(epoch_of.get(seq, 0), v) for seq, v in by_seq.items()]

@@ -1,2 +1,6 @@
-"""The processes that do the work: FF layer lifecycle nodes and the server containers
-that host them. `parameters` is their torch-free parameter tables."""
+"""
+The processes that do the work: FF layer lifecycle nodes and their server containers.
+
+The server containers host the layer nodes. `parameters` is their torch-free parameter
+tables.
+"""

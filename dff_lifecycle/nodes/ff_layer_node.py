@@ -1,4 +1,5 @@
-"""FFLayerNode: one Forward-Forward layer as a ROS 2 managed lifecycle node.
+"""
+FFLayerNode: one Forward-Forward layer as a ROS 2 managed lifecycle node.
 
 configure  builds the layer from its parameters and reloads local weights;
 activate   creates the input subscriptions and output publishers;
@@ -8,17 +9,11 @@ shutdown   saves whatever is configured, from any state (idempotent).
 """
 from __future__ import annotations
 
+from collections import deque, OrderedDict
+from pathlib import Path
 import threading
 import traceback
-from collections import OrderedDict, deque
-from pathlib import Path
 from typing import Any, Optional
-
-import torch
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.lifecycle.publisher import LifecyclePublisher
-from rclpy.subscription import Subscription
 
 from dff_lifecycle.core.ff_layers import build_layer
 from dff_lifecycle.core.hyperparams import FFHyperParams
@@ -27,9 +22,14 @@ from dff_lifecycle.core.scoring import normalised_features
 from dff_lifecycle.core.weights import layer_weight_path, load_state, save_state_atomic
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
 from dff_lifecycle.ros.parameters import declare_all, read_all
-from dff_lifecycle.transport import (LAYER_STATUS_QOS, TENSOR_QOS, ReceivedTensor, TensorReceiver, TensorSender, from_numpy,
-                                     to_numpy)
+from dff_lifecycle.transport import (from_numpy, LAYER_STATUS_QOS, ReceivedTensor, TENSOR_QOS,
+                                     TensorReceiver, TensorSender, to_numpy)
 from dff_msgs.msg import LayerStatus, TensorChunk
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle.publisher import LifecyclePublisher
+from rclpy.subscription import Subscription
+import torch
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
@@ -193,7 +193,8 @@ class FFLayerNode(LifecycleNode):
                 return  # paused: deactivate is tearing the subscriptions down
             tensor = self._receiver.on_message(msg)
             if tensor is None:
-                if self._receiver.rejected_tensors + self._rejected_inputs != self._status.rejected_tensors:
+                if (self._receiver.rejected_tensors + self._rejected_inputs
+                        != self._status.rejected_tensors):
                     self._publish_status(error='rejected a malformed tensor stream')
                 return
             try:
@@ -246,10 +247,10 @@ class FFLayerNode(LifecycleNode):
                 self.save_weights()
         sender = self._senders.get('train')
         if sender is not None:
-            sender.send(to_numpy(h_pos), model=self._settings['model'], stream=stream, batch_seq=seq,
-                        kind=TensorChunk.KIND_POSITIVE)
-            sender.send(to_numpy(h_neg), model=self._settings['model'], stream=stream, batch_seq=seq,
-                        kind=TensorChunk.KIND_NEGATIVE)
+            sender.send(to_numpy(h_pos), model=self._settings['model'], stream=stream,
+                        batch_seq=seq, kind=TensorChunk.KIND_POSITIVE)
+            sender.send(to_numpy(h_neg), model=self._settings['model'], stream=stream,
+                        batch_seq=seq, kind=TensorChunk.KIND_NEGATIVE)
         self._status.stream = stream
         self._status.last_batch_seq = seq
         self._publish_status()
@@ -258,13 +259,14 @@ class FFLayerNode(LifecycleNode):
         h = self._trainer.infer(self._check_input(tensor.array))
         stream, seq = tensor.stream, tensor.batch_seq
         if 'infer' in self._senders:
-            self._senders['infer'].send(to_numpy(h), model=self._settings['model'], stream=stream, batch_seq=seq,
+            self._senders['infer'].send(to_numpy(h), model=self._settings['model'],
+                                        stream=stream, batch_seq=seq,
                                         kind=TensorChunk.KIND_INFERENCE)
         if 'result' in self._senders:
             if self._settings['report_goodness']:
                 self._senders['result'].send(to_numpy(self._trainer.goodness_of(h)),
-                                             model=self._settings['model'], stream=stream, batch_seq=seq,
-                                             kind=TensorChunk.KIND_GOODNESS)
+                                             model=self._settings['model'], stream=stream,
+                                             batch_seq=seq, kind=TensorChunk.KIND_GOODNESS)
             if self._settings['report_features']:
                 self._senders['result'].send(to_numpy(normalised_features([h])),
                                              model=self._settings['model'], stream=stream,
@@ -320,7 +322,7 @@ class FFLayerNode(LifecycleNode):
         return result
 
     def _fault(self, exc: BaseException) -> None:
-        """An unexpected failure while active: go through error processing."""
+        """Handle an unexpected failure while active: go through error processing."""
         self.get_logger().error(f'processing failed: {exc}\n{traceback.format_exc()}')
         self._status.error = f'processing failed: {exc}'
         self._fault_pending = True

@@ -1,4 +1,5 @@
-"""Parameter tables of the layer node and the server container (no torch, no rclpy).
+"""
+Parameter tables of the layer node and the server container (no torch, no rclpy).
 
 The layer's hyperparameters are not restated here: they are the fields of
 `core.hyperparams.FFHyperParams`, turned into parameters with their defaults

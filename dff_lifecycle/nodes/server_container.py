@@ -1,4 +1,5 @@
-"""Server container: one process hosting any number of FF layer nodes.
+"""
+Server container: one process hosting any number of FF layer nodes.
 
 It names itself `server_<idx+1>` after the servers already present, offers the
 dff_msgs create / delete / list / save services, and on SIGINT or SIGTERM shuts
@@ -12,19 +13,19 @@ import sys
 import threading
 from typing import Any, Optional
 
+from dff_lifecycle.common.names import NAMESPACE
+from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
+from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_PARAMETERS
+from dff_lifecycle.nodes.server_naming import claimed_server_name
+from dff_lifecycle.ros.parameters import declare_all, MissingParameterError, read_all
+from dff_lifecycle.ros.process import ros_process
+from dff_msgs.msg import LayerInfo
+from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from dff_lifecycle.common.names import NAMESPACE
-from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
-from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_PARAMETERS
-from dff_lifecycle.nodes.server_naming import claimed_server_name
-from dff_lifecycle.ros.parameters import MissingParameterError, declare_all, read_all
-from dff_lifecycle.ros.process import ros_process
-from dff_msgs.msg import LayerInfo
-from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
 
 class ServerContainer(Node):
     """Hosts layer nodes and creates or removes them on request."""
@@ -151,7 +152,7 @@ class ServerContainer(Node):
 
 
 def read_settings() -> dict[str, Any]:
-    """The server's parameters, read before its executor and name exist."""
+    """Read the server's parameters before its executor and name exist."""
     probe = Node('dff_server_settings', namespace=NAMESPACE, start_parameter_services=False,
                  enable_rosout=False)
     try:

@@ -1,4 +1,5 @@
-"""Claim a unique `server_<n>` name, also when several servers start at once.
+"""
+Claim a unique `server_<n>` name, also when several servers start at once.
 
 A server scans the graph for `server_<n>` nodes, picks the next index and
 announces it with a short-lived hidden claim node `_claim_<n>_<token>`. After a
@@ -8,17 +9,16 @@ index. Otherwise the index is its own.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import random
 import re
 import secrets
 import threading
 import time
-from contextlib import contextmanager
 from typing import Iterable, Iterator, Optional
 
-from rclpy.node import Node
-
 from dff_lifecycle.common.names import NAMESPACE, server_indices, server_name
+from rclpy.node import Node
 
 _CLAIM = re.compile(r'^_claim_([1-9][0-9]*)_([0-9a-f]+)$')
 
@@ -46,8 +46,12 @@ def claim_holds(names_and_namespaces: Iterable[tuple[str, str]], index: int,
 @contextmanager
 def claimed_server_name(settle_s: float = 1.5, attempts: int = 20,
                         stop_event: Optional[threading.Event] = None) -> Iterator[str]:
-    """Yield `server_<n>`, n one above every server and claim seen; hold the claim
-    until the caller has created its server node (so nobody takes n meanwhile)."""
+    """
+    Yield `server_<n>`, n one above every server and claim seen.
+
+    Hold the claim until the caller has created its server node (so nobody takes n
+    meanwhile).
+    """
     token = secrets.token_hex(6)
     scanner = _hidden_node(f'_scan_{token}')
     try:

@@ -7,7 +7,8 @@ from typing import MutableMapping
 
 def configure_environment(
         environ: MutableMapping[str, str] = os.environ) -> MutableMapping[str, str]:
-    """Set transport defaults (keeping explicit user choices); call before `rclpy.init`.
+    """
+    Set transport defaults (keeping explicit user choices); call before `rclpy.init`.
 
     Also usable on a copy of the environment for child processes.
     """

@@ -1,4 +1,5 @@
-"""Drive managed nodes through the standard lifecycle_msgs services only.
+"""
+Drive managed nodes through the standard lifecycle_msgs services only.
 
 This is exactly what `ros2 lifecycle` does: `<node>/get_state`,
 `<node>/get_available_transitions` and `<node>/change_state` (by label or id).
@@ -7,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dff_lifecycle.ros.service_calls import call, ClientCache
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetAvailableStates, GetAvailableTransitions, GetState
-
-from dff_lifecycle.ros.service_calls import ClientCache, call
 
 # Primary state a successful transition ends in (nav2 checks this with get_state).
 GOAL_STATE = {
@@ -33,7 +33,7 @@ TRANSITION_LABEL_BY_ID = {
 
 @dataclass(frozen=True)
 class TransitionInfo:
-    id: int
+    id: int  # noqa: A003 (the transition id, as in lifecycle_msgs/Transition)
     label: str
     start_label: str
     goal_label: str

@@ -1,4 +1,5 @@
-"""Declare and read a node's ROS parameters from its table (`common.parameter_table`).
+"""
+Declare and read a node's ROS parameters from its table (`common.parameter_table`).
 
 Every node setting is a declared parameter with a description (and a range
 where one applies), so it can come from a parameter YAML or `--ros-args -p`.
@@ -7,13 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                ParameterType)
+from dff_lifecycle.common.parameter_table import Param, ParameterTable
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-
-from dff_lifecycle.common.parameter_table import Param, ParameterTable
 
 _UNSET = {
     bool: Parameter.Type.BOOL,
@@ -36,7 +35,7 @@ class MissingParameterError(ValueError):
 
 
 def descriptor(name: str, spec: Param) -> ParameterDescriptor:
-    """The ParameterDescriptor of one table entry: type, description, range."""
+    """Build the ParameterDescriptor of one table entry: type, description, range."""
     text = f'(required) {spec.description}' if spec.required else spec.description
     d = ParameterDescriptor(name=name, type=_TYPES[spec.type], description=text)
     if spec.minimum is not None or spec.maximum is not None:

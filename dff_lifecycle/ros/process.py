@@ -1,5 +1,7 @@
-"""The rclpy process harness, written once: init, an executor spun in a background
-thread, and an orderly shutdown.
+"""
+The rclpy process harness, written once.
+
+Init, an executor spun in a background thread, and an orderly shutdown.
 
 The master, the server containers, the command-line tools and the tests all run
 their nodes this way: the main thread does the work (blocking service calls,
@@ -9,17 +11,16 @@ are off: each process decides what SIGINT and SIGTERM mean for it.
 """
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
+import threading
 from typing import Iterator, Optional, Sequence
 
+from dff_lifecycle.ros.environment import configure_environment
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
-
-from dff_lifecycle.ros.environment import configure_environment
 
 
 class RosProcess:
@@ -66,8 +67,11 @@ class RosProcess:
 @contextmanager
 def ros_process(args: Optional[Sequence[str]] = None, *, own_context: bool = False,
                 shutdown_timeout_s: float = 2.0) -> Iterator[RosProcess]:
-    """rclpy initialised for the block (with `args`, e.g. sys.argv and its --ros-args);
-    own_context: a private context, for tools and tests that share a process."""
+    """
+    Initialise rclpy for the block (with `args`, e.g. sys.argv and its --ros-args).
+
+    own_context: a private context, for tools and tests that share a process.
+    """
     configure_environment()
     context = Context() if own_context else None
     rclpy.init(args=list(args) if args is not None else None, context=context,

@@ -1,4 +1,5 @@
-"""Blocking service calls with timeouts, for code that runs outside the executor.
+"""
+Blocking service calls with timeouts, for code that runs outside the executor.
 
 The master and the CLIs spin their node in a background executor thread and
 call services from the main thread; waiting on a future from inside a callback

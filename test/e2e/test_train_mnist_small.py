@@ -1,17 +1,16 @@
 """End to end in one process: the MNIST recipe on a 10k/2k subset, and the dff_train CLI."""
 import json
-import re
 from pathlib import Path
-
-import pytest
-import torch
-import yaml
+import re
 
 from dff_lifecycle.cli.train import main
 from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.core.data import load_dataset
 from dff_lifecycle.core.experiment import run_single_process
 from dff_lifecycle.core.weights import load_state
+import pytest
+import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 LAYERS_YAML = REPO / 'params' / 'layers.yaml'
@@ -24,8 +23,11 @@ SMALL_MIN_ACCURACY = 0.85   # measured 0.884 (seeded), about 20 s on one thread
 
 @pytest.fixture
 def one_thread():
-    """Train on one thread: on a shared 2-core machine, 2 torch threads spin-wait for each other
-    whenever another process holds a core, and small-batch training runs many times slower."""
+    """Train on one thread.
+
+    On a shared 2-core machine, 2 torch threads spin-wait for each other whenever another
+    process holds a core, and small-batch training runs many times slower.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -6,24 +6,23 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
-
-import numpy as np
-import pytest
-import yaml
-from lifecycle_msgs.msg import State, Transition
+import re
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.core.data import load_dataset
 from dff_lifecycle.core.experiment import run_single_process
-from dff_lifecycle.transport import TENSOR_QOS, STATUS_QOS, tensor_to_msgs
+from dff_lifecycle.ros.service_calls import call
+from dff_lifecycle.transport import STATUS_QOS, TENSOR_QOS, tensor_to_msgs
 from dff_msgs.msg import LayerStatus, TensorChunk
 from dff_msgs.srv import ListLayers
 from dff_processes import LAYER_CONFIG, REPO, start_master, start_servers, stop_all
+from lifecycle_msgs.msg import State, Transition
+import numpy as np
+import pytest
 from ros_client import ros_client
 from ros_env import allocate_domain_id, isolated_ros_env, release_domain_id
-from dff_lifecycle.ros.service_calls import call
+import yaml
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +140,7 @@ def test_hard_negatives_distributed_match_single_process(env, servers, data_root
 
 @pytest.fixture(scope='module')
 def deployed(env, servers, trained):
-    """The trained model brought up again and left active (teardown off)."""
+    """Bring the trained model up again and leave it active (teardown off)."""
     run_master(env, command='evaluate', teardown=False)
     with ros_client() as client:
         yield client
@@ -158,7 +157,7 @@ def test_servers_list_their_layers(deployed):
     for server in ('server_1', 'server_2'):
         client = deployed.clients.get(ListLayers, f'/dff/{server}/list_layers')
         response = call(client, ListLayers.Request(), 10.0)
-        hosted.update({l.node_name: (server, l.state_label) for l in response.layers})
+        hosted.update({layer.node_name: (server, layer.state_label) for layer in response.layers})
     assert hosted == {'/mnist_small/layer_0': ('server_1', 'active'),
                       '/mnist_small/layer_1': ('server_2', 'active')}
 
@@ -184,8 +183,8 @@ def test_malformed_chunk_stream_is_rejected_and_layer_stays_active(deployed):
     pub = node.create_publisher(TensorChunk, '/mnist_small/input/train', TENSOR_QOS)
     deployed.wait_until(lambda: pub.get_subscription_count() >= 1, what='layer_0 subscription')
     good = np.random.default_rng(0).standard_normal((8, 784)).astype(np.float32)
-    kwargs = dict(model='mnist_small', stream='attack', source='/test', batch_seq=1,
-                  kind=TensorChunk.KIND_POSITIVE, chunk_elements=1000)
+    kwargs = {'model': 'mnist_small', 'stream': 'attack', 'source': '/test', 'batch_seq': 1,
+              'kind': TensorChunk.KIND_POSITIVE, 'chunk_elements': 1000}
     corrupted = tensor_to_msgs(good, **kwargs)
     corrupted[2].crc32 ^= 1                          # checksum mismatch on the whole tensor
     for msg in corrupted:
@@ -209,7 +208,7 @@ def test_three_containers_started_at_once_get_distinct_names(tmp_path):
     environment = isolated_ros_env(domain)
     procs = []
     try:
-        from dff_processes import Proc, BIN, ros_args
+        from dff_processes import BIN, Proc, ros_args
         procs = [Proc(f's{i}', [str(BIN / 'server_container'),
                                 *ros_args({'weight_dir': str(tmp_path / f'w{i}')})], environment)
                  for i in range(3)]
@@ -222,8 +221,9 @@ def test_three_containers_started_at_once_get_distinct_names(tmp_path):
 
 
 def test_status_tool_shows_every_layer_healthy(env, deployed):
-    from dff_processes import BIN
     import subprocess
+
+    from dff_processes import BIN
     out = subprocess.run([str(BIN / 'dff_status'), '--model', 'mnist_small', '--wait', '4'],
                          env=env, text=True, capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -5,10 +5,9 @@ import os
 import signal
 import time
 
-import pytest
-
 from dff_lifecycle.core.weights import layer_weight_path, load_state
 from dff_processes import REPO, start_master, start_servers, stop_all
+import pytest
 
 pytestmark = pytest.mark.integration
 SMALL = REPO / 'test' / 'fixtures' / 'mnist_small.yaml'

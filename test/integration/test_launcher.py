@@ -7,9 +7,8 @@ import signal
 import time
 
 import pytest
-
-import scenarios
 from ros_env import isolated_ros_env  # noqa: F401 - fixture
+import scenarios
 
 pytestmark = pytest.mark.integration
 

@@ -5,12 +5,11 @@ verb sees a node from its first state; the checks live in test/scenarios.py.
 """
 from __future__ import annotations
 
-import pytest
-
-import scenarios
 from dff_processes import start_server, stop_all
+import pytest
 from ros_client import ros_client
 from ros_env import isolated_ros_env  # noqa: F401 - fixture
+import scenarios
 
 pytestmark = pytest.mark.integration
 

@@ -7,16 +7,14 @@ master's output.
 from __future__ import annotations
 
 import pytest
-
-import scenarios
 from ros_client import ros_client
 from ros_env import isolated_ros_env  # noqa: F401 - fixture
+import scenarios
 
 pytestmark = pytest.mark.integration
 
 
-def test_deactivate_by_hand_pauses_and_activate_resumes_training(ros_domain,
-                                                                  tmp_path):
+def test_deactivate_by_hand_pauses_and_activate_resumes_training(ros_domain, tmp_path):
     env = isolated_ros_env(ros_domain)
     deployment = scenarios.write_deployment(tmp_path, epochs=scenarios.PAUSE_EPOCHS)
     launcher = scenarios.start_launcher(env, deployment)

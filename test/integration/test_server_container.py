@@ -4,14 +4,13 @@ from __future__ import annotations
 import os
 import signal
 
-import pytest
-from rclpy.parameter import Parameter
-
 from dff_lifecycle.core.weights import layer_weight_path
 from dff_lifecycle.ros.service_calls import call
 from dff_msgs.msg import LayerSpec
 from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
 from dff_processes import start_server
+import pytest
+from rclpy.parameter import Parameter
 from ros_client import ros_client
 
 pytestmark = pytest.mark.integration
@@ -49,7 +48,7 @@ def test_create_list_save_delete_and_graph_removal(ros_domain, tmp_path):
             assert not bogus.success and 'learning_rate' in bogus.message
             listed = call(client.clients.get(ListLayers, f'/dff/{server.name}/list_layers'),
                           ListLayers.Request(model='demo'), 10.0)
-            assert [(l.node_name, l.state_label) for l in listed.layers] == [
+            assert [(layer.node_name, layer.state_label) for layer in listed.layers] == [
                 ('/demo/layer_0', 'unconfigured'), ('/demo/layer_1', 'unconfigured')]
             client.lifecycle.transition('/demo/layer_0', 'configure')
             saved = call(client.clients.get(SaveModel, f'/dff/{server.name}/save_model'),

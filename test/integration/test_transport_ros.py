@@ -1,9 +1,9 @@
 """Tensor transport between two real ROS 2 processes on an isolated domain."""
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from ros_env import isolated_ros_env  # noqa: F401  (pytest fixture)

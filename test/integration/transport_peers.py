@@ -8,21 +8,19 @@ Each prints one JSON line with its result on stdout; the receiver first prints R
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator
 import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
 
+from dff_lifecycle.ros.environment import configure_environment
+from dff_lifecycle.transport import TENSOR_QOS, tensor_to_msgs, TensorReceiver, TensorSender
+from dff_msgs.msg import TensorChunk
 import numpy as np
 import rclpy
 from rclpy.duration import Duration
 from rclpy.node import Node
-
-from dff_lifecycle.ros.environment import configure_environment
-from dff_lifecycle.transport import (
-    TENSOR_QOS, TensorReceiver, TensorSender, tensor_to_msgs)
-from dff_msgs.msg import TensorChunk
 
 MODEL = 'peers'
 STREAM = 'train'

@@ -4,21 +4,20 @@ Twin of test/integration/test_launcher.py (dff_launch); the Node actions come
 from the same deployment description (dff_lifecycle.deploy.launch_description).
 """
 import os
+from pathlib import Path
 import tempfile
 import unittest
-from pathlib import Path
 
+from dff_lifecycle.deploy.deployment import load_deployment
+from dff_lifecycle.deploy.launch_description import deployment_nodes
+from launch import LaunchDescription
 import launch_testing
 import launch_testing.actions
 import launch_testing.asserts
 import pytest
-from launch import LaunchDescription
-
-import scenarios
-from dff_lifecycle.deploy.deployment import load_deployment
-from dff_lifecycle.deploy.launch_description import deployment_nodes
 from ros_client import ros_client
 from ros_env import isolated_ros_env
+import scenarios
 
 
 @pytest.mark.launch_test
@@ -35,7 +34,7 @@ def generate_test_description():
 class TestDeployment(unittest.TestCase):
 
     def test_every_layer_trains_every_batch_and_the_master_reports(self, proc_info, proc_output,
-                                                                    master):
+                                                                   master):
         with ros_client('_dff_launch_test') as ros:
             watch = scenarios.StatusWatch(ros.node)
             proc_output.assertWaitFor('test accuracy:', process=master, timeout=180,

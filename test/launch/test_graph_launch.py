@@ -3,20 +3,19 @@
 Twin of test/integration/test_graph.py; the checks are scenarios.check_graph.
 """
 import os
+from pathlib import Path
 import tempfile
 import unittest
-from pathlib import Path
 
+from launch import LaunchDescription
+from launch_ros.actions import Node
 import launch_testing
 import launch_testing.actions
 import launch_testing.asserts
 import pytest
-from launch import LaunchDescription
-from launch_ros.actions import Node
-
-import scenarios
 from ros_client import ros_client
 from ros_env import isolated_ros_env
+import scenarios
 
 
 @pytest.mark.launch_test

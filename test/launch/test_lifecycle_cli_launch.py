@@ -7,16 +7,15 @@ import os
 import tempfile
 import unittest
 
+from launch import LaunchDescription
+from launch_ros.actions import Node
 import launch_testing
 import launch_testing.actions
 import launch_testing.asserts
 import pytest
-from launch import LaunchDescription
-from launch_ros.actions import Node
-
-import scenarios
 from ros_client import ros_client
 from ros_env import isolated_ros_env
+import scenarios
 
 
 def server_container(env, name='server_1'):

@@ -4,21 +4,20 @@ Twin of test/integration/test_manual_pause.py; the scenario itself is
 scenarios.pause_and_resume, reading the master's output through proc_output.
 """
 import os
+from pathlib import Path
 import tempfile
 import unittest
-from pathlib import Path
 
+from dff_lifecycle.deploy.deployment import load_deployment
+from dff_lifecycle.deploy.launch_description import deployment_nodes
+from launch import LaunchDescription
 import launch_testing
 import launch_testing.actions
 import launch_testing.asserts
 import pytest
-from launch import LaunchDescription
-
-import scenarios
-from dff_lifecycle.deploy.deployment import load_deployment
-from dff_lifecycle.deploy.launch_description import deployment_nodes
 from ros_client import ros_client
 from ros_env import isolated_ros_env
+import scenarios
 
 
 @pytest.mark.launch_test

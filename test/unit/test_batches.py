@@ -1,13 +1,12 @@
 """Training batches: determinism, positive/negative construction, epochs, full-batch mode."""
 import copy
 
-import pytest
-import torch
-
 from dff_lifecycle.core.batches import (count_batches, inference_inputs, training_batches,
                                         training_epochs)
 from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.core.data import Dataset
+import pytest
+import torch
 
 MSG = 'dff_msgs/msg/TensorChunk'
 PORTS = {'inputs': {'train': MSG}, 'outputs': {'train': MSG}}

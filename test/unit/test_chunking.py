@@ -1,11 +1,10 @@
 """Tests for dff_lifecycle.core.chunking: split, reassemble and every rejection path."""
 import zlib
 
+from dff_lifecycle.core.chunking import (ChunkError, ChunkMeta, crc32_of, Reassembler,
+                                         split_tensor, TensorKey)
 import numpy as np
 import pytest
-
-from dff_lifecycle.core.chunking import (
-    ChunkError, ChunkMeta, Reassembler, TensorKey, crc32_of, split_tensor)
 
 KEY = TensorKey('m', 'train', 7, 0)
 
@@ -28,6 +27,7 @@ def feed(reassembler: Reassembler, pairs):
 
 
 class FakeClock:
+
     def __init__(self) -> None:
         self.now = 100.0
 

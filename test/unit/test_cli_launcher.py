@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import io
+from pathlib import Path
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
-
-import pytest
 
 from dff_lifecycle.cli import launcher
 from dff_lifecycle.deploy.deployment import ProcessSpec
+import pytest
 
 SERVER = """
 import signal, sys, time

@@ -4,13 +4,12 @@ import copy
 import inspect
 from pathlib import Path
 
+from dff_lifecycle.core import config as config_module
+from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
+from dff_lifecycle.core.head import HeadConfig
+from dff_lifecycle.core.hyperparams import FFHyperParams
 import pytest
 import yaml
-
-from dff_lifecycle.core import config as config_module
-from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_model_config)
-from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.head import HeadConfig
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = REPO / 'params'
@@ -94,6 +93,7 @@ def test_cifar_recipe_is_unsupervised_with_a_head():
 def test_layers_are_resolved(layer_types):
     cfg = load_model_config(MODEL, layer_types)
     first, second = cfg.layers
+
     def wiring(spec):
         return spec.index, spec.source_index, spec.in_features, spec.out_features
 
@@ -135,7 +135,7 @@ def test_model_config_is_frozen(layer_types):
 # ----------------------------------------------------------------------------- model errors
 
 BAD_MODELS = [
-    (model(extra=1), 'extra', "unknown key (known: name, dataset"),
+    (model(extra=1), 'extra', 'unknown key (known: name, dataset'),
     (model(name=DELETE), 'name', 'required key is missing'),
     (model(layers=DELETE), 'layers', 'required key is missing'),
     (model(name='Tiny-FF'), 'name', "lower_snake_case ([a-z][a-z0-9_]*), got 'Tiny-FF'"),
@@ -179,7 +179,8 @@ BAD_MODELS = [
     (model(training={'eval_batch_size': 0}), 'training.eval_batch_size', 'must be >= 1, got 0'),
     (model(training={'seed': -1}), 'training.seed', 'must be >= 0, got -1'),
     (model(training={'lr': 0.1}), 'training.lr', 'unknown key (known: mode, batch_size'),
-    (model(training={'negatives': 'easy'}), 'training.negatives', 'must be one of random, permuted, hard'),
+    (model(training={'negatives': 'easy'}), 'training.negatives',
+     'must be one of random, permuted, hard'),
     (model(training={'negatives': 'hard', 'mode': 'full_batch'}), 'training.negatives',
      'need a supervised model trained in minibatch mode'),
     (model(supervised=False, head=CIFAR_HEAD, training={'negatives': 'hard'}),

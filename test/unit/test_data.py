@@ -1,15 +1,14 @@
 """Dataset loading: shapes, dtypes, label counts, limits, normalisation, missing-data errors."""
+from pathlib import Path
 import shutil
 import sys
 import types
-from pathlib import Path
-
-import pytest
-import torch
 
 from dff_lifecycle.core import data
 from dff_lifecycle.core.data import (DATA_ROOT_ENV, DataNotFoundError, load_dataset,
                                      resolve_data_root)
+import pytest
+import torch
 
 # From the data README.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

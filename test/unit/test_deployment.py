@@ -1,18 +1,17 @@
 """Deployment files: parsing, checks, overrides, path resolution and the process list."""
 from __future__ import annotations
 
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
-
-import pytest
-import yaml
 
 from dff_lifecycle.common.package_files import resolve_config_path
 from dff_lifecycle.deploy import deployment as dep
 from dff_lifecycle.deploy.deployment import DeploymentError, load_deployment
 from dff_lifecycle.master.parameters import MASTER_PARAMETERS
 from dff_lifecycle.nodes.parameters import SERVER_PARAMETERS
+import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ('mnist_2servers', 'cifar10_3servers', 'mnist_4layers_4servers')

@@ -1,11 +1,11 @@
-"""One evaluation path: the single process and the master supply "label scores of x" or
-"features of x", and core.evaluation does the rest (samples, seeded head, train sample)."""
+"""One evaluation path for the single process and for the master.
+
+Both supply "label scores of x" or "features of x", and core.evaluation does the rest
+(samples, seeded head, train sample).
+"""
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
-import torch
 
 from dff_lifecycle.core import evaluation
 from dff_lifecycle.core.config import load_layer_config, load_model_config
@@ -14,6 +14,8 @@ from dff_lifecycle.core.evaluation import (evaluate, features_from_activities,
                                            scores_from_activities)
 from dff_lifecycle.core.metrics import epoch_means, record
 from dff_lifecycle.core.network import FFNetwork
+import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 LAYERS = load_layer_config(REPO / 'params' / 'layers.yaml')

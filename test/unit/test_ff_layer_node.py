@@ -4,17 +4,16 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-import numpy as np
-import pytest
-import rclpy
-import torch
-from rclpy.context import Context
-from rclpy.parameter import Parameter
-
 from dff_lifecycle.core.weights import layer_weight_path, load_state
 from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.transport import tensor_to_msgs
 from dff_msgs.msg import TensorChunk
+import numpy as np
+import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.parameter import Parameter
+import torch
 
 IN, OUT = 12, 8
 
@@ -44,7 +43,7 @@ def destroy(node: FFLayerNode) -> None:
 
 @contextmanager
 def active_node(context, weight_dir) -> Iterator[FFLayerNode]:
-    """A configured and activated layer node, destroyed afterwards."""
+    """Yield a configured and activated layer node, destroyed afterwards."""
     node = make_node(context, weight_dir)
     try:
         node.trigger_configure()

@@ -1,12 +1,11 @@
 """The hand-written FFDense gradient must equal autograd's for every loss and reduction."""
-import pytest
-import torch
-
 from dff_lifecycle.core.ff_layers import FFDense
-from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
+from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.local_trainer import LocalTrainer
 from dff_lifecycle.core.losses import ff_loss, goodness
+import pytest
+import torch
 
 
 def _layer(seed=0):

@@ -1,8 +1,8 @@
 """The graph model behind dff_graph: filtering like rqt_graph, text, DOT and layout."""
 from __future__ import annotations
 
-from dff_lifecycle.cli.graph_view import (Endpoint, RosGraph, Topic, format_text,
-                                          layered_layout, namespace_of, to_dot)
+from dff_lifecycle.cli.graph_view import (Endpoint, format_text, layered_layout, namespace_of,
+                                          RosGraph, to_dot, Topic)
 from dff_lifecycle.common.names import is_hidden
 
 R = 'RELIABLE, VOLATILE'

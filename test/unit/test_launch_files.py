@@ -1,27 +1,31 @@
-"""launch/dff.launch.py and dff_lifecycle.deploy.launch_description, against stand-ins for the
-launch and launch_ros packages (not installable here), so the wiring is checked anyway:
-the Node actions come from the same Deployment as dff_launch's processes."""
+"""launch/dff.launch.py and dff_lifecycle.deploy.launch_description, against stand-ins.
+
+The stand-ins replace the launch and launch_ros packages (not installable here), so the
+wiring is checked anyway: the Node actions come from the same Deployment as dff_launch's
+processes.
+"""
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from pathlib import Path
 import sys
 import types
-from pathlib import Path
-
-import pytest
 
 from dff_lifecycle.deploy.deployment import find_deployment, load_deployment
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 class Action:
+
     def __init__(self, *args, **kwargs) -> None:
         self.args, self.kwargs = args, kwargs
 
 
 class LaunchConfiguration(Action):
+
     def perform(self, context: dict) -> str:
         return context[self.args[0]]
 

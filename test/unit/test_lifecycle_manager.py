@@ -8,15 +8,14 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-from lifecycle_msgs.msg import State, Transition
-import pytest
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.node import Node
-
 from dff_lifecycle.master.lifecycle_manager import BringUpError, LifecycleManager
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient, LifecycleError
 from dff_lifecycle.ros.process import ros_process
 from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError
+from lifecycle_msgs.msg import State, Transition
+import pytest
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.node import Node
 
 NODES = ['/m/layer_0', '/m/layer_1', '/m/layer_2']
 STATE_IDS = {'unconfigured': State.PRIMARY_STATE_UNCONFIGURED,

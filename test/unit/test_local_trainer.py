@@ -5,8 +5,8 @@ from dff_lifecycle.core.ff_layers import build_layer
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.local_trainer import LocalTrainer
 import pytest
-import torch
 from synthetic import separable_batch
+import torch
 
 
 def _trainer(seed: int = 0, **hparams) -> LocalTrainer:

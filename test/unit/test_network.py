@@ -7,8 +7,8 @@ from dff_lifecycle.core.ff_layers import FFDense
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.network import FFNetwork
 import pytest
-import torch
 from synthetic import separable_batch
+import torch
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,18 @@
 import dataclasses
 import typing
 
-import pytest
-from rcl_interfaces.msg import ParameterType
-from rclpy.exceptions import InvalidParameterValueException
-from rclpy.node import Node
-from rclpy.parameter import Parameter
-
 from dff_lifecycle.common.parameter_table import coerce, Param, type_problem, types_of
 from dff_lifecycle.core.hyperparams import FFHyperParams, field_names
 from dff_lifecycle.master.parameters import COMMANDS, MASTER_PARAMETERS, PLACEMENTS
 from dff_lifecycle.nodes.parameters import (CHUNK_ELEMENTS, HYPERPARAMETERS, INHERITED,
                                             LAYER_PARAMETERS, SERVER_PARAMETERS)
-from dff_lifecycle.ros.parameters import (declare_all, descriptor, MissingParameterError,
-                                          read_all)
+from dff_lifecycle.ros.parameters import declare_all, descriptor, MissingParameterError, read_all
 from dff_lifecycle.ros.process import ros_process
+import pytest
+from rcl_interfaces.msg import ParameterType
+from rclpy.exceptions import InvalidParameterValueException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 TABLES = {'layer': LAYER_PARAMETERS, 'server': SERVER_PARAMETERS, 'master': MASTER_PARAMETERS}
 ROS_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,

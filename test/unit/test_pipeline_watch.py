@@ -1,14 +1,15 @@
-"""What the master knows of a running pipeline: status and result callbacks in, answers out,
-with writers on other threads."""
+"""What the master knows of a running pipeline: status and result callbacks in, answers out.
+
+The writers run on other threads.
+"""
 from __future__ import annotations
 
 import threading
 import time
 from types import SimpleNamespace
 
-import numpy as np
-
 from dff_lifecycle.master.pipeline_watch import PipelineWatch
+import numpy as np
 
 NODES = {'/m/layer_0': 0, '/m/layer_1': 1}
 
@@ -90,25 +91,22 @@ def test_wait_returns_when_a_callback_changes_something():
 
 def test_readers_and_writers_on_different_threads_stay_consistent():
     watch = PipelineWatch(NODES)
-    stop = threading.Event()
+    messages = 2000
 
     def writer(node: str) -> None:
-        seq = 0
-        while not stop.is_set():
+        for seq in range(messages):
             watch.on_status(status(node, stream='train_a', seq=seq))
-            seq += 1
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in NODES]
     for t in threads:
         t.start()
-    try:
-        last = -1
-        for _ in range(2000):
-            done = watch.completed_through('train_a', [0, 1])
-            assert done >= last  # acknowledgements never go back
-            last = done
-            assert all(len(v) == len(set(v)) for v in watch.scalars('train_a').values())
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+    last = -1
+    while any(t.is_alive() for t in threads):
+        done = watch.completed_through('train_a', [0, 1])
+        assert done >= last  # acknowledgements never go back
+        last = done
+        assert watch.not_active() == {}
+    for t in threads:
+        t.join()
+    assert watch.completed_through('train_a', [0, 1]) == messages - 1
+    assert {i: len(v) for i, v in watch.scalars('train_a').items()} == {0: messages, 1: messages}

@@ -1,12 +1,11 @@
 """Distribution plan: placement policies, their errors, topic wiring and layer parameters."""
 from pathlib import Path
 
-import pytest
-
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
 from dff_lifecycle.master.plan import (assign_servers, build_plan, check_placement, PARAMETERS,
                                        parse_pins)
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = REPO / 'params'

@@ -1,9 +1,8 @@
 """Server name claiming (pure helpers over graph listings) and the ROS name helpers."""
-import pytest
-
 from dff_lifecycle.common.names import (absolute, is_hidden, join, NAMESPACE, node_names,
                                         server_index, server_indices, server_name)
 from dff_lifecycle.nodes.server_naming import claim_holds, claims, next_free_index
+import pytest
 
 # A graph listing as get_node_names_and_namespaces() returns it: (name, namespace).
 GRAPH = [

@@ -1,13 +1,14 @@
-"""Windowed streaming, driven like nav2's stub-driven manager test: a scripted fake
-pipeline and a fake clock stand in for the layers and for time."""
+"""Windowed streaming, driven like nav2's stub-driven manager test.
+
+A scripted fake pipeline and a fake clock stand in for the layers and for time.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
-
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.streaming import Streamer, StreamSettings
+import pytest
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class FakePipeline:
 
 
 def settings(**overrides) -> StreamSettings:
-    values = dict(window=4, stall_limit_s=5.0, pause_timeout_s=30.0, max_resends=2, poll_s=0.2)
+    values = {'window': 4, 'stall_limit_s': 5.0, 'pause_timeout_s': 30.0, 'max_resends': 2,
+              'poll_s': 0.2}
     values.update(overrides)
     return StreamSettings(**values)
 

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.plan import build_plan
 from dff_lifecycle.master.supervisor import Supervisor
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = load_model_config(REPO / 'test' / 'fixtures' / 'mnist_tiny.yaml',
@@ -16,6 +15,7 @@ MODEL = load_model_config(REPO / 'test' / 'fixtures' / 'mnist_tiny.yaml',
 
 
 class Clock:
+
     def __init__(self) -> None:
         self.now = 100.0
 

@@ -1,9 +1,8 @@
 """dff_train's command-line overrides of the model config."""
 from pathlib import Path
 
-import pytest
-
 from dff_lifecycle.cli.train import build_parser, load_config
+import pytest
 
 MODEL = Path(__file__).resolve().parents[2] / 'params' / 'models' / 'mnist_paper.yaml'
 

@@ -1,18 +1,17 @@
 """Tests for dff_lifecycle.transport without a network: messages, sender, receiver, torch."""
+from builtin_interfaces.msg import Time
+from dff_lifecycle.ros.environment import configure_environment
+from dff_lifecycle.transport import (from_numpy, payload_view, STATUS_LATCHED_QOS, STATUS_QOS,
+                                     TENSOR_QOS, tensor_to_msgs, TensorReceiver, TensorSender,
+                                     to_numpy)
+from dff_msgs.msg import TensorChunk
 import numpy as np
 import pytest
-import torch
-from builtin_interfaces.msg import Time
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
+import torch
 
-from dff_lifecycle.ros.environment import configure_environment
-from dff_lifecycle.transport import (
-    STATUS_LATCHED_QOS, STATUS_QOS, TENSOR_QOS, TensorReceiver, TensorSender,
-    from_numpy, payload_view, tensor_to_msgs, to_numpy)
-from dff_msgs.msg import TensorChunk
-
-IDS = dict(model='m', stream='train', source='layer_0', batch_seq=3,
-           kind=TensorChunk.KIND_NEGATIVE)
+IDS = {'model': 'm', 'stream': 'train', 'source': 'layer_0', 'batch_seq': 3,
+       'kind': TensorChunk.KIND_NEGATIVE}
 
 
 def tensor(shape, seed=0) -> np.ndarray:
@@ -20,6 +19,7 @@ def tensor(shape, seed=0) -> np.ndarray:
 
 
 class FakeLogger:
+
     def __init__(self) -> None:
         self.warnings: list[str] = []
 
