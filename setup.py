@@ -31,6 +31,7 @@ setup(
             'dff_lifecycle = dff_lifecycle.cli.lifecycle:main',
             'dff_graph = dff_lifecycle.cli.graph:main',
             'dff_status = dff_lifecycle.cli.status:main',
+            'dff_cluster = dff_lifecycle.cli.cluster:main',
         ],
     },
 )

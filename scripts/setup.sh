@@ -40,6 +40,14 @@ if ! command -v xmllint >/dev/null; then  # the manifest linter test (test/lint)
   fi
 fi
 
+if ! command -v nft >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+  # dff_cluster's packet loss (and its tests, which run as root)
+  step "installing nft (Debian nftables)"
+  { apt-get install -y -q nftables || { apt-get update -q && apt-get install -y -q nftables; }; } \
+    >"${TMPDIR:-/tmp}/dff-apt.log" 2>&1 ||
+    echo "setup: WARNING: could not install nftables; dff_cluster --loss will not work" >&2
+fi
+
 if [[ ! -x "$venv/bin/python" ]]; then
   step "creating $venv"
   "$python" -m venv "$venv" || fail "could not create the virtual environment $venv"

@@ -19,6 +19,7 @@ Overrides: `-p epochs:=1` goes to every process that declares `epochs`;
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import os
 from pathlib import Path
 import shlex
@@ -26,11 +27,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from typing import IO, Optional, Sequence
+from typing import Callable, IO, Optional, Sequence
 
 from dff_lifecycle.cli.arguments import positive_int
+from dff_lifecycle.common.names import server_name
 from dff_lifecycle.deploy.deployment import (Deployment, DeploymentError, find_deployment,
                                              load_deployment, ProcessSpec)
 
@@ -58,21 +61,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help='wait this long after SIGTERM before SIGKILL (default 5)')
     parser.add_argument('--dry-run', action='store_true',
                         help='print the command lines and exit')
+    parser.add_argument('--cluster', metavar='NAME', default=None,
+                        help='run on an emulated cluster (dff_cluster up): the master on its '
+                             'namespace, server_<i> on device d<i> (round robin), weights on '
+                             "each device's disk")
+    parser.add_argument('--cluster-state-dir', type=Path, default=None, help=argparse.SUPPRESS)
     return parser
 
 
-def command_line(spec: ProcessSpec) -> list[str]:
+def command_line(spec: ProcessSpec, overrides_dir: Optional[Path] = None) -> list[str]:
     """
     Return the argv of a process.
 
     Its console script beside ours (venv bin/, colcon lib/<pkg>/), else on PATH, else
-    `python -m <module>`.
+    `python -m <module>`. With `overrides_dir`, its overrides are written there as a
+    parameter file of its own (so they beat the deployment file's sections).
     """
+    overrides_file = None
+    if overrides_dir is not None and spec.overrides:
+        overrides_file = overrides_dir / f'{spec.name}.yaml'
+        overrides_file.write_text(spec.overrides_yaml(), encoding='utf-8')
+    ros_args = spec.ros_arguments(overrides_file)
     here = Path(sys.argv[0]).resolve().parent
     for candidate in (here / spec.executable, shutil.which(spec.executable)):
         if candidate and os.access(candidate, os.X_OK) and Path(candidate).is_file():
-            return [str(candidate), *spec.ros_arguments()]
-    return [sys.executable, '-m', spec.module, *spec.ros_arguments()]
+            return [str(candidate), *ros_args]
+    return [sys.executable, '-m', spec.module, *ros_args]
 
 
 def exit_status(returncode: int) -> int:
@@ -88,13 +102,13 @@ class Child:
     copies its output line by line with a `[name] ` prefix.
     """
 
-    def __init__(self, spec: ProcessSpec, out: 'Output') -> None:
+    def __init__(self, spec: ProcessSpec, out: 'Output', argv: list[str]) -> None:
         self.spec = spec
         self.name = spec.name
         self.ready = threading.Event()
         self._out = out
         env = dict(os.environ, PYTHONUNBUFFERED='1')
-        self.popen = subprocess.Popen(command_line(spec), stdout=subprocess.PIPE,
+        self.popen = subprocess.Popen(argv, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       env=env, start_new_session=True, text=True,
                                       errors='replace')
@@ -155,8 +169,10 @@ class Output:
 
 class Launcher:
 
-    def __init__(self, deployment: Deployment, args: argparse.Namespace, out: Output) -> None:
+    def __init__(self, deployment: Deployment, args: argparse.Namespace, out: Output,
+                 argv_of: Callable[[ProcessSpec], list[str]] = command_line) -> None:
         self.deployment = deployment
+        self.argv_of = argv_of
         self.args = args
         self.out = out
         self.stop = threading.Event()    # first Ctrl-C / SIGTERM: stop in order
@@ -178,7 +194,7 @@ class Launcher:
         specs = self.deployment.processes()
         try:
             if self._start_servers(specs[:-1]):
-                self.master = Child(specs[-1], self.out)
+                self.master = Child(specs[-1], self.out, self.argv_of(specs[-1]))
                 self._supervise()
         finally:
             self._shutdown()
@@ -187,7 +203,7 @@ class Launcher:
     def _start_servers(self, specs: list[ProcessSpec]) -> bool:
         """Start every server and wait until each is up; False if that failed or was stopped."""
         for spec in specs:
-            self.servers.append(Child(spec, self.out))
+            self.servers.append(Child(spec, self.out, self.argv_of(spec)))
         deadline = time.monotonic() + self.args.ready_timeout
         while not all(s.ready.is_set() for s in self.servers):
             if self.stop.is_set():
@@ -276,11 +292,53 @@ class Launcher:
         return code
 
 
+def on_cluster(deployment: Deployment, name: str, state_dir: Optional[Path],
+               argv_of: Callable[[ProcessSpec], list[str]]
+               ) -> tuple[Deployment, Callable[[ProcessSpec], list[str]]]:
+    """Return the deployment with weights on each device, and argv that run there."""
+    from dff_lifecycle.cluster.host import ClusterRecord, DEFAULT_STATE_DIR
+    from dff_lifecycle.cluster.placement import member_for, on_member, weight_dir
+    from dff_lifecycle.cluster.spec import ClusterError
+    state_dir = state_dir or DEFAULT_STATE_DIR
+    record = ClusterRecord(name, state_dir)
+    if not record.exists():
+        raise DeploymentError(f'cluster {name!r} is not up (dff_cluster --name {name} up)')
+    try:
+        spec, _, extra = record.load()
+    except ClusterError as err:
+        raise DeploymentError(str(err)) from err
+    data_dir = Path(extra['data_dir'])
+    overrides = {i: dict(o) for i, o in deployment.server_overrides.items()}
+    for i in range(1, deployment.servers + 1):
+        member = member_for(server_name(i), spec)
+        if 'weight_dir' not in overrides.get(0, {}):  # `-p servers.weight_dir:=` wins
+            overrides[i] = {'weight_dir': weight_dir(data_dir, member), **overrides.get(i, {})}
+    placed = replace(deployment, server_overrides=overrides)
+
+    def placed_argv(process: ProcessSpec) -> list[str]:
+        return on_member(argv_of(process), spec, member_for(process.name, spec), state_dir)
+    return placed, placed_argv
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    overrides_dir = Path(tempfile.mkdtemp(prefix='dff_launch_'))
+    try:
+        return _main(args, overrides_dir)
+    finally:
+        if not args.dry_run:
+            shutil.rmtree(overrides_dir, ignore_errors=True)
+
+
+def _main(args: argparse.Namespace, overrides_dir: Path) -> int:
+    def argv_of(spec: ProcessSpec) -> list[str]:
+        return command_line(spec, overrides_dir)
     try:
         deployment = load_deployment(find_deployment(args.deployment), servers=args.servers,
                                      overrides=args.params)
+        if args.cluster:
+            deployment, argv_of = on_cluster(deployment, args.cluster, args.cluster_state_dir,
+                                             argv_of)
     except DeploymentError as err:
         print(f'{PROG}: error: {err}', file=sys.stderr)
         return 2
@@ -289,10 +347,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out.say(f'warning: {warning}')
     if args.dry_run:
         for spec in deployment.processes():
-            print(shlex.join(command_line(spec)))
+            print(shlex.join(argv_of(spec)))
         return 0
     out.say(deployment.describe())
-    launcher = Launcher(deployment, args, out)
+    launcher = Launcher(deployment, args, out, argv_of)
     previous = {sig: signal.signal(sig, launcher.on_signal)
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -70,18 +70,28 @@ class ProcessSpec:
     def full_name(self) -> str:
         return f'{self.namespace}/{self.name}'
 
-    def ros_arguments(self) -> list[str]:
+    def ros_arguments(self, overrides_file: Optional[Path] = None) -> list[str]:
         """
         Return the `--ros-args ...` part of the command line.
 
         As launch_ros builds it for a Node with name, namespace and
-        parameters=[params_file, overrides].
+        parameters=[params_file, overrides]: the overrides go in a second parameter
+        file under the node's own name (`overrides_yaml`), because rcl lets a node's
+        section of a file beat `-p name:=value` (which is for every node). Without
+        `overrides_file` they go as `-p`, which loses to such a section.
         """
         args = ['--ros-args', '-r', f'__node:={self.name}', '-r', f'__ns:={self.namespace}',
                 '--params-file', str(self.params_file)]
+        if overrides_file is not None and self.overrides:
+            return args + ['--params-file', str(overrides_file)]
         for name, value in self.overrides.items():
             args += ['-p', f'{name}:={ros_value(value)}']
         return args
+
+    def overrides_yaml(self) -> str:
+        """Return the overrides as this node's section of a parameter file (later files win)."""
+        return yaml.safe_dump({self.full_name: {'ros__parameters': dict(self.overrides)}},
+                              default_flow_style=False)
 
 
 @dataclass(frozen=True)

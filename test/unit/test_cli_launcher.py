@@ -5,6 +5,7 @@ import argparse
 from dataclasses import dataclass
 import io
 from pathlib import Path
+import shutil
 import signal
 import sys
 import threading
@@ -13,6 +14,7 @@ import time
 from dff_lifecycle.cli import launcher
 from dff_lifecycle.deploy.deployment import ProcessSpec
 import pytest
+import yaml
 
 SERVER = """
 import signal, sys, time
@@ -69,13 +71,11 @@ def run(tmp_path, monkeypatch):
         script = scripts['master' if s.name == 'master' else 'server']
         return [sys.executable, str(script), s.overrides['mode'], *s.ros_arguments()]
 
-    monkeypatch.setattr(launcher, 'command_line', command_line)
-
     def run_(specs, then=None, **options) -> tuple[int, str]:
         args = argparse.Namespace(ready_timeout=30.0, sigint_timeout=5.0, sigterm_timeout=5.0)
         vars(args).update(options)
         out = io.StringIO()
-        job = launcher.Launcher(FakeDeployment(specs), args, launcher.Output(out))
+        job = launcher.Launcher(FakeDeployment(specs), args, launcher.Output(out), command_line)
         if then is not None:
             threading.Thread(target=then, args=(job, out), daemon=True).start()
         return job.run(), out.getvalue()
@@ -148,8 +148,14 @@ def test_dry_run_prints_the_command_lines(capsys):
     assert launcher.main(['mnist_2servers', '--dry-run', '--servers', '3']) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4
-    assert '__node:=server_3' in lines[2] and 'server_name:=server_3' in lines[2]
-    assert 'master' in lines[3] and 'servers:=3' in lines[3]
+    assert '__node:=server_3' in lines[2]
+    overrides = [yaml.safe_load(Path(part).read_text()) for part in lines[2].split()
+                 if part.endswith('server_3.yaml')]
+    assert overrides == [{'/dff/server_3': {'ros__parameters': {'server_name': 'server_3'}}}]
+    master_file = next(part for part in lines[3].split() if part.endswith('master.yaml'))
+    assert yaml.safe_load(Path(master_file).read_text())['/dff/master']['ros__parameters'][
+        'servers'] == 3
+    shutil.rmtree(Path(master_file).parent)
 
 
 def test_bad_deployment_exits_2(capsys, tmp_path):

@@ -58,6 +58,33 @@ def test_processes_mirror_launch_ros_command_lines():
     assert 'servers:=2' in args
 
 
+def _parameter_seen(ros_args: list[str], name: str) -> object:
+    """Return what a real rclpy node started with ros_args reads for `name`."""
+    import rclpy
+    from rclpy.node import Node
+    context = rclpy.Context()
+    rclpy.init(args=ros_args, context=context)
+    try:
+        node = Node('x', context=context, automatically_declare_parameters_from_overrides=True)
+        value = node.get_parameter(name).value
+        node.destroy_node()
+        return value
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_overrides_beat_the_deployment_files_own_node_section(tmp_path):
+    """`-p servers.weight_dir:=` must win over `/dff/server_1: weight_dir` in the file."""
+    d = load_deployment(REPO / 'params' / 'mnist_2servers.yaml',
+                        overrides=['servers.weight_dir:=/elsewhere'])
+    server = d.processes()[0]
+    # rcl's own precedence: the file's node section beats a plain -p.
+    assert _parameter_seen(server.ros_arguments(), 'weight_dir') == 'weights/server_1'
+    overrides = tmp_path / 'server_1.yaml'
+    overrides.write_text(server.overrides_yaml())
+    assert _parameter_seen(server.ros_arguments(overrides), 'weight_dir') == '/elsewhere'
+
+
 def test_relative_configs_resolve_against_the_folder_above_the_file(tmp_path):
     (tmp_path / 'models').mkdir()
     model = tmp_path / 'models' / 'mine.yaml'

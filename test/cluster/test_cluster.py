@@ -1,0 +1,211 @@
+"""The emulated cluster on this machine (needs root).
+
+Namespaces made and removed, discovery and data across the bridge, limits in force,
+a training across two devices.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import re
+import signal
+import subprocess
+import sys
+
+from dff_lifecycle.cluster.spec import ClusterSpec
+import pytest
+from ros_env import isolated_ros_env
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(os.geteuid() != 0, reason='the emulated cluster needs root '
+                       '(network namespaces and cgroups); .ci/run runs as root'),
+]
+
+
+class Cluster:
+    """dff_cluster on a private state directory, with a name no one else uses."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
+        self.name = f'ct{os.getpid() % 100000}'
+        self.state = tmp_path / 'state'
+        self.data = tmp_path / 'data'
+        self.env = env
+
+    def __call__(self, *args: str, check: bool = True,
+                 timeout: float = 120) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, '-m', 'dff_lifecycle.cli.cluster', '--name',
+                               self.name, '--state-dir', str(self.state), *args],
+                              capture_output=True, text=True, env=self.env, cwd=REPO,
+                              timeout=timeout)
+        if check:
+            assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    def up(self, *options: str) -> None:
+        self('up', '--data-dir', str(self.data), *options)
+
+    def leftovers(self) -> list[str]:
+        names = subprocess.run(['ip', 'netns', 'list'], capture_output=True,
+                               text=True).stdout.split()
+        found = [n for n in names if n.startswith(f'{self.name}-')]
+        found += [str(p) for p in Path('/sys/fs/cgroup').glob(f'*/dff/{self.name}')]
+        return found
+
+
+@pytest.fixture
+def cluster(tmp_path, ros_domain):
+    c = Cluster(tmp_path, isolated_ros_env(ros_domain))
+    yield c
+    c('down', check=False)
+    assert not c.leftovers()
+
+
+def netns_exec(cluster: Cluster, member: str, *argv: str) -> str:
+    return subprocess.run(['ip', 'netns', 'exec', f'{cluster.name}-{member}', *argv],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_up_makes_devices_with_their_limits_and_down_removes_them(cluster):
+    cluster.up('--devices', '2', '--cpus', '0.5', '--memory', '256', '--rate', '20mbit',
+               '--loss', '2')
+    spec = ClusterSpec(name=cluster.name, devices=2)
+    for member in ('d1', 'd2'):
+        addr = netns_exec(cluster, member, 'ip', '-4', 'addr', 'show', 'eth0')
+        assert str(spec.address(member)) in addr
+        assert 'tbf' in netns_exec(cluster, member, 'tc', 'qdisc', 'show', 'dev', 'eth0')
+        rules = netns_exec(cluster, member, 'nft', 'list', 'ruleset')
+        assert 'numgen random mod 10000 < 200' in rules
+        cpu = Path(f'/sys/fs/cgroup/cpu/dff/{cluster.name}/{member}')
+        assert (cpu / 'cpu.cfs_quota_us').read_text().strip() == '50000'
+        memory = Path(f'/sys/fs/cgroup/memory/dff/{cluster.name}/{member}')
+        assert int((memory / 'memory.limit_in_bytes').read_text()) == 256 << 20
+        assert (cluster.data / member / 'weights').is_dir()
+    # No route out of the cluster: only its own subnet (and discovery multicast).
+    routes = netns_exec(cluster, 'd1', 'ip', 'route')
+    assert 'default' not in routes
+    # Idempotent with the same settings; other settings are refused, nothing changes.
+    cluster.up('--devices', '2', '--cpus', '0.5', '--memory', '256', '--rate', '20mbit',
+               '--loss', '2')
+    other = cluster('up', '--devices', '3', check=False)
+    assert other.returncode == 2 and 'other settings' in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    # A process on a device is in its cgroups.
+    groups = cluster('exec', 'd2', '--', 'cat', '/proc/self/cgroup').stdout
+    assert f'cpu:/dff/{cluster.name}/d2' in groups
+    assert f'memory:/dff/{cluster.name}/d2' in groups
+    cluster('down')
+    assert not cluster.leftovers()
+    assert not list(cluster.state.glob('*.json'))
+
+
+def test_refuses_names_it_did_not_make_and_touches_nothing(cluster):
+    foreign = f'{cluster.name}-d1'
+    subprocess.run(['ip', 'netns', 'add', foreign], check=True)
+    try:
+        done = cluster('up', '--devices', '2', check=False)
+        assert done.returncode == 2
+        assert foreign in done.stderr and 'Traceback' not in done.stderr
+        names = subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True).stdout
+        assert f'{cluster.name}-switch' not in names and foreign in names
+    finally:
+        subprocess.run(['ip', 'netns', 'delete', foreign], check=True)
+
+
+def test_bad_options_are_one_line_errors(cluster):
+    for options in (['--devices', 'two'], ['--rate', 'fast'], ['--cpus', '-1'],
+                    ['--memory', '12']):
+        done = cluster('up', *options, check=False)
+        assert done.returncode == 2, options
+        assert 'Traceback' not in done.stderr and done.stderr.strip(), options
+    assert not cluster.leftovers()
+
+
+PEER = r"""
+import sys, time, array
+import rclpy
+from std_msgs.msg import Float32MultiArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+role, count = sys.argv[1], int(sys.argv[2])
+rclpy.init()
+node = rclpy.create_node(f'peer_{role}')
+qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+started = time.monotonic()
+if role == 'send':
+    pub = node.create_publisher(Float32MultiArray, 'bulk', qos)
+    while pub.get_subscription_count() < 1:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    print(f'matched after {time.monotonic() - started:.2f} s', flush=True)
+    msg = Float32MultiArray()
+    msg.data = array.array('f', bytes(4 * 65536))
+    for _ in range(count):
+        pub.publish(msg)
+        rclpy.spin_once(node, timeout_sec=0.01)
+    time.sleep(3)
+else:
+    got = []
+    node.create_subscription(Float32MultiArray, 'bulk', lambda m: got.append(len(m.data)), qos)
+    while len(got) < count and time.monotonic() - started < 60:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    print(f'received {len(got)}', flush=True)
+"""
+
+
+def _eth0_rx_bytes(cluster: Cluster, member: str) -> int:
+    stats = json.loads(netns_exec(cluster, member, 'ip', '-s', '-j', 'link', 'show', 'eth0'))
+    return stats[0]['stats64']['rx']['bytes']
+
+
+def test_discovery_and_data_cross_the_bridge(cluster, tmp_path):
+    cluster.up('--devices', '2')
+    script = tmp_path / 'peer.py'
+    script.write_text(PEER)
+    before = _eth0_rx_bytes(cluster, 'd2')
+    receiver = subprocess.Popen([sys.executable, '-m', 'dff_lifecycle.cli.cluster', '--name',
+                                 cluster.name, '--state-dir', str(cluster.state), 'exec', 'd2',
+                                 '--', sys.executable, str(script), 'receive', '20'],
+                                stdout=subprocess.PIPE, text=True, env=cluster.env)
+    sender = cluster('exec', 'd1', '--', sys.executable, str(script), 'send', '20', timeout=90)
+    received, _ = receiver.communicate(timeout=90)
+    assert 'received 20' in received, (received, sender.stdout, sender.stderr)
+    matched = float(re.search(r'matched after ([0-9.]+) s', sender.stdout).group(1))
+    assert matched < 15
+    # 20 messages of 256 KiB really went through d2's interface, not shared memory.
+    assert _eth0_rx_bytes(cluster, 'd2') - before >= 20 * 4 * 65536
+
+
+def test_run_removes_the_cluster_when_interrupted(cluster):
+    child = subprocess.Popen([sys.executable, '-m', 'dff_lifecycle.cli.cluster', '--name',
+                              cluster.name, '--state-dir', str(cluster.state), 'run',
+                              '--devices', '1', '--data-dir', str(cluster.data), '--',
+                              'sleep', '60'], stdout=subprocess.PIPE, text=True,
+                             env=cluster.env)
+    assert 'is up' in child.stdout.readline()
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode == 130 and 'removed' in out
+    assert not cluster.leftovers()
+
+
+ACCURACY = re.compile(r'test accuracy: (\d\.\d+)$', re.M)
+
+
+def test_training_across_two_devices(cluster, tmp_path):
+    """mnist_small over two devices of 1 core and 2 GiB each: it trains, weights stay local."""
+    cluster.up('--devices', '2', '--cpus', '1', '--memory', '2048', '--rate', '1gbit')
+    done = subprocess.run(
+        [sys.executable, '-m', 'dff_lifecycle.cli.launcher', 'params/mnist_2servers.yaml',
+         '--cluster', cluster.name, '--cluster-state-dir', str(cluster.state),
+         '-p', 'master.model_config:=test/fixtures/mnist_small.yaml', '-p', 'epochs:=2',
+         '-p', 'master.progress:=false', '-p', f'master.out_dir:={tmp_path / "run"}'],
+        capture_output=True, text=True, env=cluster.env, cwd=REPO, timeout=400)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    accuracy = float(ACCURACY.search(done.stdout).group(1))
+    assert accuracy >= 0.70  # as on one host (test_dff_system)
+    for member, layer in (('d1', 'layer_0'), ('d2', 'layer_1')):
+        assert (cluster.data / member / 'weights' / 'mnist_small' / f'{layer}.pt').is_file()
+    status = cluster('status').stdout
+    peaks = [int(m) for m in re.findall(r'peak memory (\d+) MiB', status)]
+    assert len(peaks) == 2 and all(0 < p <= 2048 for p in peaks)
