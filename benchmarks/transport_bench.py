@@ -17,6 +17,7 @@ publishing. The load average is recorded: other processes on the machine skew re
 from __future__ import annotations
 
 import argparse
+import array
 import json
 import os
 from pathlib import Path
@@ -29,6 +30,9 @@ import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / 'results'
 MODES = ('chunked', 'naive_assign', 'naive_tolist')
+# `bare`: the baseline of --vs-bare, a plain rclpy pair moving std_msgs/Float32MultiArray
+# filled the fast way (array.array.frombytes in, np.frombuffer out), same QoS.
+CHILD_MODES = (*MODES, 'bare')
 QOS_CHOICES = ('tensor', 'keep_last_10')
 MIB = 1 << 20
 BURST_ELEMENTS = 1 << 20  # 4 MiB tensors, sent as one message each in the QoS check
@@ -57,7 +61,11 @@ def role_send(args: argparse.Namespace) -> dict:
     tensor = _bench_tensor(args.elements)
     with rclpy.init():
         node = rclpy.create_node('bench_sender')
-        publisher = node.create_publisher(TensorChunk, args.topic, _qos(args.qos))
+        if args.mode == 'bare':
+            from std_msgs.msg import Float32MultiArray
+            publisher = node.create_publisher(Float32MultiArray, args.topic, _qos(args.qos))
+        else:
+            publisher = node.create_publisher(TensorChunk, args.topic, _qos(args.qos))
         deadline = time.monotonic() + 15.0
         while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.05)
@@ -66,6 +74,12 @@ def role_send(args: argparse.Namespace) -> dict:
         for seq in range(args.count):
             if args.mode == 'chunked':
                 sender.send(tensor, model='bench', stream='bench', batch_seq=seq, kind=0)
+            elif args.mode == 'bare':
+                msg = Float32MultiArray()
+                payload = array.array('f')
+                payload.frombytes(tensor.tobytes())
+                msg.data = payload
+                publisher.publish(msg)
             else:
                 msg = TensorChunk(model='bench', stream='bench', batch_seq=seq, chunk_count=1,
                                   shape=[tensor.size])
@@ -92,7 +106,9 @@ def role_receive(args: argparse.Namespace) -> dict:
         def on_chunk(msg: TensorChunk) -> None:
             time.sleep(args.delay_s)
             last_message[0] = time.monotonic()
-            if args.mode == 'chunked':
+            if args.mode == 'bare':
+                array = np.frombuffer(msg.data, dtype=np.float32)
+            elif args.mode == 'chunked':
                 tensor = receiver.on_message(msg)
                 array = None if tensor is None else tensor.array
             else:
@@ -101,7 +117,11 @@ def role_receive(args: argparse.Namespace) -> dict:
                 completed_at.append(time.monotonic())
                 crcs.append(zlib.crc32(array.tobytes()))
 
-        node.create_subscription(TensorChunk, args.topic, on_chunk, _qos(args.qos))
+        if args.mode == 'bare':
+            from std_msgs.msg import Float32MultiArray
+            node.create_subscription(Float32MultiArray, args.topic, on_chunk, _qos(args.qos))
+        else:
+            node.create_subscription(TensorChunk, args.topic, on_chunk, _qos(args.qos))
         print('READY', flush=True)
         deadline = time.monotonic() + args.timeout_s
         while len(crcs) < args.count and time.monotonic() < deadline:
@@ -168,9 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--burst', type=int, default=30, help='tensors in the QoS burst check')
     parser.add_argument('--domain-id', type=int, default=os.getpid() % 100 + 1)
     parser.add_argument('--out', type=Path, default=None)
+    parser.add_argument('--vs-bare', action='store_true',
+                        help='DFF transport against a bare rclpy pair, same sizes and QoS')
+    parser.add_argument('--repeats', type=int, default=3, help='runs per case with --vs-bare')
     # child-only options
     parser.add_argument('--topic')
-    parser.add_argument('--mode', choices=MODES, default='chunked')
+    parser.add_argument('--mode', choices=CHILD_MODES, default='chunked')
     parser.add_argument('--elements', type=int)
     parser.add_argument('--count', type=int)
     parser.add_argument('--qos', choices=QOS_CHOICES, default='tensor')
@@ -185,7 +208,51 @@ def main(argv: list[str] | None = None) -> int:
         result = role_send(args) if args.role == 'send' else role_receive(args)
         print(json.dumps(result), flush=True)
         return 0
-    return bench(args)
+    return vs_bare(args) if args.vs_bare else bench(args)
+
+
+def vs_bare(args: argparse.Namespace) -> int:
+    """
+    Bare pair vs DFF, alternating, `repeats` times each; medians and the ratio.
+
+    Cases per size: bare (one message per tensor), DFF with one chunk per tensor (the
+    same message size), and DFF with its default chunks.
+    """
+    import statistics
+    from dff_lifecycle.transport import DEFAULT_CHUNK_ELEMENTS
+    base = {'domain_id': args.domain_id, 'timeout_s': args.timeout_s, 'qos': 'tensor',
+            'delay_s': 0.0}
+    rows = []
+    for size in args.sizes_mib:
+        elements = int(size * MIB / 4)
+        count = max(8, round(args.mib_per_case / size))
+        cases = {'bare': ('bare', elements), 'dff, 1 chunk': ('chunked', elements),
+                 'dff, default chunks': ('chunked', min(elements, DEFAULT_CHUNK_ELEMENTS))}
+        runs: dict[str, list[dict]] = {name: [] for name in cases}
+        for _ in range(args.repeats):
+            for name, (mode, chunk) in cases.items():
+                runs[name].append(run_case(mode, elements, count, chunk_elements=chunk, **base))
+        bare = statistics.median(r['steady_mb_per_s'] for r in runs['bare'])
+        for name, found in runs.items():
+            steady = statistics.median(r['steady_mb_per_s'] for r in found)
+            rows.append({'tensor_mib': size, 'case': name, 'runs': found,
+                         'median_steady_mb_per_s': steady,
+                         'median_mb_per_s': statistics.median(r['mb_per_s'] for r in found),
+                         'ratio_to_bare': round(steady / bare, 3) if bare else None,
+                         'delivered_all': all(r['delivered'] == r['sent'] for r in found),
+                         'bit_identical': all(r['bit_identical'] for r in found)})
+    print(f'{"tensor":>8} {"case":>20} {"steady MB/s":>12} {"end-to-end":>11} {"vs bare":>8}')
+    for row in rows:
+        print(f'{row["tensor_mib"]:>6g}Mi {row["case"]:>20} {row["median_steady_mb_per_s"]:>12} '
+              f'{row["median_mb_per_s"]:>11} {row["ratio_to_bare"]:>8}')
+    out = args.out or RESULTS_DIR / f'transport_vs_bare_{time.strftime("%Y%m%d_%H%M%S")}.json'
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({'setup': {
+        'repeats': args.repeats, 'mib_per_case': args.mib_per_case, 'cpus': os.cpu_count(),
+        'transports': _bench_env(args.domain_id)['FASTDDS_BUILTIN_TRANSPORTS'],
+        'load_average_1m': os.getloadavg()[0]}, 'rows': rows}, indent=2) + '\n')
+    print(f'wrote {out}')
+    return 0
 
 
 def bench(args: argparse.Namespace) -> int:

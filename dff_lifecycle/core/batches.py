@@ -6,6 +6,7 @@ Both call training_batches with a generator seeded the same way, so they see ide
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Iterator, Optional
 
 from dff_lifecycle.core.config import ModelConfig
@@ -20,10 +21,36 @@ MIN_BATCH = 2  # a smaller last batch is dropped: hybrid negatives need a partne
 
 @dataclass(frozen=True)
 class TrainBatch:
+    """
+    One training batch, as drawn: images plus labels (supervised) or images plus hybrids.
+
+    `x_pos` / `x_neg` are the layers' inputs, built on first use: a single process needs
+    them, while the master sends the images and labels and lets the first layer build them.
+    """
+
     seq: int      # position in the run, from 0, counting across epochs
     epoch: int
-    x_pos: Tensor
-    x_neg: Tensor
+    images: Tensor                     # supervised: the images; otherwise the positives
+    hybrids: Optional[Tensor] = None   # unsupervised: the negatives
+    y_pos: Optional[Tensor] = None     # supervised: true labels
+    y_neg: Optional[Tensor] = None     # supervised: wrong labels
+    num_classes: int = 0
+
+    @property
+    def labelled(self) -> bool:
+        return self.y_pos is not None
+
+    @cached_property
+    def x_pos(self) -> Tensor:
+        if self.labelled:
+            return overlay_labels(self.images, self.y_pos, self.num_classes)
+        return self.images
+
+    @cached_property
+    def x_neg(self) -> Tensor:
+        if self.labelled:
+            return overlay_labels(self.images, self.y_neg, self.num_classes)
+        return self.hybrids
 
 
 def training_set(dataset: Dataset, model_cfg: ModelConfig) -> tuple[Tensor, Tensor]:
@@ -56,8 +83,7 @@ def training_epochs(dataset: Dataset, model_cfg: ModelConfig, generator: torch.G
     x, y = training_set(dataset, model_cfg)
     training = model_cfg.training
     if training.mode == 'full_batch':
-        x_pos, x_neg = make_pair(x, y, dataset, model_cfg, generator)
-        yield iter([TrainBatch(0, 0, x_pos, x_neg)])
+        yield iter([make_batch(0, 0, x, y, dataset, model_cfg, generator)])
         return
     hard = training.negatives == 'hard'
     if hard and label_scorer is None:
@@ -83,8 +109,8 @@ def _epoch_batches(x: Tensor, y: Tensor, wrong: Optional[Tensor], order: Tensor,
         if len(index) < MIN_BATCH:
             continue
         chosen_wrong = None if wrong is None else wrong[index]
-        x_pos, x_neg = make_pair(x[index], y[index], dataset, model_cfg, generator, chosen_wrong)
-        yield TrainBatch(seq, epoch, x_pos, x_neg)
+        yield make_batch(seq, epoch, x[index], y[index], dataset, model_cfg, generator,
+                         chosen_wrong)
         seq += 1
 
 
@@ -95,11 +121,11 @@ def training_batches(dataset: Dataset, model_cfg: ModelConfig, generator: torch.
         yield from epoch
 
 
-def make_pair(x: Tensor, y: Tensor, dataset: Dataset, model_cfg: ModelConfig,
-              generator: torch.Generator,
-              wrong: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+def make_batch(seq: int, epoch: int, x: Tensor, y: Tensor, dataset: Dataset,
+               model_cfg: ModelConfig, generator: torch.Generator,
+               wrong: Optional[Tensor] = None) -> TrainBatch:
     """
-    (positives, negatives): label overlays when supervised, real vs hybrid images otherwise.
+    Draw a batch's negatives: wrong labels when supervised, hybrid images otherwise.
 
     Supervised negatives carry `wrong` labels when given, else labels drawn as the config's
     `negatives` says: uniformly random wrong ones or the batch's labels permuted.
@@ -109,10 +135,18 @@ def make_pair(x: Tensor, y: Tensor, dataset: Dataset, model_cfg: ModelConfig,
             wrong = permuted_labels(y, generator)
         elif wrong is None:
             wrong = random_wrong_labels(y, model_cfg.num_classes, generator)
-        return (overlay_labels(x, y, model_cfg.num_classes),
-                overlay_labels(x, wrong, model_cfg.num_classes))
+        return TrainBatch(seq, epoch, x, y_pos=y, y_neg=wrong,
+                          num_classes=model_cfg.num_classes)
     images = x if x.dim() == 4 else x.reshape(len(x), *dataset.image_shape)
-    return images, hybrid_negatives(images, generator)
+    return TrainBatch(seq, epoch, images, hybrids=hybrid_negatives(images, generator))
+
+
+def make_pair(x: Tensor, y: Tensor, dataset: Dataset, model_cfg: ModelConfig,
+              generator: torch.Generator,
+              wrong: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """(positives, negatives): label overlays when supervised, real vs hybrid images otherwise."""
+    batch = make_batch(0, 0, x, y, dataset, model_cfg, generator, wrong)
+    return batch.x_pos, batch.x_neg
 
 
 def inference_inputs(x: Tensor, model_cfg: ModelConfig) -> Tensor:

@@ -12,9 +12,10 @@ layers whose server is gone instead of waiting for their timeouts.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from dff_lifecycle.common.names import join, NAMESPACE, node_names, server_indices, server_name
 from dff_lifecycle.master.errors import PipelineError
@@ -45,6 +46,7 @@ class DeployerSettings:
     servers: int                 # how many server containers to wait for
     service_timeout_s: float
     discovery_timeout_s: float
+    parallel: bool = True        # independent lifecycle calls at once (nav2 order kept)
 
 
 class Deployer:
@@ -57,6 +59,7 @@ class Deployer:
         self.settings = settings
         self.lifecycle = LifecycleClient(clients, settings.service_timeout_s)
         self.log = log
+        self.bring_up_seconds: Optional[float] = None
 
     # ----------------------------------------------------------------- discovery
     def present_nodes(self) -> set[str]:
@@ -109,29 +112,44 @@ class Deployer:
 
     # ------------------------------------------------------------ bring-up / down
     def _create(self, plan: DistributionPlan, servers: list[str]) -> None:
-        for server, placements in plan.by_server().items():
+        """Every server creates its layers, all servers at once; all or nothing."""
+        def create(server: str, placements: list) -> Any:
             request = CreateLayers.Request(layers=[
                 LayerSpec(model=plan.model, layer_index=p.layer.index, layer_type=p.layer.module,
                           node_name=p.node_name,
                           parameters=[Parameter(k, value=v).to_parameter_msg()
                                       for k, v in p.parameters.items()])
                 for p in placements])
-            response = self._server_call(server, CreateLayers, 'create_layers', request)
-            if not response.success:
-                self.delete_model(plan.model, servers, quiet=True)
-                raise PipelineError(f'{server} could not create layers: {response.message}')
+            try:
+                return self._server_call(server, CreateLayers, 'create_layers', request)
+            except ServiceCallError as exc:
+                return CreateLayers.Response(success=False, message=str(exc))
+
+        jobs = plan.by_server()
+        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+            responses = dict(zip(jobs, pool.map(create, jobs, jobs.values())))
+        failed = {s: r.message for s, r in responses.items() if not r.success}
+        if failed:
+            self.delete_model(plan.model, servers, quiet=True)
+            server, message = next(iter(failed.items()))
+            raise PipelineError(f'{server} could not create layers: {message}')
+        for server, response in responses.items():
             self.log(f'{server}: created {", ".join(response.node_names)}')
 
     def deploy(self, plan: DistributionPlan, servers: list[str],
                endpoints: PipelineEndpoints) -> LifecycleManager:
         """Create, configure all, activate all, connect; on failure undo and raise."""
         self.delete_model(plan.model, servers, quiet=True)  # stale layers of a crashed run
+        started = time.perf_counter()
         self._create(plan, servers)
         endpoints.open()  # before activation: the master hears the first status messages
         manager = LifecycleManager(self.lifecycle, [p.full_name for p in plan.placements],
-                                   log=self.log)
+                                   log=self.log, parallel=self.settings.parallel)
         try:
             manager.startup()
+            self.bring_up_seconds = time.perf_counter() - started
+            self.log(f'bring-up: {len(plan.placements)} layer(s) on {len(plan.by_server())} '
+                     f'server(s), first create to last active in {self.bring_up_seconds:.2f} s')
             endpoints.wait_connected(self.settings.discovery_timeout_s)
         except Exception:
             self.log('bring-up failed: tearing down what was created')

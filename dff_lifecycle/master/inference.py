@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from dff_lifecycle.core.batches import inference_inputs
+from dff_lifecycle.core.batch_codec import Kind
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.scoring import label_scores
 from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.plan import DistributionPlan
 from dff_lifecycle.master.streaming import Streamer
 from dff_lifecycle.transport import to_numpy
-from dff_msgs.msg import TensorChunk
 import numpy as np
 import torch
 
@@ -54,9 +53,11 @@ class DistributedInference:
         collected: dict[int, dict[int, np.ndarray]] = {}
 
         def send(batch: InferenceBatch) -> None:
-            inputs = inference_inputs(x[batch.start:batch.start + size], model)
-            self.io.send('infer', to_numpy(inputs), stream=stream, batch_seq=batch.seq,
-                         kind=TensorChunk.KIND_INFERENCE)
+            # Supervised: each image once; the first layer tries every label on it.
+            images = x[batch.start:batch.start + size]
+            kind = Kind.INFER_IMAGES if model.supervised else Kind.INFERENCE
+            self.io.send('infer', to_numpy(images.float()), stream=stream, batch_seq=batch.seq,
+                         kind=kind)
 
         def done_through() -> int:
             for seq in range(len(batches)):

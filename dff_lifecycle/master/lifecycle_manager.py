@@ -1,13 +1,17 @@
 """
 Nav2-style lifecycle manager over an ordered list of layer nodes.
 
-Bring-up configures every node in order, then activates every node; it stops
-at the first failure and says which node and why. Teardown walks the same list
-in reverse and is best effort: it keeps going and reports what failed.
+Bring-up configures every node, then activates every node; it stops at the
+first failure and says which node and why. The nodes of one phase are
+independent, so their calls go out together (each still checked with
+get_state); a phase ends when all of them have answered, so no node is
+activated before every node is configured. Teardown walks the list in reverse
+and is best effort: it keeps going and reports what failed.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional, Sequence
 
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient, LifecycleError
 from dff_lifecycle.ros.service_calls import ServiceCallError
@@ -25,17 +29,36 @@ class BringUpError(RuntimeError):
 
 class LifecycleManager:
 
-    def __init__(self, client: LifecycleClient, nodes: Sequence[str], log: Log = print) -> None:
+    def __init__(self, client: LifecycleClient, nodes: Sequence[str], log: Log = print,
+                 parallel: bool = True) -> None:
         self.client = client
         self.nodes = list(nodes)  # the single source of truth for the order
         self.log = log
+        self.parallel = parallel
+
+    def _transition(self, node: str, label: str) -> Optional[BringUpError]:
+        try:
+            self.client.transition(node, label)
+        except (LifecycleError, ServiceCallError) as exc:
+            error = BringUpError(node, label, str(exc))
+            error.__cause__ = exc  # as `raise ... from exc` would
+            return error
+        return None
 
     def _all(self, label: str, nodes: Sequence[str]) -> None:
-        for node in nodes:
-            try:
-                self.client.transition(node, label)
-            except (LifecycleError, ServiceCallError) as exc:
-                raise BringUpError(node, label, str(exc)) from exc
+        """Transition every node; raise the first failure in list order."""
+        if self.parallel and len(nodes) > 1:
+            with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+                failures = list(pool.map(lambda n: self._transition(n, label), nodes))
+        else:
+            failures = []
+            for node in nodes:
+                failures.append(self._transition(node, label))
+                if failures[-1] is not None:
+                    break
+        for node, failure in zip(nodes, failures):
+            if failure is not None:
+                raise failure
             self.log(f'  {label:<10} {node}: ok')
 
     def startup(self) -> None:

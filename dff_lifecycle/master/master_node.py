@@ -57,7 +57,8 @@ class MasterCoordinator(Node):
         s = self.settings
         self.deployer = Deployer(self, ClientCache(self), DeployerSettings(
             servers=s['servers'], service_timeout_s=s['service_timeout_s'],
-            discovery_timeout_s=s['discovery_timeout_s']), log=self.log)
+            discovery_timeout_s=s['discovery_timeout_s'], parallel=s['parallel_bringup']),
+            log=self.log)
 
     def log(self, text: str) -> None:
         with tqdm.external_write_mode():
@@ -145,7 +146,8 @@ class MasterCoordinator(Node):
         metrics: dict = {'model': model.name, 'dataset': model.dataset, 'system': 'DFF',
                          'servers': servers, 'placement': s['placement'],
                          'plan': [{'layer': p.layer.index, 'server': p.server,
-                                   'node': p.full_name} for p in plan.placements]}
+                                   'node': p.full_name} for p in plan.placements],
+                         'bring_up_seconds': self.deployer.bring_up_seconds}
         try:
             if command in ('run', 'train'):
                 training = DistributedTraining(model, plan, io, streamer, inference,
@@ -183,7 +185,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         with ros_process(sys.argv if argv is None else argv) as ros:
             master = MasterCoordinator()
-            ros.start(master, threads=2)
+            ros.start(master)  # single-threaded: no callback of the master blocks
             return master.execute()
     except (ConfigError, DataNotFoundError, PipelineError, BringUpError, ServiceCallError,
             MissingParameterError) as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dff_lifecycle.common.parameter_table import Param
 from dff_lifecycle.nodes.parameters import CHUNK_ELEMENTS
 
-COMMANDS = ('run', 'train', 'evaluate', 'plan', 'save', 'delete')
+COMMANDS = ('run', 'train', 'evaluate', 'plan', 'bringup', 'save', 'delete')
 PLACEMENTS = ('contiguous', 'round_robin', 'pinned')
 
 MASTER_PARAMETERS = {
@@ -15,6 +15,8 @@ MASTER_PARAMETERS = {
     'servers': Param(int, 1, 'Number of server containers to wait for.', 1),
     'placement': Param(str, 'contiguous', ' | '.join(PLACEMENTS)),
     'pins': Param(list, [''], 'Pinned layers as "<layer>:<server>", e.g. "0:server_2".'),
+    'parallel_bringup': Param(bool, True, 'Configure (then activate) all layers at once; false: '
+                                          'one after the other.'),
     'window': Param(int, 16, 'Batches in flight in the pipeline.', 1),
     'epochs': Param(int, 0, 'Override training.epochs (0: keep the config).', 0),
     'load_weights': Param(bool, True, 'Layers reload saved weights in configure (false: '

@@ -153,6 +153,8 @@ def layer_parameters(model: ModelConfig, row: LayerSpecConfig,
         'seed': row.seed,
         **row.hparams.to_dict(),
         'steps_per_batch': steps,
+        # Fed by the master: it sends each image once and the layer overlays the labels.
+        'overlay_classes': model.num_classes if model.supervised and row.source_index < 0 else 0,
         'report_goodness': model.supervised and row.index in model.goodness_layers,
         'report_features': (not model.supervised) and row.index in model.feature_layers,
         'train_in_topic': topics.train_in,

@@ -11,6 +11,7 @@ import itertools
 import time
 from typing import Callable
 
+from dff_lifecycle.core.batch_codec import Kind, pack_labelled, pack_pair
 from dff_lifecycle.core.batches import count_batches, TrainBatch, training_epochs
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
@@ -20,8 +21,14 @@ from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.plan import DistributionPlan
 from dff_lifecycle.master.streaming import Streamer
 from dff_lifecycle.transport import to_numpy
-from dff_msgs.msg import TensorChunk
 import torch
+
+
+def wire_batch(batch: TrainBatch) -> tuple[int, torch.Tensor]:
+    """(kind, tensor) of a batch as the first layer takes it."""
+    if batch.labelled:
+        return Kind.TRAIN_LABELLED, pack_labelled(batch.images, batch.y_pos, batch.y_neg)
+    return Kind.TRAIN_PAIR, pack_pair(batch.images, batch.hybrids)
 
 
 class DistributedTraining:
@@ -48,10 +55,10 @@ class DistributedTraining:
         scoring_round = itertools.count(2)
 
         def send(batch: TrainBatch) -> None:
+            # One tensor per batch; the first layer overlays the labels itself.
             epoch_of[batch.seq] = batch.epoch
-            for kind, x in ((TensorChunk.KIND_POSITIVE, batch.x_pos),
-                            (TensorChunk.KIND_NEGATIVE, batch.x_neg)):
-                self.io.send('train', to_numpy(x), stream=stream, batch_seq=batch.seq, kind=kind)
+            kind, x = wire_batch(batch)
+            self.io.send('train', to_numpy(x), stream=stream, batch_seq=batch.seq, kind=kind)
 
         def scorer(x: torch.Tensor) -> torch.Tensor:  # hard negatives: the model so far
             epoch = next(scoring_round)

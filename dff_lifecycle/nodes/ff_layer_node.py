@@ -9,17 +9,18 @@ shutdown   saves whatever is configured, from any state (idempotent).
 """
 from __future__ import annotations
 
-from collections import deque, OrderedDict
 from pathlib import Path
 import threading
+import time
 import traceback
 from typing import Any, Optional
 
 from dff_lifecycle.core.ff_layers import build_layer
 from dff_lifecycle.core.hyperparams import FFHyperParams
+from dff_lifecycle.core.layer_stage import InputRejected, LayerStage, StageSettings
 from dff_lifecycle.core.local_trainer import LocalTrainer
-from dff_lifecycle.core.scoring import normalised_features
 from dff_lifecycle.core.weights import layer_weight_path, load_state, save_state_atomic
+from dff_lifecycle.nodes.compute_worker import ComputeWorker
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
 from dff_lifecycle.ros.parameters import declare_all, read_all
 from dff_lifecycle.transport import (from_numpy, LAYER_STATUS_QOS, ReceivedTensor, TENSOR_QOS,
@@ -35,13 +36,7 @@ SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
 ERROR = TransitionCallbackReturn.ERROR
 
-# How many unpaired positive/negative halves and trained batch ids to remember.
-MAX_PENDING_HALVES = 16
-TRAINED_MEMORY = 4096
-
-
-class InputRejected(ValueError):
-    """A well-formed tensor that this layer cannot use (wrong shape, kind, ...)."""
+__all__ = ['FFLayerNode', 'InputRejected']
 
 
 class FFLayerNode(LifecycleNode):
@@ -58,6 +53,7 @@ class FFLayerNode(LifecycleNode):
         self._data_group = MutuallyExclusiveCallbackGroup()
         self._settings: Optional[dict[str, Any]] = None
         self._trainer: Optional[LocalTrainer] = None
+        self._stage: Optional[LayerStage] = None
         self._weight_file: Optional[Path] = None
         self._weights_loaded = False
         self._receiver: Optional[TensorReceiver] = None
@@ -66,14 +62,16 @@ class FFLayerNode(LifecycleNode):
         self._infer_pub: Optional[LifecyclePublisher] = None
         self._result_pub: Optional[LifecyclePublisher] = None
         self._senders: dict[str, TensorSender] = {}
-        self._pending: OrderedDict[tuple[str, int], dict[int, Any]] = OrderedDict()
-        self._trained: deque[tuple[str, int]] = deque(maxlen=TRAINED_MEMORY)
-        self._trained_set: set[tuple[str, int]] = set()
         self._status = LayerStatus()
         self._rejected_inputs = 0
         self._fault_pending = False
         self.discard_weights_on_shutdown = False
         self._status_pub = None  # plain publisher: status is visible in every state
+        # Training steps run here, off the executor (see compute_worker).
+        self._worker = ComputeWorker(f'{node_name}_compute', self._work, self._fault,
+                                     on_idle=self._flush_status)
+        self._status_sent_at = 0.0
+        self._status_due = False
 
     # ----------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -86,6 +84,13 @@ class FFLayerNode(LifecycleNode):
                 layer, _ = build_layer(s['layer_type'], s['in_features'], [s['out_features']],
                                        s['seed'])
                 self._trainer = LocalTrainer(layer, hparams, device=s['device'])
+                self._stage = LayerStage(self._trainer, StageSettings(
+                    in_features=s['in_features'], overlay_classes=s['overlay_classes'],
+                    steps_per_batch=s['steps_per_batch'],
+                    report_goodness=s['report_goodness'],
+                    report_features=s['report_features'],
+                    save_every_batches=s['save_every_batches']),
+                    save=self.save_weights, warn=self.get_logger().warning)
                 self._settings = s
                 self._weight_file = layer_weight_path(s['weight_dir'], s['model'],
                                                       s['layer_index'])
@@ -101,7 +106,6 @@ class FFLayerNode(LifecycleNode):
                 self._receiver = TensorReceiver(self.get_logger())
                 self._status_pub = self._status_pub or self.create_publisher(
                     LayerStatus, s['status_topic'], LAYER_STATUS_QOS)
-                self._forget_batches()
             except Exception as exc:  # noqa: BLE001 - any failure must reach the caller
                 return self._fail('configure', exc, FAILURE)
         self._publish_status('inactive')
@@ -188,6 +192,7 @@ class FFLayerNode(LifecycleNode):
 
     # --------------------------------------------------------------------- data
     def _on_chunk(self, msg: TensorChunk) -> None:
+        """Executor side: reassemble, and hand each complete tensor to the compute thread."""
         with self._lock:
             if self._receiver is None or self.lifecycle_label != 'active':
                 return  # paused: deactivate is tearing the subscriptions down
@@ -197,95 +202,53 @@ class FFLayerNode(LifecycleNode):
                         != self._status.rejected_tensors):
                     self._publish_status(error='rejected a malformed tensor stream')
                 return
+            self._worker.submit(tensor)
+
+    def _work(self, tensor: ReceivedTensor, generation: int) -> None:
+        """Compute side: one step (or inference pass), then publish what it produced."""
+        with self._lock:
+            if (generation != self._worker.generation or self._stage is None
+                    or self.lifecycle_label != 'active'):
+                return  # queued before a pause; the master resends what it still needs
             try:
-                if tensor.kind == TensorChunk.KIND_INFERENCE:
-                    self._infer(tensor)
-                elif tensor.kind in (TensorChunk.KIND_POSITIVE, TensorChunk.KIND_NEGATIVE):
-                    self._collect_training_half(tensor)
-                else:
-                    raise InputRejected(f'unexpected tensor kind {tensor.kind}')
+                outputs = self._stage.process(tensor.stream, tensor.batch_seq, tensor.kind,
+                                              from_numpy(tensor.array, self._trainer.device))
             except InputRejected as exc:
                 self.get_logger().error(f'rejected {tensor.stream}#{tensor.batch_seq}: {exc}')
                 self._rejected_inputs += 1
                 self._publish_status(error=str(exc))
-            except Exception as exc:  # noqa: BLE001 - to error processing, not a dead process
-                self._fault(exc)
+                return
+            if not outputs:
+                return  # half of a batch sent as two halves
+            model = self._settings['model']
+            for out in outputs:
+                sender = self._senders.get(out.channel)
+                if sender is not None:
+                    sender.send(to_numpy(out.tensor), model=model, stream=tensor.stream,
+                                batch_seq=tensor.batch_seq, kind=int(out.kind))
+            scalars = self._stage.scalars
+            self._status.loss = scalars.loss
+            self._status.goodness_positive = scalars.goodness_positive
+            self._status.goodness_negative = scalars.goodness_negative
+            self._status.inference_batches = scalars.inference_batches
+            self._status.stream = tensor.stream
+            self._status.last_batch_seq = tensor.batch_seq
+            # Progress at a bounded rate: now if the period is over, else when it is or the
+            # stream pauses (the worker's idle call), so the last batch is never left unsaid.
+            period = self._settings['status_period_s']
+            if time.monotonic() - self._status_sent_at >= period:
+                self._publish_status()
+            else:
+                self._status_due = True
 
-    def _check_input(self, array) -> torch.Tensor:
-        features = int(array[0].size) if array.ndim >= 1 and array.shape[0] else 0
-        if array.ndim < 2 or features != self._settings['in_features']:
-            raise InputRejected(f'shape {tuple(array.shape)} does not fit in_features='
-                                f'{self._settings["in_features"]}')
-        return from_numpy(array, self._trainer.device)
+    def _flush_status(self) -> None:
+        with self._lock:
+            if self._status_due:
+                self._publish_status()
 
-    def _collect_training_half(self, tensor: ReceivedTensor) -> None:
-        key = (tensor.stream, tensor.batch_seq)
-        halves = self._pending.setdefault(key, {})
-        halves[tensor.kind] = self._check_input(tensor.array)
-        while len(self._pending) > MAX_PENDING_HALVES:
-            dropped, _ = self._pending.popitem(last=False)
-            self.get_logger().warning(f'dropping unpaired training half {dropped}')
-        if len(halves) == 2:
-            del self._pending[key]
-            self._train(key, halves[TensorChunk.KIND_POSITIVE], halves[TensorChunk.KIND_NEGATIVE])
-
-    def _train(self, key: tuple[str, int], x_pos: torch.Tensor, x_neg: torch.Tensor) -> None:
-        stream, seq = key
-        if key in self._trained_set:
-            # A resent batch (after a pause or a lost message): forward it again
-            # without a second weight update so training stays exactly-once.
-            h_pos, h_neg = self._trainer.infer(x_pos), self._trainer.infer(x_neg)
-        else:
-            result = self._trainer.step(x_pos, x_neg, steps=self._settings['steps_per_batch'])
-            h_pos, h_neg = result.h_pos, result.h_neg
-            self._remember_trained(key)
-            self._status.loss = result.loss
-            self._status.goodness_positive = result.goodness_pos
-            self._status.goodness_negative = result.goodness_neg
-            every = self._settings['save_every_batches']
-            if every and self._trainer.batches_seen % every == 0:
-                self.save_weights()
-        sender = self._senders.get('train')
-        if sender is not None:
-            sender.send(to_numpy(h_pos), model=self._settings['model'], stream=stream,
-                        batch_seq=seq, kind=TensorChunk.KIND_POSITIVE)
-            sender.send(to_numpy(h_neg), model=self._settings['model'], stream=stream,
-                        batch_seq=seq, kind=TensorChunk.KIND_NEGATIVE)
-        self._status.stream = stream
-        self._status.last_batch_seq = seq
-        self._publish_status()
-
-    def _infer(self, tensor: ReceivedTensor) -> None:
-        h = self._trainer.infer(self._check_input(tensor.array))
-        stream, seq = tensor.stream, tensor.batch_seq
-        if 'infer' in self._senders:
-            self._senders['infer'].send(to_numpy(h), model=self._settings['model'],
-                                        stream=stream, batch_seq=seq,
-                                        kind=TensorChunk.KIND_INFERENCE)
-        if 'result' in self._senders:
-            if self._settings['report_goodness']:
-                self._senders['result'].send(to_numpy(self._trainer.goodness_of(h)),
-                                             model=self._settings['model'], stream=stream,
-                                             batch_seq=seq, kind=TensorChunk.KIND_GOODNESS)
-            if self._settings['report_features']:
-                self._senders['result'].send(to_numpy(normalised_features([h])),
-                                             model=self._settings['model'], stream=stream,
-                                             batch_seq=seq, kind=TensorChunk.KIND_FEATURES)
-        self._status.inference_batches += 1
-        self._status.stream = stream
-        self._status.last_batch_seq = seq
-        self._publish_status()
-
-    def _remember_trained(self, key: tuple[str, int]) -> None:
-        if len(self._trained) == self._trained.maxlen:
-            self._trained_set.discard(self._trained[0])
-        self._trained.append(key)
-        self._trained_set.add(key)
-
-    def _forget_batches(self) -> None:
-        self._pending.clear()
-        self._trained.clear()
-        self._trained_set.clear()
+    def destroy_node(self) -> None:
+        self._worker.close()
+        super().destroy_node()
 
     # ------------------------------------------------------------------ helpers
     def _maybe_publisher(self, topic: str) -> Optional[LifecyclePublisher]:
@@ -300,14 +263,16 @@ class FFLayerNode(LifecycleNode):
                 self.destroy_lifecycle_publisher(pub)
         self._train_pub = self._infer_pub = self._result_pub = None
         self._senders = {}
-        self._pending.clear()
+        self._worker.reset()  # what is queued belongs to the stream being paused
+        if self._stage is not None:
+            self._stage.drop_pending()
 
     def _release_all(self) -> None:
         self._release_io()
         self._trainer = None
+        self._stage = None
         self._settings = None
         self._receiver = None
-        self._forget_batches()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -347,3 +312,5 @@ class FFLayerNode(LifecycleNode):
         if error is not None:
             msg.error = error
         self._status_pub.publish(msg)
+        self._status_sent_at = time.monotonic()
+        self._status_due = False

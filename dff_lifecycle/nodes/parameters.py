@@ -26,6 +26,9 @@ LAYER_PARAMETERS = {
     **HYPERPARAMETERS,
     'steps_per_batch': Param(int, 1, 'Optimisation steps per received batch '
                                      '(full-batch recipe: N).', 1),
+    'overlay_classes': Param(int, 0, 'First layer of a supervised model: the number of '
+                                     'classes whose labels it overlays on the images it '
+                                     'receives (0: inputs arrive ready).', 0),
     'report_goodness': Param(bool, False, 'Publish per-sample goodness of inference batches.'),
     'report_features': Param(bool, False, 'Publish normalised activities of inference batches.'),
     'train_in_topic': Param(str, None, 'Training input topic (positive and negative tensors).'),
@@ -34,6 +37,9 @@ LAYER_PARAMETERS = {
     'infer_out_topic': Param(str, '', 'Inference output topic; empty: nothing published.'),
     'result_topic': Param(str, None, 'Topic of goodness / features reported to the master.'),
     'status_topic': Param(str, None, "Topic of this layer's LayerStatus messages."),
+    'status_period_s': Param(float, 0.05, 'Least time between progress status messages; a '
+                                          'pause in the stream sends the last one at once.',
+                             0.0),
     'weight_dir': Param(str, 'weights', 'Local directory of saved layer weights.'),
     'load_weights': Param(bool, True, 'Reload weights in configure when a saved file exists.'),
     'save_every_batches': Param(int, 0, 'Also save weights every N training batches (0: off).',
@@ -47,7 +53,9 @@ SERVER_PARAMETERS = {
     'weight_dir': Param(str, 'weights', 'Local directory where hosted layers keep weights.'),
     'device': Param(str, 'cpu', 'Torch device of hosted layers: cpu | cuda | cuda:N.'),
     'torch_threads': Param(int, 0, 'Torch intra-op threads (0: torch default).', 0),
-    'executor_threads': Param(int, 4, 'Executor threads shared by the hosted layers.', 1),
+    'executor_threads': Param(int, 1, 'Executor threads shared by the hosted layers (1: '
+                                      'single-threaded, measured fastest: training runs on '
+                                      "each layer's own compute thread).", 1),
 }
 # Settings a server hands to its layers unless the creation request sets them.
 INHERITED = ('weight_dir', 'device')

@@ -8,6 +8,7 @@ of the same executor would deadlock, so nothing here is used in callbacks.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from rclpy.client import Client
@@ -18,9 +19,18 @@ class ServiceCallError(RuntimeError):
     """A service was unavailable, timed out or failed."""
 
 
+# rclpy's Client.wait_for_service looks every 0.25 s (rclpy issue #58): a just-created
+# layer's services then cost up to a quarter second per call in bring-up.
+POLL_S = 0.005
+
+
 def wait_for_service(client: Client, timeout_s: float) -> None:
-    if not client.wait_for_service(timeout_sec=timeout_s):
-        raise ServiceCallError(f'service {client.srv_name} not available after {timeout_s:.1f} s')
+    deadline = time.monotonic() + timeout_s
+    while not client.service_is_ready():
+        if time.monotonic() >= deadline or not client.context.ok():
+            raise ServiceCallError(f'service {client.srv_name} not available after '
+                                   f'{timeout_s:.1f} s')
+        time.sleep(POLL_S)
 
 
 def call(client: Client, request: Any, timeout_s: float) -> Any:

@@ -57,6 +57,7 @@ def feed(node: FFLayerNode, array: np.ndarray, kind: int, seq: int, **kw) -> Non
     for msg in tensor_to_msgs(array, model='unit', stream='train_x', source='/test',
                               batch_seq=seq, kind=kind, chunk_elements=kw.get('chunk', 20)):
         node._on_chunk(msg)
+    assert node._worker.wait_idle(10), 'the compute thread did not finish'
 
 
 def batch(seed: int, n: int = 6, width: int = IN) -> np.ndarray:

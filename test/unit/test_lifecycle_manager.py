@@ -6,6 +6,8 @@ callbacks can be told to fail, driven only through the lifecycle_msgs services.
 from __future__ import annotations
 
 from contextlib import contextmanager
+import threading
+import time
 from typing import Iterator, Optional
 
 from dff_lifecycle.master.lifecycle_manager import BringUpError, LifecycleManager
@@ -57,8 +59,46 @@ class FakeClient:
         return [c for c in self.calls if c[1] != 'get_state']
 
 
-def manager(client, nodes=NODES) -> LifecycleManager:
-    return LifecycleManager(client, nodes, log=lambda _text: None)
+def manager(client, nodes=NODES, parallel=False) -> LifecycleManager:
+    return LifecycleManager(client, nodes, log=lambda _text: None, parallel=parallel)
+
+
+class SlowClient(FakeClient):
+    """Each transition takes `delay_s`, from whatever thread calls it."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.lock = threading.Lock()
+        self.spans: list[tuple[str, str, float, float]] = []
+
+    def transition(self, node: str, label: str) -> None:
+        started = time.monotonic()
+        time.sleep(self.delay_s)
+        with self.lock:
+            super().transition(node, label)
+            self.spans.append((node, label, started, time.monotonic()))
+
+
+def test_parallel_startup_overlaps_calls_but_keeps_the_phases_apart():
+    client = SlowClient(0.2)
+    started = time.monotonic()
+    manager(client, parallel=True).startup()
+    assert time.monotonic() - started < 0.2 * 2 * len(NODES) * 0.6  # calls overlapped
+    last_configure = max(end for _, label, _, end in client.spans if label == 'configure')
+    first_activate = min(start for _, label, start, _ in client.spans if label == 'activate')
+    assert last_configure <= first_activate  # nav2: every node configured before any activates
+    assert set(client.states.values()) == {'active'}
+
+
+def test_parallel_startup_raises_the_first_failure_in_order_and_activates_nothing():
+    client = FakeClient()
+    client.fail(NODES[2], 'configure', LifecycleError('late'))
+    client.fail(NODES[1], 'configure', ServiceCallError('early'))
+    with pytest.raises(BringUpError) as info:
+        manager(client, parallel=True).startup()
+    assert info.value.node == NODES[1]
+    assert not [c for c in client.calls if c[1] == 'activate']
 
 
 def test_startup_configures_all_before_activating_any():

@@ -1,0 +1,175 @@
+"""
+What one pipeline stage does with each tensor it receives: pure torch, no ROS.
+
+A stage owns a `LocalTrainer`. Training batches (as halves, pairs or labelled
+images) train it exactly once per (stream, batch) and pass the activities on as
+one pair; inference batches pass activities on and report goodness or features.
+A repeat of a trained batch (a resend after a pause or a stall) is forwarded
+again without a second update. The layer node feeds it from its compute thread.
+"""
+from __future__ import annotations
+
+from collections import deque, OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Optional
+
+from dff_lifecycle.core.batch_codec import (CodecError, expand_candidates, Kind, pack_pair,
+                                            unpack_labelled, unpack_pair)
+from dff_lifecycle.core.local_trainer import LocalTrainer
+from dff_lifecycle.core.scoring import normalised_features
+import torch
+from torch import Tensor
+
+# How many unpaired positive/negative halves and trained batch ids to remember.
+MAX_PENDING_HALVES = 16
+TRAINED_MEMORY = 4096
+
+
+class InputRejected(ValueError):
+    """A well-formed tensor that this stage cannot use (wrong shape, kind, ...)."""
+
+
+class Output(NamedTuple):
+    channel: str   # 'train' | 'infer' | 'result'
+    kind: Kind
+    tensor: Tensor
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    in_features: int
+    overlay_classes: int = 0     # > 0: this stage builds the first layer's input
+    steps_per_batch: int = 1
+    report_goodness: bool = False
+    report_features: bool = False
+    save_every_batches: int = 0
+
+
+@dataclass
+class StageScalars:
+    loss: float = 0.0
+    goodness_positive: float = 0.0
+    goodness_negative: float = 0.0
+    inference_batches: int = 0
+
+
+class LayerStage:
+    """Turns received tensors into a training step and the tensors to send on."""
+
+    def __init__(self, trainer: LocalTrainer, settings: StageSettings,
+                 save: Callable[[], Any] = lambda: None,
+                 warn: Callable[[str], None] = lambda _text: None) -> None:
+        self.trainer = trainer
+        self.settings = settings
+        self.save = save
+        self.warn = warn
+        self.scalars = StageScalars()
+        self._pending: OrderedDict[tuple[str, int], dict[int, Tensor]] = OrderedDict()
+        self._trained: deque[tuple[str, int]] = deque(maxlen=TRAINED_MEMORY)
+        self._trained_set: set[tuple[str, int]] = set()
+
+    def process(self, stream: str, seq: int, kind: int, tensor: Tensor) -> list[Output]:
+        """Handle one received tensor; the outputs to publish (none for a lone half)."""
+        try:
+            kind = Kind(kind)
+        except ValueError:
+            raise InputRejected(f'unexpected tensor kind {kind}') from None
+        try:
+            if kind in (Kind.POSITIVE, Kind.NEGATIVE):
+                halves = self._collect_half(stream, seq, kind, tensor)
+                return [] if halves is None else self._train(stream, seq, *halves)
+            if kind == Kind.TRAIN_PAIR:
+                return self._train(stream, seq, *unpack_pair(self._checked(tensor)))
+            if kind == Kind.TRAIN_LABELLED:
+                return self._train(stream, seq, *self._overlaid(tensor))
+            if kind == Kind.INFERENCE:
+                return self._infer(self._checked(tensor))
+            if kind == Kind.INFER_IMAGES:
+                return self._infer(self._candidates(tensor))
+        except CodecError as err:
+            raise InputRejected(str(err)) from err
+        raise InputRejected(f'a layer does not take {kind.name} tensors')
+
+    def forget(self) -> None:
+        self._pending.clear()
+        self._trained.clear()
+        self._trained_set.clear()
+
+    def drop_pending(self) -> None:
+        self._pending.clear()
+
+    # ------------------------------------------------------------------ inputs
+    def _checked(self, tensor: Tensor) -> Tensor:
+        features = int(tensor[0].numel()) if tensor.dim() >= 1 and tensor.shape[0] else 0
+        if tensor.dim() < 2 or features != self.settings.in_features:
+            raise InputRejected(f'shape {tuple(tensor.shape)} does not fit in_features='
+                                f'{self.settings.in_features}')
+        return tensor
+
+    def _needs_overlay(self, what: str) -> int:
+        classes = self.settings.overlay_classes
+        if classes <= 0:
+            raise InputRejected(f'{what} go to the first layer of a supervised model only '
+                                '(overlay_classes is 0 here)')
+        return classes
+
+    def _overlaid(self, tensor: Tensor) -> tuple[Tensor, Tensor]:
+        classes = self._needs_overlay('labelled images')
+        if tensor.dim() != 2 or tensor.shape[1] != self.settings.in_features + 2:
+            raise InputRejected(f'labelled batch of shape {tuple(tensor.shape)}: expected '
+                                f'(N, {self.settings.in_features} + 2)')
+        return unpack_labelled(tensor, classes)
+
+    def _candidates(self, tensor: Tensor) -> Tensor:
+        classes = self._needs_overlay('images for label candidates')
+        return expand_candidates(self._checked(tensor), classes)
+
+    def _collect_half(self, stream: str, seq: int, kind: Kind,
+                      tensor: Tensor) -> Optional[tuple[Tensor, Tensor]]:
+        key = (stream, seq)
+        halves = self._pending.setdefault(key, {})
+        halves[kind] = self._checked(tensor)
+        while len(self._pending) > MAX_PENDING_HALVES:
+            dropped, _ = self._pending.popitem(last=False)
+            self.warn(f'dropping unpaired training half {dropped}')
+        if len(halves) < 2:
+            return None
+        del self._pending[key]
+        return halves[Kind.POSITIVE], halves[Kind.NEGATIVE]
+
+    # --------------------------------------------------------------- the work
+    def _train(self, stream: str, seq: int, x_pos: Tensor, x_neg: Tensor) -> list[Output]:
+        key = (stream, seq)
+        trainer = self.trainer
+        if key in self._trained_set:
+            h_pos, h_neg = trainer.infer(x_pos), trainer.infer(x_neg)
+        else:
+            result = trainer.step(x_pos, x_neg, steps=self.settings.steps_per_batch)
+            h_pos, h_neg = result.h_pos, result.h_neg
+            self._remember(key)
+            self.scalars.loss = result.loss
+            self.scalars.goodness_positive = result.goodness_pos
+            self.scalars.goodness_negative = result.goodness_neg
+            every = self.settings.save_every_batches
+            if every and trainer.batches_seen % every == 0:
+                self.save()
+        return [Output('train', Kind.TRAIN_PAIR, pack_pair(h_pos, h_neg))]
+
+    def _infer(self, x: Tensor) -> list[Output]:
+        h = self.trainer.infer(x)
+        outputs = [Output('infer', Kind.INFERENCE, h)]
+        if self.settings.report_goodness:
+            outputs.append(Output('result', Kind.GOODNESS, self.trainer.goodness_of(h)))
+        if self.settings.report_features:
+            outputs.append(Output('result', Kind.FEATURES, normalised_features([h])))
+        self.scalars.inference_batches += 1
+        return outputs
+
+    def _remember(self, key: tuple[str, int]) -> None:
+        if len(self._trained) == self._trained.maxlen:
+            self._trained_set.discard(self._trained[0])
+        self._trained.append(key)
+        self._trained_set.add(key)
+
+
+__all__ = ['InputRejected', 'Kind', 'LayerStage', 'Output', 'StageSettings', 'torch']
