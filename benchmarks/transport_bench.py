@@ -120,8 +120,9 @@ def role_receive(args: argparse.Namespace) -> dict:
         if args.mode == 'bare':
             from std_msgs.msg import Float32MultiArray
             node.create_subscription(Float32MultiArray, args.topic, on_chunk, _qos(args.qos))
-        else:
-            node.create_subscription(TensorChunk, args.topic, on_chunk, _qos(args.qos))
+        else:  # DFF's receivers take serialized chunks (raw) and read payloads in place
+            node.create_subscription(TensorChunk, args.topic, on_chunk, _qos(args.qos),
+                                     raw=args.mode == 'chunked')
         print('READY', flush=True)
         deadline = time.monotonic() + args.timeout_s
         while len(crcs) < args.count and time.monotonic() < deadline:

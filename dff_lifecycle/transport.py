@@ -2,9 +2,11 @@
 ROS edge of the tensor transport: QoS, TensorChunk messages, sender and receiver.
 
 The checks live in `core.chunking`; this module only converts between numpy
-buffers and `dff_msgs/msg/TensorChunk` without per-element Python work:
-payloads go in through `array.array.frombytes` and come out through
-`np.frombuffer`.
+buffers and `dff_msgs/msg/TensorChunk` without per-element Python work. The hot
+path never builds a Python message: senders publish the serialized chunk
+(`core.tensor_cdr`, one payload copy) and receivers subscribe raw and read the
+payload in place. Message objects (`tensor_to_msgs`, payloads through
+`array.array.frombytes`) remain for tools and tests, and receivers take both.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Optional, TYPE_CHECKING, Union
 from builtin_interfaces.msg import Time
 from dff_lifecycle.core.chunking import (ChunkError, ChunkMeta, crc32_of, DEFAULT_CHUNK_ELEMENTS,
                                          Reassembler, split_tensor, TensorKey, WIRE_DTYPE)
+from dff_lifecycle.core.tensor_cdr import CdrError, ChunkHeader, decode_chunk, encode_chunk
 from dff_msgs.msg import TensorChunk
 import numpy as np
 from rclpy.clock import Clock
@@ -100,6 +103,22 @@ def tensor_to_msgs(array: np.ndarray, *, model: str, stream: str, source: str,
                                  chunk_elements=chunk_elements, stamp=stamp))
 
 
+def iter_serialized_chunks(array: np.ndarray, *, model: str, stream: str, source: str,
+                           batch_seq: int, kind: int, chunk_elements: int,
+                           stamp: Optional[Time] = None) -> Iterator[bytes]:
+    """Yield each chunk of `array` as a serialized TensorChunk, ready for publish(bytes)."""
+    shape = tuple(array.shape)
+    if any(dim >= 1 << 32 for dim in shape):
+        raise ValueError(f'tensor dimension too large for uint32 shape: {list(shape)}')
+    crc = crc32_of(array)
+    chunks = split_tensor(array, chunk_elements)
+    sec, nanosec = (stamp.sec, stamp.nanosec) if stamp is not None else (0, 0)
+    for chunk in chunks:
+        yield encode_chunk(ChunkHeader(sec, nanosec, model, stream, source, batch_seq, kind,
+                                       chunk.index, len(chunks), chunk.offset, shape, crc),
+                           chunk.data)
+
+
 def payload_view(msg: TensorChunk) -> np.ndarray:
     """Return the chunk's values as a float32 array sharing the message's buffer (no copy)."""
     return np.frombuffer(msg.payload.data, dtype=WIRE_DTYPE)
@@ -139,11 +158,11 @@ class TensorSender:
                                f'{TensorKey(model, stream, batch_seq, kind).describe()} not sent')
         stamp = self._clock.now().to_msg() if self._clock is not None else None
         count = 0
-        # One message at a time keeps the extra memory at one chunk.
-        for msg in iter_tensor_msgs(array, model=model, stream=stream, source=self._source,
-                                    batch_seq=batch_seq, kind=kind,
-                                    chunk_elements=self._chunk_elements, stamp=stamp):
-            self._publisher.publish(msg)
+        # One serialized chunk at a time keeps the extra memory at one chunk.
+        for data in iter_serialized_chunks(array, model=model, stream=stream,
+                                           source=self._source, batch_seq=batch_seq, kind=kind,
+                                           chunk_elements=self._chunk_elements, stamp=stamp):
+            self._publisher.publish(data)
             count += 1
         return count
 
@@ -185,12 +204,20 @@ class TensorReceiver:
         """Chunks that arrived after their tensor had already been rejected."""
         return self._reassembler.ignored_chunks
 
-    def on_message(self, msg: TensorChunk) -> Optional[ReceivedTensor]:
-        """Add one chunk; return the tensor when this chunk completes it."""
+    def on_message(self, msg: Union[TensorChunk, bytes]) -> Optional[ReceivedTensor]:
+        """Add one chunk (a message, or its serialized bytes from a raw subscription)."""
         try:
             self._reassembler.expire(self._pending_timeout_s)
-            array = self._reassembler.add(chunk_meta(msg), payload_view(msg))
-        except ChunkError as error:
+            if isinstance(msg, (bytes, bytearray, memoryview)):
+                header, payload = decode_chunk(msg)
+                msg = _RawChunk(header)
+                meta = ChunkMeta(TensorKey(header.model, header.stream, header.batch_seq,
+                                           header.kind), header.chunk_index,
+                                 header.chunk_count, header.offset, header.shape, header.crc32)
+            else:
+                meta, payload = chunk_meta(msg), payload_view(msg)
+            array = self._reassembler.add(meta, payload)
+        except (ChunkError, CdrError) as error:
             self._reject(f'rejected {error}')
             return None
         except Exception:  # a malformed message must not kill the executor
@@ -215,6 +242,15 @@ class TensorReceiver:
         self.rejected_tensors += 1
         self.last_error = text.splitlines()[0]
         (self._logger.error if unexpected else self._logger.warning)(text)
+
+
+class _RawChunk:
+    """The fields of a serialized chunk that a ReceivedTensor reports."""
+
+    def __init__(self, header: ChunkHeader) -> None:
+        self.model, self.stream, self.source = header.model, header.stream, header.source
+        self.batch_seq, self.kind = header.batch_seq, header.kind
+        self.stamp = Time(sec=header.sec, nanosec=header.nanosec)
 
 
 def to_numpy(tensor: 'torch.Tensor') -> np.ndarray:

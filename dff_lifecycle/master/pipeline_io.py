@@ -40,14 +40,14 @@ class PipelineIO:
                                                chunk_elements=self.chunk_elements)
         receiver = TensorReceiver(node.get_logger())
 
-        def on_result(msg: TensorChunk) -> None:
+        def on_result(msg: bytes) -> None:
             tensor = receiver.on_message(msg)
             if tensor is not None:
                 self.watch.on_result(tensor.source, tensor.stream, tensor.batch_seq,
                                      tensor.array)
 
         self._entities.append(node.create_subscription(TensorChunk, result, on_result,
-                                                       TENSOR_QOS))
+                                                       TENSOR_QOS, raw=True))
         for p in plan.placements:
             self._entities.append(node.create_subscription(LayerStatus, p.topics.status,
                                                            self.watch.on_status, STATUS_QOS))

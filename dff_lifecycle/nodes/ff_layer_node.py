@@ -126,7 +126,7 @@ class FFLayerNode(LifecycleNode):
                                       ('result', self._result_pub)) if pub is not None}
                 self._subscriptions_in = [
                     self.create_subscription(TensorChunk, topic, self._on_chunk, TENSOR_QOS,
-                                             callback_group=self._data_group)
+                                             callback_group=self._data_group, raw=True)
                     for topic in (s['train_in_topic'], s['infer_in_topic'])]
             except Exception as exc:  # noqa: BLE001
                 return self._fail('activate', exc, ERROR)
@@ -191,7 +191,7 @@ class FFLayerNode(LifecycleNode):
         return self._state_machine.current_state[1]
 
     # --------------------------------------------------------------------- data
-    def _on_chunk(self, msg: TensorChunk) -> None:
+    def _on_chunk(self, msg: bytes | TensorChunk) -> None:
         """Executor side: reassemble, and hand each complete tensor to the compute thread."""
         with self._lock:
             if self._receiver is None or self.lifecycle_label != 'active':
