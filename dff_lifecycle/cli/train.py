@@ -20,6 +20,7 @@ from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_mode
                                        ModelConfig)
 from dff_lifecycle.core.data import DATA_ROOT_ENV, DataNotFoundError, load_dataset
 from dff_lifecycle.core.experiment import run_single_process
+from dff_lifecycle.core.memory import check_fits, DoesNotFit, model_bytes
 import torch
 
 PROG = 'dff_train'
@@ -86,10 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model_cfg = load_config(args)
         device = resolve_device(args.device)
+        # Before the data and the layers take memory: a model that cannot fit says so,
+        # instead of being OOM-killed without a word.
+        check_fits(model_bytes(model_cfg), f'model {model_cfg.name!r} in one process')
         dataset = load_dataset(model_cfg.dataset, args.data_root,
                                train_limit=model_cfg.training.train_limit,
                                test_limit=model_cfg.training.test_limit)
-    except (ConfigError, DataNotFoundError, ValueError) as err:
+    except (ConfigError, DataNotFoundError, ValueError, DoesNotFit) as err:
         print(f'{PROG}: error: {err}', file=sys.stderr)
         return 2
     out_dir = args.out or Path('runs') / model_cfg.name

@@ -244,12 +244,32 @@ def member_environment(spec: ClusterSpec, member: str, data_dir: Path,
     return env
 
 
-def exec_argv(spec: ClusterSpec, member: str, argv: Sequence[str]) -> list[str]:
-    return ['ip', 'netns', 'exec', spec.netns(member), *argv]
+CLONE_NEWNET = 0x40000000
+
+
+def join_netns(name: str) -> None:
+    """
+    Move this process into a network namespace (setns(2)).
+
+    Not `ip netns exec`: that also remounts /sys for the namespace, which hides
+    /sys/fs/cgroup, and a process on a device must see its own memory cap.
+    """
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        fd = os.open(NETNS_DIR / name, os.O_RDONLY)
+    except OSError as err:
+        raise ClusterError(f'no network namespace {name!r}: {err.strerror or err}') from err
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise ClusterError(f'cannot enter namespace {name!r}: {os.strerror(errno)}')
+    finally:
+        os.close(fd)
 
 
 def enter(spec: ClusterSpec, member: str, data_dir: Path, argv: Sequence[str]) -> None:
-    """Join the member's cgroups, then become argv inside its namespace (does not return)."""
+    """Join the member's cgroups and namespace, then become argv (does not return)."""
     if not argv:
         raise ClusterError('nothing to run: give a command after --')
     for path in member_cgroups(spec, member):
@@ -257,9 +277,10 @@ def enter(spec: ClusterSpec, member: str, data_dir: Path, argv: Sequence[str]) -
             Path(path, 'tasks').write_text(str(os.getpid()))
         except OSError as err:
             raise ClusterError(f'cannot join cgroup {path}: {err.strerror or err}') from err
+    join_netns(spec.netns(member))
     env = member_environment(spec, member, data_dir)
     try:
-        os.execvpe('ip', exec_argv(spec, member, argv), env)
+        os.execvpe(argv[0], list(argv), env)
     except OSError as err:
         raise ClusterError(f'cannot run {argv[0]!r} on {member}: {err.strerror or err}') from err
 

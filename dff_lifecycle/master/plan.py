@@ -153,6 +153,7 @@ def layer_parameters(model: ModelConfig, row: LayerSpecConfig,
         'seed': row.seed,
         **row.hparams.to_dict(),
         'steps_per_batch': steps,
+        **batch_rows(model),
         # Fed by the master: it sends each image once and the layer overlays the labels.
         'overlay_classes': model.num_classes if model.supervised and row.source_index < 0 else 0,
         'report_goodness': model.supervised and row.index in model.goodness_layers,
@@ -165,6 +166,14 @@ def layer_parameters(model: ModelConfig, row: LayerSpecConfig,
         'status_topic': topics.status,
     }
     return {name: coerce(value, LAYER_PARAMETERS[name].type) for name, value in values.items()}
+
+
+def batch_rows(model: ModelConfig) -> dict[str, int]:
+    """Return the largest batches a layer of `model` sees, for its memory check."""
+    t = model.training
+    train = 2 * (t.batch_size if t.mode == 'minibatch' else (t.train_limit or 60_000))
+    infer = t.eval_batch_size * (model.num_classes if model.supervised else 1)
+    return {'train_rows': train, 'infer_rows': infer}
 
 
 def parse_pins(items: Sequence[str]) -> dict[int, str]:

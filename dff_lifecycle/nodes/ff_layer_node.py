@@ -19,6 +19,7 @@ from dff_lifecycle.core.ff_layers import build_layer
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.layer_stage import InputRejected, LayerStage, StageSettings
 from dff_lifecycle.core.local_trainer import LocalTrainer
+from dff_lifecycle.core.memory import check_fits, dense_layer_bytes
 from dff_lifecycle.core.weights import layer_weight_path, load_state, save_state_atomic
 from dff_lifecycle.nodes.compute_worker import ComputeWorker
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
@@ -81,6 +82,12 @@ class FFLayerNode(LifecycleNode):
                 hparams = FFHyperParams.from_mapping(s)
                 if s['steps_per_batch'] < 1:
                     raise ValueError('steps_per_batch must be >= 1')
+                # Refuse before allocating: on a capped device an oversized layer would
+                # otherwise take the whole container down with an OOM kill.
+                check_fits(dense_layer_bytes(s['in_features'], s['out_features'],
+                                             hparams.optimizer, s['train_rows'] // 2,
+                                             s['infer_rows']),
+                           f'layer {self.get_fully_qualified_name()}')
                 layer, _ = build_layer(s['layer_type'], s['in_features'], [s['out_features']],
                                        s['seed'])
                 self._trainer = LocalTrainer(layer, hparams, device=s['device'])

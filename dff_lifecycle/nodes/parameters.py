@@ -29,6 +29,9 @@ LAYER_PARAMETERS = {
     'overlay_classes': Param(int, 0, 'First layer of a supervised model: the number of '
                                      'classes whose labels it overlays on the images it '
                                      'receives (0: inputs arrive ready).', 0),
+    'train_rows': Param(int, 0, 'Rows of its largest training batch (positives and negatives), '
+                                'for the memory check before allocating; 0: unknown.', 0),
+    'infer_rows': Param(int, 0, 'Rows of its largest inference batch, for the same check.', 0),
     'report_goodness': Param(bool, False, 'Publish per-sample goodness of inference batches.'),
     'report_features': Param(bool, False, 'Publish normalised activities of inference batches.'),
     'train_in_topic': Param(str, None, 'Training input topic (positive and negative tensors).'),

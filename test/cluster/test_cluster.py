@@ -96,9 +96,28 @@ def test_up_makes_devices_with_their_limits_and_down_removes_them(cluster):
     groups = cluster('exec', 'd2', '--', 'cat', '/proc/self/cgroup').stdout
     assert f'cpu:/dff/{cluster.name}/d2' in groups
     assert f'memory:/dff/{cluster.name}/d2' in groups
+    # ... and sees its own memory cap (so work that cannot fit is refused, not OOM-killed).
+    room = cluster('exec', 'd1', '--', sys.executable, '-c',
+                   'from dff_lifecycle.common.memory_limit import cgroup_room; '
+                   'print(cgroup_room()[0])').stdout
+    assert int(room) == 256 << 20
     cluster('down')
     assert not cluster.leftovers()
     assert not list(cluster.state.glob('*.json'))
+
+
+def test_a_model_too_large_for_a_device_is_refused_cleanly(cluster, tmp_path):
+    """The paper's thesis, small: dff_train on a 512 MiB device says why, with exit 2."""
+    cluster.up('--devices', '1', '--memory', '512')
+    config = tmp_path / 'wide.yaml'
+    config.write_text('name: wide\ndataset: mnist\nsupervised: true\ngoodness_layers: [0]\n'
+                      'training: {mode: minibatch, batch_size: 100, epochs: 1}\n'
+                      'layers:\n  - [-1, FFDense, [8000]]\n  - [-1, FFDense, [8000]]\n')
+    done = cluster('exec', 'd1', '--', sys.executable, '-m', 'dff_lifecycle.cli.train',
+                   '--config', str(config), '--layers', str(REPO / 'params' / 'layers.yaml'),
+                   '--out', str(tmp_path / 'out'), check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert 'needs about' in done.stderr and 'Traceback' not in done.stderr
 
 
 def test_refuses_names_it_did_not_make_and_touches_nothing(cluster):

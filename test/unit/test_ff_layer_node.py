@@ -142,3 +142,14 @@ def test_shutdown_without_configure_is_harmless(context, tmp_path):
         assert not any(tmp_path.iterdir())
     finally:
         destroy(node)
+
+
+def test_a_layer_too_large_for_its_device_refuses_configure_before_allocating(context, tmp_path):
+    node = make_node(context, tmp_path, in_features=300_000, out_features=300_000)
+    try:
+        node.trigger_configure()
+        assert node.lifecycle_label == 'unconfigured'
+        assert node._trainer is None
+        assert 'needs about' in node._status.error and '\n' not in node._status.error
+    finally:
+        destroy(node)

@@ -1,0 +1,84 @@
+"""
+How much memory this process may still take: its cgroup's limit, or the machine's.
+
+A device of the emulated cluster (or a container runtime) caps a process with a
+cgroup; exceeding it ends in a silent OOM kill. Reading the cap first lets a
+process refuse work that cannot fit, with a message. cgroup v1 and v2; no torch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+CGROUP_ROOT = Path('/sys/fs/cgroup')
+UNLIMITED = 1 << 60  # v1 reports "no limit" as a huge number
+
+
+def _own_cgroup(proc_cgroup: str) -> tuple[Optional[str], Optional[str]]:
+    """Return (v1 memory path, v2 path) from /proc/self/cgroup text."""
+    v1 = v2 = None
+    for line in proc_cgroup.splitlines():
+        parts = line.split(':', 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if 'memory' in controllers.split(','):
+            v1 = path
+        elif controllers == '':
+            v2 = path
+    return v1, v2
+
+
+def _read_int(path: Path) -> Optional[int]:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return None if text == 'max' else int(text)
+
+
+def cgroup_room(root: Path = CGROUP_ROOT,
+                proc_cgroup: Optional[str] = None) -> Optional[tuple[int, int]]:
+    """Return (limit, in use) in bytes of this process's memory cgroup; None: unlimited."""
+    if proc_cgroup is None:
+        try:
+            proc_cgroup = Path('/proc/self/cgroup').read_text()
+        except OSError:
+            return None
+    v1, v2 = _own_cgroup(proc_cgroup)
+    candidates = []
+    if v1 is not None:
+        base = root / 'memory' / v1.lstrip('/')
+        candidates.append((base / 'memory.limit_in_bytes', base / 'memory.usage_in_bytes'))
+    if v2 is not None:
+        base = root / v2.lstrip('/')
+        candidates.append((base / 'memory.max', base / 'memory.current'))
+    for limit_file, usage_file in candidates:
+        limit = _read_int(limit_file)
+        if limit is not None and limit < UNLIMITED:
+            return limit, _read_int(usage_file) or 0
+    return None
+
+
+def machine_available(meminfo: Optional[str] = None) -> Optional[int]:
+    """Return MemAvailable of /proc/meminfo, in bytes."""
+    try:
+        text = meminfo if meminfo is not None else Path('/proc/meminfo').read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith('MemAvailable:'):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def available_bytes() -> Optional[int]:
+    """Return what this process can still allocate: the least of its cgroup's and the machine's."""
+    room = cgroup_room()
+    options = [x for x in (machine_available(),
+                           None if room is None else room[0] - room[1]) if x is not None]
+    return min(options) if options else None
+
+
+def mib(n: int) -> str:
+    return f'{n / (1 << 20):,.0f} MiB'

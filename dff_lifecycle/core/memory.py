@@ -1,0 +1,71 @@
+"""
+What a layer (or a whole model) needs in memory before it is built (pure).
+
+Weights and their gradients, the optimiser's per-weight state (Adam: two moments
+plus the temporary its step makes; plain SGD: none), and the activations of the
+larger of a training batch and an inference batch.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from dff_lifecycle.common.memory_limit import available_bytes, mib
+
+FLOAT_BYTES = 4
+OPTIMIZER_SLOTS = {'adam': 3, 'sgd': 0}  # weight-sized tensors besides weights and grads
+# Forward + backward of a batch keep about this many activation-sized tensors alive.
+ACTIVATION_COPIES = 6
+# Torch's allocator and fragmentation on top of the count above.
+SLACK = 1.05
+
+
+class DoesNotFit(MemoryError):
+    """The memory a model or layer needs is more than this process may allocate."""
+
+
+def state_bytes(in_features: int, out_features: int, optimizer: str = 'adam') -> int:
+    """Return the bytes of weights, their gradients and the optimiser's per-weight state."""
+    params = in_features * out_features + out_features
+    return params * (2 + OPTIMIZER_SLOTS.get(optimizer, 2)) * FLOAT_BYTES
+
+
+def activation_bytes(in_features: int, out_features: int, batch_size: int = 100,
+                     infer_rows: int = 10_000) -> int:
+    """Return the larger of a training batch (positives, negatives) and an inference batch."""
+    width = in_features + out_features
+    training = 2 * batch_size * width * ACTIVATION_COPIES
+    inference = infer_rows * width * 2  # input and output, no gradients kept
+    return max(training, inference) * FLOAT_BYTES
+
+
+def dense_layer_bytes(in_features: int, out_features: int, optimizer: str = 'adam',
+                      batch_size: int = 100, infer_rows: int = 10_000) -> int:
+    """Everything one dense layer needs on its device."""
+    return int((state_bytes(in_features, out_features, optimizer)
+                + activation_bytes(in_features, out_features, batch_size, infer_rows)) * SLACK)
+
+
+def check_fits(needed: int, what: str, available: Optional[int] = None) -> None:
+    """Raise DoesNotFit with a one-line reason when `needed` exceeds what is available."""
+    room = available_bytes() if available is None else available
+    if room is not None and needed > room:
+        raise DoesNotFit(f'{what} needs about {mib(needed)} (weights, gradients, optimiser '
+                         f'state, one batch) but only {mib(room)} is available to this process '
+                         '(memory cgroup or machine); spread it over more devices')
+
+
+def model_bytes(model_cfg) -> int:
+    """
+    Return what a whole model needs in one process (a `core.config.ModelConfig`).
+
+    Every layer's state, plus the activations of the largest layer (one layer runs at a time).
+    """
+    training = model_cfg.training
+    batch = (training.batch_size if training.mode == 'minibatch'
+             else training.train_limit or 60_000)
+    rows = training.eval_batch_size * (model_cfg.num_classes if model_cfg.supervised else 1)
+    layers = model_cfg.layers
+    state = sum(state_bytes(r.in_features, r.out_features, r.hparams.optimizer) for r in layers)
+    peak = max((activation_bytes(r.in_features, r.out_features, batch, rows) for r in layers),
+               default=0)
+    return int((state + peak) * SLACK)
