@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+import shlex
 import signal
 import subprocess
 import sys
@@ -137,17 +138,19 @@ def run_command(spec: ClusterSpec, args: argparse.Namespace, host: Host,
                 record: ClusterRecord) -> int:
     argv = _command(args.argv)
     made = not record.exists()
-    print(cluster_up(spec, host, record, data_dir_of(args)), flush=True)
     env = dict(os.environ, DFF_CLUSTER=spec.name, DFF_CLUSTER_STATE=str(args.state_dir))
     child = None
 
     def interrupt(_signum, _frame) -> None:
         raise KeyboardInterrupt
-    # Explicit: a shell's background job inherits SIGINT ignored, and Ctrl-C must still
-    # end in `down`.
+    # Explicit, and before `up`: a shell's background job inherits SIGINT ignored, and
+    # Ctrl-C at any point must still end in `down` (an interrupted `up` undoes itself).
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        print(cluster_up(spec, host, record, data_dir_of(args)), flush=True)
         child = subprocess.Popen(argv, env=env)
+        print(f'running {shlex.join(argv)} (pid {child.pid}); Ctrl-C stops it and removes '
+              'the cluster', flush=True)
         return child.wait()
     except FileNotFoundError:
         raise ClusterError(f'cannot run {argv[0]!r}: no such command') from None
@@ -162,7 +165,7 @@ def run_command(spec: ClusterSpec, args: argparse.Namespace, host: Host,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if made:
+        if made and record.exists():
             print(cluster_down(spec.name, host, record), flush=True)
 
 

@@ -202,6 +202,7 @@ def test_run_removes_the_cluster_when_interrupted(cluster):
                               'sleep', '60'], stdout=subprocess.PIPE, text=True,
                              env=cluster.env)
     assert 'is up' in child.stdout.readline()
+    assert child.stdout.readline().startswith('running sleep 60')
     child.send_signal(signal.SIGINT)
     out, _ = child.communicate(timeout=60)
     assert child.returncode == 130 and 'removed' in out
