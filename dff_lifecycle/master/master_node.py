@@ -39,7 +39,7 @@ from dff_lifecycle.master.plan import build_plan, check_placement, DistributionP
 from dff_lifecycle.master.streaming import Streamer, StreamSettings
 from dff_lifecycle.master.supervisor import Supervisor
 from dff_lifecycle.master.training import DistributedTraining
-from dff_lifecycle.ros.parameters import declare_all, MissingParameterError, read_all
+from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import ros_process
 from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError
 from rclpy.node import Node
@@ -188,7 +188,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             ros.start(master)  # single-threaded: no callback of the master blocks
             return master.execute()
     except (ConfigError, DataNotFoundError, PipelineError, BringUpError, ServiceCallError,
-            MissingParameterError) as exc:
+            ParameterError) as exc:
         print(f'master: error: {exc}', file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:

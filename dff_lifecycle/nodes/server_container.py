@@ -17,7 +17,7 @@ from dff_lifecycle.common.names import NAMESPACE
 from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_PARAMETERS
 from dff_lifecycle.nodes.server_naming import claimed_server_name
-from dff_lifecycle.ros.parameters import declare_all, MissingParameterError, read_all
+from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import ros_process
 from dff_msgs.msg import LayerInfo
 from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
@@ -199,7 +199,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 pass
             server.get_logger().info('shutting down: saving and removing hosted layers')
             server.shutdown_layers()
-    except MissingParameterError as exc:
+    except ParameterError as exc:
         print(f'server_container: error: {exc}', file=sys.stderr, flush=True)
         return 2
     return 0

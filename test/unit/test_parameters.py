@@ -7,7 +7,8 @@ from dff_lifecycle.core.hyperparams import FFHyperParams, field_names
 from dff_lifecycle.master.parameters import COMMANDS, MASTER_PARAMETERS, PLACEMENTS
 from dff_lifecycle.nodes.parameters import (CHUNK_ELEMENTS, HYPERPARAMETERS, INHERITED,
                                             LAYER_PARAMETERS, SERVER_PARAMETERS)
-from dff_lifecycle.ros.parameters import declare_all, descriptor, MissingParameterError, read_all
+from dff_lifecycle.ros.parameters import (declare_all, descriptor, MissingParameterError,
+                                         ParameterTypeError, read_all)
 from dff_lifecycle.ros.process import ros_process
 import pytest
 from rcl_interfaces.msg import ParameterType
@@ -223,8 +224,10 @@ def test_declared_descriptors(make_node):
 
 def test_ranges_are_enforced(make_node):
     node = make_node({**LAYER_REQUIRED, 'in_features': 0})
-    with pytest.raises(InvalidParameterValueException):
+    with pytest.raises(ParameterTypeError) as err:
         declare_all(node, LAYER_PARAMETERS)
+    assert str(err.value) == 'parameter "in_features" must be int >= 1, got 0'
+    assert isinstance(err.value.__cause__, InvalidParameterValueException)
 
 
 def test_a_missing_required_parameter(make_node):
@@ -269,3 +272,41 @@ def test_server_table_needs_no_overrides(make_node):
     declare_all(node, SERVER_PARAMETERS)
     assert read_all(node, SERVER_PARAMETERS) == {n: p.default
                                                  for n, p in SERVER_PARAMETERS.items()}
+
+
+def _declared_from_command_line(args: list[str], table) -> dict:
+    """Declare `table` on a node of a context initialised with `--ros-args` args."""
+    import rclpy
+    from rclpy.context import Context
+    context = Context()
+    rclpy.init(args=['x', '--ros-args', *args], context=context)
+    try:
+        node = Node('typed', context=context)
+        try:
+            declare_all(node, table)
+            return read_all(node, table)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_what_ros_users_type_is_accepted():
+    """`-p timeout_s:=3` for a float and `-p name:=42` for a string, as ros2 run users type."""
+    got = _declared_from_command_line(
+        ['-p', 'discovery_timeout_s:=3', '-p', 'model_config:=42', '-p', 'layer_config:=l.yaml',
+         '-p', 'pins:=0:server_2'], MASTER_PARAMETERS)
+    assert got['discovery_timeout_s'] == 3.0 and type(got['discovery_timeout_s']) is float
+    assert got['model_config'] == '42'
+    assert got['pins'] == ['0:server_2']
+
+
+@pytest.mark.parametrize('given,expected', [
+    ('window:=0', 'parameter "window" must be int >= 1, got 0'),
+    ('window:=many', "parameter \"window\" must be int >= 1, got 'many'"),
+    ('progress:=maybe', "parameter \"progress\" must be bool, got 'maybe'"),
+])
+def test_wrong_types_from_the_command_line_are_one_line_errors(given, expected):
+    with pytest.raises(ParameterTypeError) as err:
+        _declared_from_command_line(['-p', given], MASTER_PARAMETERS)
+    assert str(err.value) == expected
