@@ -8,7 +8,7 @@ from dff_lifecycle.master.parameters import COMMANDS, MASTER_PARAMETERS, PLACEME
 from dff_lifecycle.nodes.parameters import (CHUNK_ELEMENTS, HYPERPARAMETERS, INHERITED,
                                             LAYER_PARAMETERS, SERVER_PARAMETERS)
 from dff_lifecycle.ros.parameters import (declare_all, descriptor, MissingParameterError,
-                                         ParameterTypeError, read_all)
+                                          ParameterTypeError, read_all)
 from dff_lifecycle.ros.process import ros_process
 import pytest
 from rcl_interfaces.msg import ParameterType
