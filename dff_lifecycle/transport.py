@@ -63,6 +63,14 @@ STATUS_LATCHED_QOS = QoSProfile(
 after its layers). Publishers with this profile also serve STATUS_QOS subscribers."""
 
 
+HEARTBEAT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
+"""Container heartbeats: only the latest beat matters, and a lost one is no loss."""
+
 LAYER_STATUS_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=10,

@@ -160,10 +160,14 @@ class Deployer:
         return manager
 
     def teardown(self, manager: LifecycleManager, plan: DistributionPlan, servers: list[str],
-                 endpoints: PipelineEndpoints) -> None:
+                 endpoints: PipelineEndpoints, lost: frozenset[str] = frozenset()) -> None:
+        """Best effort; skip layers whose server is gone or `lost` (silent: no timeouts)."""
         present = self.present_nodes()
-        problems = manager.shutdown(skip={n for n in manager.nodes if n not in present})
+        on_lost = {p.full_name for p in plan.placements if p.server in lost}
+        problems = manager.shutdown(skip={n for n in manager.nodes
+                                          if n not in present or n in on_lost})
         endpoints.close()
-        self.delete_model(plan.model, [s for s in servers if join(NAMESPACE, s) in present])
+        self.delete_model(plan.model, [s for s in servers
+                                       if join(NAMESPACE, s) in present and s not in lost])
         if problems:
             self.log('teardown problems: ' + '; '.join(problems))

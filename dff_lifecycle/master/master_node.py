@@ -103,7 +103,8 @@ class MasterCoordinator(Node):
         settings = StreamSettings(window=1 if full_batch else s['window'], stall_limit_s=stall,
                                   pause_timeout_s=s['pause_timeout_s'],
                                   max_resends=s['max_resends'])
-        supervisor = Supervisor(plan.placements, self.deployer.present_nodes)
+        supervisor = Supervisor(plan.placements, self.deployer.present_nodes,
+                                heartbeats=io.heartbeats if s['heartbeats'] else None)
         return Streamer(settings, io.watch, {p.layer.index: p.full_name for p in plan.placements},
                         log=self.log, health_check=supervisor.check)
 
@@ -172,7 +173,8 @@ class MasterCoordinator(Node):
             for entry in metrics['plan']:
                 entry['weights_loaded'] = loaded[entry['layer']]
             if s['teardown']:
-                self.deployer.teardown(manager, plan, servers, io)
+                self.deployer.teardown(manager, plan, servers, io,
+                                       lost=frozenset(io.heartbeats.lost()))
         return metrics
 
 

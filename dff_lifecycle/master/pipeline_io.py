@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import time
 
+from builtin_interfaces.msg import Time
+from dff_lifecycle.common.liveness import heartbeat_topic
 from dff_lifecycle.master.errors import PipelineError
+from dff_lifecycle.master.heartbeats import HeartbeatWatch
 from dff_lifecycle.master.pipeline_watch import PipelineWatch
 from dff_lifecycle.master.plan import DistributionPlan, model_topics
-from dff_lifecycle.transport import STATUS_QOS, TENSOR_QOS, TensorReceiver, TensorSender
+from dff_lifecycle.transport import (HEARTBEAT_QOS, STATUS_QOS, TENSOR_QOS, TensorReceiver,
+                                     TensorSender)
 from dff_msgs.msg import LayerStatus, TensorChunk
 import numpy as np
 from rclpy.node import Node
@@ -26,6 +30,7 @@ class PipelineIO:
         self.plan = plan
         self.chunk_elements = chunk_elements
         self.watch = PipelineWatch({p.full_name: p.layer.index for p in plan.placements})
+        self.heartbeats = HeartbeatWatch(sorted({p.server for p in plan.placements}))
         self._entities: list = []
         self._senders: dict[str, TensorSender] = {}
 
@@ -51,6 +56,10 @@ class PipelineIO:
         for p in plan.placements:
             self._entities.append(node.create_subscription(LayerStatus, p.topics.status,
                                                            self.watch.on_status, STATUS_QOS))
+        for server in sorted({p.server for p in plan.placements}):
+            self._entities.append(node.create_subscription(
+                Time, heartbeat_topic(server), lambda _beat, s=server: self.heartbeats.beat(s),
+                HEARTBEAT_QOS))
 
     def close(self) -> None:
         for entity in self._entities:

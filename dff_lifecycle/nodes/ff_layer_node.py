@@ -51,6 +51,9 @@ class FFLayerNode(LifecycleNode):
         # The lock serialises data callbacks with lifecycle transitions, which run
         # in another callback group of a multi-threaded executor.
         self._lock = threading.RLock()
+        # Receiving needs only this one: the executor never waits for a training step, so
+        # the container's heartbeat (a timer on the same executor) keeps beating during one.
+        self._io_lock = threading.Lock()
         self._data_group = MutuallyExclusiveCallbackGroup()
         self._settings: Optional[dict[str, Any]] = None
         self._trainer: Optional[LocalTrainer] = None
@@ -200,16 +203,18 @@ class FFLayerNode(LifecycleNode):
     # --------------------------------------------------------------------- data
     def _on_chunk(self, msg: bytes | TensorChunk) -> None:
         """Executor side: reassemble, and hand each complete tensor to the compute thread."""
-        with self._lock:
-            if self._receiver is None or self.lifecycle_label != 'active':
+        with self._io_lock:
+            receiver = self._receiver
+            if receiver is None or self.lifecycle_label != 'active':
                 return  # paused: deactivate is tearing the subscriptions down
-            tensor = self._receiver.on_message(msg)
-            if tensor is None:
-                if (self._receiver.rejected_tensors + self._rejected_inputs
-                        != self._status.rejected_tensors):
-                    self._publish_status(error='rejected a malformed tensor stream')
+            tensor = receiver.on_message(msg)
+            if tensor is not None:
+                self._worker.submit(tensor)
                 return
-            self._worker.submit(tensor)
+            rejected = receiver.rejected_tensors
+        if rejected + self._rejected_inputs != self._status.rejected_tensors:
+            with self._lock:  # rare: a malformed stream is worth waiting for the step
+                self._publish_status(error='rejected a malformed tensor stream')
 
     def _work(self, tensor: ReceivedTensor, generation: int) -> None:
         """Compute side: one step (or inference pass), then publish what it produced."""
@@ -279,7 +284,8 @@ class FFLayerNode(LifecycleNode):
         self._trainer = None
         self._stage = None
         self._settings = None
-        self._receiver = None
+        with self._io_lock:
+            self._receiver = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

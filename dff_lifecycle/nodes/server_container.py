@@ -13,12 +13,15 @@ import sys
 import threading
 from typing import Any, Optional
 
+from builtin_interfaces.msg import Time
+from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
 from dff_lifecycle.common.names import NAMESPACE
 from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_PARAMETERS
 from dff_lifecycle.nodes.server_naming import claimed_server_name
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import ros_process
+from dff_lifecycle.transport import HEARTBEAT_QOS
 from dff_msgs.msg import LayerInfo
 from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -42,6 +45,10 @@ class ServerContainer(Node):
         self.create_service(DeleteModel, '~/delete_model', self._on_delete, callback_group=group)
         self.create_service(ListLayers, '~/list_layers', self._on_list, callback_group=group)
         self.create_service(SaveModel, '~/save_model', self._on_save, callback_group=group)
+        # Beats from the executor: a dead process and a stuck executor both fall silent.
+        beat = self.create_publisher(Time, '~/heartbeat', HEARTBEAT_QOS)
+        self.create_timer(HEARTBEAT_PERIOD_S,
+                          lambda: beat.publish(self.get_clock().now().to_msg()))
         self.get_logger().info(f'{self.get_fully_qualified_name()} ready; weights in '
                                f'{os.path.abspath(self.settings["weight_dir"])}')
 

@@ -28,11 +28,34 @@ def test_dead_server_stops_training_clearly_and_keeps_weights(ros_domain, tmp_pa
             time.sleep(0.2)
         os.killpg(second.popen.pid, signal.SIGKILL)
         assert master.wait(120) == 2, master.output
-        assert 'left the ROS graph' in master.output and '/mnist_small/layer_1' in master.output
+        # The heartbeat names it first (within a second); the graph would take the 20 s lease.
+        assert 'has not answered' in master.output and '/mnist_small/layer_1' in master.output
         # The surviving layer was saved at teardown, the dead one by its periodic saves.
         survivor = load_state(layer_weight_path(first.weight_dir, 'mnist_small', 0))
         assert survivor['batches_seen'] > 20
         assert load_state(saved)['batches_seen'] >= 20
         assert first.popen.poll() is None  # the surviving container is unaffected
+    finally:
+        stop_all(procs)
+
+
+def test_a_killed_server_is_named_within_two_seconds(ros_domain, tmp_path):
+    """Detection by heartbeat: the DDS participant lease alone would take 20 s."""
+    env = os.environ.copy()
+    first, second = start_servers(env, [tmp_path / 'a', tmp_path / 'b'])
+    procs = [first, second]
+    try:
+        master = start_master(env, SMALL, servers=2, epochs=20)
+        procs.append(master)
+        master.wait_for('bring-up:', 120)
+        time.sleep(2.0)  # training is streaming
+        killed_at = time.monotonic()
+        os.killpg(second.popen.pid, signal.SIGKILL)
+        line = master.wait_for('has not answered for', 30)
+        detected = time.monotonic() - killed_at
+        print(f'kill -9 of server_2 named by the master after {detected:.2f} s')
+        assert detected <= 2.0, f'{detected:.2f} s: {line}'
+        assert '/mnist_small/layer_1' in line and 'server_2' in line
+        assert master.wait(60) == 2, master.output
     finally:
         stop_all(procs)

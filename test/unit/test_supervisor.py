@@ -64,3 +64,34 @@ def test_the_graph_is_asked_at_most_once_per_period():
         clock.now += 0.1
         supervisor.check('x')
     assert len(asked) == 2  # at 102.0 and 104.0 (5 s in all)
+
+
+def test_a_silent_server_is_named_with_its_layers_within_the_lease():
+    from dff_lifecycle.master.heartbeats import HeartbeatWatch
+    clock = Clock()
+    plan = build_plan(MODEL, ['server_1', 'server_2'])
+    watch = HeartbeatWatch(['server_1', 'server_2'], lease_s=1.0, clock=clock)
+    names = {p.full_name for p in plan.placements}
+    supervisor = Supervisor(plan.placements, lambda: names, clock=clock, heartbeats=watch)
+    supervisor.check('training')          # nobody heard yet: not lost (still starting)
+    for _ in range(8):                    # both beat every 0.25 s ...
+        clock.now += 0.25
+        watch.beat('server_1')
+        watch.beat('server_2')
+    supervisor.check('training')
+    for _ in range(5):                    # ... then server_2 falls silent
+        clock.now += 0.25
+        watch.beat('server_1')
+    assert watch.lost() == {'server_2': pytest.approx(1.25)}
+    with pytest.raises(PipelineError) as err:
+        supervisor.check('training')      # not rate-limited like the graph check
+    text = str(err.value)
+    assert 'server_2' in text and '/mnist_tiny/layer_1' in text and 'layer_0' not in text
+    assert 'dead or hung' in text
+
+
+def test_beats_of_unknown_servers_are_ignored():
+    from dff_lifecycle.master.heartbeats import HeartbeatWatch
+    watch = HeartbeatWatch(['server_1'])
+    watch.beat('server_9')
+    assert watch.heard() == set()

@@ -1,0 +1,12 @@
+"""The heartbeat contract between server containers and the master (no torch, no ROS)."""
+from __future__ import annotations
+
+from dff_lifecycle.common.names import join, NAMESPACE
+
+HEARTBEAT_PERIOD_S = 0.25   # a container beats this often, from its executor
+HEARTBEAT_LEASE_S = 1.0     # silent this long (four beats): dead or hung
+
+
+def heartbeat_topic(server: str) -> str:
+    """`/dff/<server>/heartbeat`: the container's `~/heartbeat`."""
+    return f'{join(NAMESPACE, server)}/heartbeat'
