@@ -74,6 +74,10 @@ class LayerStage:
             kind = Kind(kind)
         except ValueError:
             raise InputRejected(f'unexpected tensor kind {kind}') from None
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            # One NaN trained on would poison the weights for good: refuse the batch.
+            raise InputRejected(f'{kind.name} tensor of shape {tuple(tensor.shape)} holds NaN '
+                                'or Inf values')
         try:
             if kind in (Kind.POSITIVE, Kind.NEGATIVE):
                 halves = self._collect_half(stream, seq, kind, tensor)

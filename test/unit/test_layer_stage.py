@@ -107,3 +107,14 @@ def test_unusable_inputs_are_rejected_without_training(kind, tensor, overlay):
     with pytest.raises(InputRejected):
         s.process('train', 0, kind, tensor)
     assert s.trainer.batches_seen == 0
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+def test_non_finite_inputs_are_rejected_and_the_weights_stay_clean(bad):
+    s = stage()
+    pair = pack_pair(images(seed=1), images(seed=2))
+    pair[3, 5] = bad
+    with pytest.raises(InputRejected, match='NaN or Inf'):
+        s.process('train', 0, Kind.TRAIN_PAIR, pair)
+    assert s.trainer.batches_seen == 0
+    assert bool(torch.isfinite(s.trainer.layer.weight).all())
