@@ -25,6 +25,8 @@ import threading
 import time
 from typing import Iterator, Optional
 
+from portable import scrub
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 RESULTS = REPO / 'benchmarks' / 'results'
@@ -138,11 +140,11 @@ class Bench:
         return result
 
 
-def save(kind: str, payload: dict, figure) -> Path:
+def save(kind: str, payload: dict, figure, tmp: Path) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime('%Y%m%d_%H%M%S')
     path = RESULTS / f'cluster_{kind}_{stamp}.json'
-    path.write_text(json.dumps(payload, indent=2, default=str) + '\n')
+    path.write_text(scrub(json.dumps(payload, indent=2, default=str), [tmp]) + '\n')
     figure.savefig(path.with_suffix('.png'), dpi=110, bbox_inches='tight')
     print(f'saved {path.relative_to(REPO)} and .png')
     return path
@@ -206,7 +208,7 @@ def scaling(bench: Bench, args: argparse.Namespace) -> int:
     right.set_xlabel('devices')
     right.legend()
     save('scaling', {'config': str(config), 'cpus': args.cpus, 'stage_costs': costs,
-                     'rows': rows}, fig)
+                     'rows': rows}, fig, bench.tmp)
     return 0
 
 
@@ -263,7 +265,7 @@ def thesis(bench: Bench, args: argparse.Namespace) -> int:
                     'ff': ff, 'ff_peak_rss_mib': ff_peak, 'ff_clean_refusal': clean_refusal,
                     'dff': {**brief(run), 'peak_rss_mib': run['peak_rss_mib'],
                             'oom_kills': run['oom_kills']},
-                    'dff_output': run['output']}, fig)
+                    'dff_output': run['output']}, fig, bench.tmp)
     return 0 if clean_refusal and run['returncode'] == 0 else 1
 
 
@@ -297,7 +299,7 @@ def links(bench: Bench, args: argparse.Namespace) -> int:
                 label=f'window {window}')
     ax.set_ylabel('seconds per epoch')
     ax.legend()
-    save('links', {'config': str(config), 'cpus': args.cpus, 'rows': rows}, fig)
+    save('links', {'config': str(config), 'cpus': args.cpus, 'rows': rows}, fig, bench.tmp)
     return 0
 
 

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from portable import scrub
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ACCURACY = re.compile(r'^test accuracy: (\d\.\d+)', re.M)
@@ -98,7 +100,8 @@ def main() -> int:
     results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime('%Y%m%d_%H%M%S')
     path = results / f'ff_vs_dff_{args.config.stem}_{stamp}.json'
-    path.write_text(json.dumps({'config': str(args.config), 'epochs': args.epochs or 'config',
+    path.write_text(json.dumps({'config': scrub(str(args.config.resolve())),
+                                'epochs': args.epochs or 'config',
                                 'cores': os.cpu_count(),
                                 'rows': rows}, indent=2) + '\n')
     print(f'saved {path.relative_to(REPO)}')

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from portable import scrub
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -93,7 +95,7 @@ def main() -> int:
             server.wait(30)
         for s in spies:
             s.wait(30)
-    (out / 'master.log').write_text(''.join(log))
+    (out / 'master.log').write_text(scrub(''.join(log), [Path(tmp)]))
     text = [f'config {args.config.name}, {args.epochs} epoch(s); CPU seconds at the end of '
             f'training: {", ".join(f"{k} {v:.1f}" for k, v in cpu.items())}',
             *(line.strip() for line in log if 'training done' in line or 'accuracy:' in line)]

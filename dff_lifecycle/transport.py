@@ -82,39 +82,10 @@ so a monitor started while a layer is idle still sees its state. The master subs
 volatile (STATUS_QOS) and so never mistakes an earlier run's status for progress."""
 
 
-def iter_tensor_msgs(array: np.ndarray, *, model: str, stream: str, source: str,
-                     batch_seq: int, kind: int, chunk_elements: int,
-                     stamp: Optional[Time] = None) -> Iterator[TensorChunk]:
-    """Yield the TensorChunk messages of `array` one by one (one payload copy each)."""
-    shape = tuple(array.shape)
-    if any(dim >= 1 << 32 for dim in shape):
-        raise ValueError(f'tensor dimension too large for uint32 shape: {list(shape)}')
-    crc = crc32_of(array)
-    chunks = split_tensor(array, chunk_elements)
-    for chunk in chunks:
-        msg = TensorChunk(
-            stamp=stamp if stamp is not None else Time(), model=model, stream=stream,
-            source=source, batch_seq=batch_seq, kind=kind, chunk_index=chunk.index,
-            chunk_count=len(chunks), offset=chunk.offset, shape=shape, crc32=crc)
-        payload = std_array.array('f')
-        payload.frombytes(memoryview(chunk.data).cast('B'))  # memcpy, not per-element
-        msg.payload.data = payload
-        yield msg
-
-
-def tensor_to_msgs(array: np.ndarray, *, model: str, stream: str, source: str,
-                   batch_seq: int, kind: int, chunk_elements: int,
-                   stamp: Optional[Time] = None) -> list[TensorChunk]:
-    """All TensorChunk messages of a float32 `array` (see `iter_tensor_msgs`)."""
-    return list(iter_tensor_msgs(array, model=model, stream=stream, source=source,
-                                 batch_seq=batch_seq, kind=kind,
-                                 chunk_elements=chunk_elements, stamp=stamp))
-
-
-def iter_serialized_chunks(array: np.ndarray, *, model: str, stream: str, source: str,
-                           batch_seq: int, kind: int, chunk_elements: int,
-                           stamp: Optional[Time] = None) -> Iterator[bytes]:
-    """Yield each chunk of `array` as a serialized TensorChunk, ready for publish(bytes)."""
+def iter_chunks(array: np.ndarray, *, model: str, stream: str, source: str, batch_seq: int,
+                kind: int, chunk_elements: int,
+                stamp: Optional[Time] = None) -> Iterator[tuple[ChunkHeader, np.ndarray]]:
+    """Yield (header, payload view) of each chunk of a float32 `array`; checks the shape."""
     shape = tuple(array.shape)
     if any(dim >= 1 << 32 for dim in shape):
         raise ValueError(f'tensor dimension too large for uint32 shape: {list(shape)}')
@@ -122,9 +93,32 @@ def iter_serialized_chunks(array: np.ndarray, *, model: str, stream: str, source
     chunks = split_tensor(array, chunk_elements)
     sec, nanosec = (stamp.sec, stamp.nanosec) if stamp is not None else (0, 0)
     for chunk in chunks:
-        yield encode_chunk(ChunkHeader(sec, nanosec, model, stream, source, batch_seq, kind,
-                                       chunk.index, len(chunks), chunk.offset, shape, crc),
-                           chunk.data)
+        yield (ChunkHeader(sec, nanosec, model, stream, source, batch_seq, kind, chunk.index,
+                           len(chunks), chunk.offset, shape, crc), chunk.data)
+
+
+def iter_tensor_msgs(array: np.ndarray, **options) -> Iterator[TensorChunk]:
+    """Yield the TensorChunk messages of `array` one by one (one payload copy each)."""
+    for h, data in iter_chunks(array, **options):
+        msg = TensorChunk(
+            stamp=Time(sec=h.sec, nanosec=h.nanosec), model=h.model, stream=h.stream,
+            source=h.source, batch_seq=h.batch_seq, kind=h.kind, chunk_index=h.chunk_index,
+            chunk_count=h.chunk_count, offset=h.offset, shape=h.shape, crc32=h.crc32)
+        payload = std_array.array('f')
+        payload.frombytes(memoryview(data).cast('B'))  # memcpy, not per-element
+        msg.payload.data = payload
+        yield msg
+
+
+def tensor_to_msgs(array: np.ndarray, **options) -> list[TensorChunk]:
+    """All TensorChunk messages of a float32 `array` (options as for `iter_chunks`)."""
+    return list(iter_tensor_msgs(array, **options))
+
+
+def iter_serialized_chunks(array: np.ndarray, **options) -> Iterator[bytes]:
+    """Yield each chunk of `array` as a serialized TensorChunk, ready for publish(bytes)."""
+    for header, data in iter_chunks(array, **options):
+        yield encode_chunk(header, data)
 
 
 def payload_view(msg: TensorChunk) -> np.ndarray:
