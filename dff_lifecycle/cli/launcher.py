@@ -9,8 +9,10 @@ launch/dff.launch.py uses too, starts the server containers, waits until each
 says it is up, then starts the master. Every output line is prefixed with the
 name of its process. When the master exits, or on Ctrl-C / SIGTERM, it stops
 the master first and then the servers, each with SIGINT, escalating to SIGTERM
-and SIGKILL after timeouts (a second Ctrl-C kills at once). The exit code is
-the master's; 1 when it was 0 but a server failed.
+and SIGKILL after timeouts (a second Ctrl-C kills at once). A server that dies
+while the master runs is started again (as launch_ros's `respawn`; `--no-respawn`
+to leave it dead); the master moves its layers meanwhile. The exit code is the
+master's; 1 when it was 0 but a server failed (or died, without respawn).
 
 Overrides: `-p epochs:=1` goes to every process that declares `epochs`;
 `-p master.device:=cuda`, `-p servers.torch_threads:=2` and
@@ -32,7 +34,7 @@ import threading
 import time
 from typing import Callable, IO, Optional, Sequence
 
-from dff_lifecycle.cli.arguments import positive_int
+from dff_lifecycle.cli.arguments import non_negative_float, non_negative_int, positive_int
 from dff_lifecycle.common.names import server_name
 from dff_lifecycle.deploy.deployment import (Deployment, DeploymentError, find_deployment,
                                              load_deployment, ProcessSpec)
@@ -59,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help='wait this long after SIGINT before SIGTERM (default 30)')
     parser.add_argument('--sigterm-timeout', type=float, default=5.0, metavar='S',
                         help='wait this long after SIGTERM before SIGKILL (default 5)')
+    parser.add_argument('--no-respawn', dest='respawn', action='store_false',
+                        help='leave a server container that died dead (default: start it '
+                             'again, at most --max-respawns times)')
+    parser.add_argument('--respawn-delay', type=non_negative_float, default=1.0, metavar='S',
+                        help='wait this long before starting a dead server again (default 1)')
+    parser.add_argument('--max-respawns', type=non_negative_int, default=5, metavar='N',
+                        help='respawns per server container (default 5)')
     parser.add_argument('--dry-run', action='store_true',
                         help='print the command lines and exit')
     parser.add_argument('--cluster', metavar='NAME', default=None,
@@ -180,6 +189,8 @@ class Launcher:
         self.servers: list[Child] = []
         self.master: Optional[Child] = None
         self.failures: list[str] = []
+        self.respawns: dict[str, int] = {}   # server -> times started again
+        self.given_up: set[str] = set()       # servers left dead
 
     def on_signal(self, signum: int, _frame) -> None:
         name = signal.Signals(signum).name
@@ -222,14 +233,30 @@ class Launcher:
         return True
 
     def _supervise(self) -> None:
-        """Until the master exits or a stop is requested; a server dying ends it too."""
+        """Until the master exits or a stop is requested; a dead server is respawned."""
         while self.master.running and not self.stop.is_set():
-            for server in self.servers:
-                if not server.running:
-                    self._fail(f'{server.name} exited with code {exit_status(server.returncode)} '
-                               'while the master was running')
-                    return
+            for index, server in enumerate(self.servers):
+                if server.running or server.name in self.given_up:
+                    continue
+                code = exit_status(server.returncode)
+                server.finish_output()
+                if self._may_respawn(server):
+                    count = self.respawns[server.name] = self.respawns.get(server.name, 0) + 1
+                    self.out.say(f'{server.name}: exited with code {code} while the master was '
+                                 f'running: respawning in {self.args.respawn_delay:g} s '
+                                 f'({count} of {self.args.max_respawns})')
+                    if self.stop.wait(self.args.respawn_delay):
+                        return
+                    self.servers[index] = Child(server.spec, self.out, self.argv_of(server.spec))
+                else:
+                    self._fail(f'{server.name} exited with code {code} while the master was '
+                               'running (not respawned)')
+                    self.given_up.add(server.name)
             time.sleep(0.05)
+
+    def _may_respawn(self, server: Child) -> bool:
+        return (self.args.respawn and server.spec.respawn
+                and self.respawns.get(server.name, 0) < self.args.max_respawns)
 
     def _fail(self, text: str) -> None:
         self._add_failure(text)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections import deque, OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Optional
+import time
+from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 from dff_lifecycle.core.batch_codec import (CodecError, expand_candidates, Kind, pack_pair,
                                             unpack_labelled, unpack_pair)
@@ -42,7 +43,8 @@ class StageSettings:
     steps_per_batch: int = 1
     report_goodness: bool = False
     report_features: bool = False
-    save_every_batches: int = 0
+    save_every_batches: int = 0  # checkpoint every N trained batches (0: off)
+    save_every_s: float = 0.0    # ... and at the first batch trained N seconds after the last
 
 
 @dataclass
@@ -58,11 +60,14 @@ class LayerStage:
 
     def __init__(self, trainer: LocalTrainer, settings: StageSettings,
                  save: Callable[[], Any] = lambda: None,
-                 warn: Callable[[str], None] = lambda _text: None) -> None:
+                 warn: Callable[[str], None] = lambda _text: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.trainer = trainer
         self.settings = settings
         self.save = save
         self.warn = warn
+        self.clock = clock
+        self._saved_at = clock()
         self.scalars = StageScalars()
         self._pending: OrderedDict[tuple[str, int], dict[int, Tensor]] = OrderedDict()
         self._trained: deque[tuple[str, int]] = deque(maxlen=TRAINED_MEMORY)
@@ -101,6 +106,19 @@ class LayerStage:
 
     def drop_pending(self) -> None:
         self._pending.clear()
+
+    def trained_keys(self) -> list[list]:
+        """Return the (stream, seq) of the batches trained lately, oldest first, to checkpoint."""
+        return [[stream, seq] for stream, seq in self._trained]
+
+    def restore_trained(self, keys: Iterable) -> None:
+        """Remember a checkpoint's trained batches: a resend of one is forwarded, not retrained."""
+        for entry in keys:
+            if (isinstance(entry, (list, tuple)) and len(entry) == 2
+                    and isinstance(entry[0], str) and isinstance(entry[1], int)):
+                key = (entry[0], entry[1])
+                if key not in self._trained_set:
+                    self._remember(key)
 
     # ------------------------------------------------------------------ inputs
     def _checked(self, tensor: Tensor) -> Tensor:
@@ -154,10 +172,16 @@ class LayerStage:
             self.scalars.loss = result.loss
             self.scalars.goodness_positive = result.goodness_pos
             self.scalars.goodness_negative = result.goodness_neg
-            every = self.settings.save_every_batches
-            if every and trainer.batches_seen % every == 0:
-                self.save()
+            self._maybe_checkpoint()
         return [Output('train', Kind.TRAIN_PAIR, pack_pair(h_pos, h_neg))]
+
+    def _maybe_checkpoint(self) -> None:
+        every, every_s = self.settings.save_every_batches, self.settings.save_every_s
+        now = self.clock()
+        if ((every and self.trainer.batches_seen % every == 0)
+                or (every_s and now - self._saved_at >= every_s)):
+            self._saved_at = now
+            self.save()
 
     def _infer(self, x: Tensor) -> list[Output]:
         h = self.trainer.infer(x)

@@ -1,8 +1,9 @@
 """Per-layer weight files: one path rule, atomic writes, safe loads."""
+import io
 import os
 from pathlib import Path
 import tempfile
-from typing import Any, Union
+from typing import Any, BinaryIO, Callable, Union
 
 import torch
 
@@ -24,6 +25,15 @@ def layer_weight_path(weight_dir: PathLike, model: str, layer_index: int) -> Pat
 
 def save_state_atomic(path: PathLike, state: dict[str, Any]) -> None:
     """Write `state` so that readers see the old file or the complete new one, never a torn one."""
+    _write_atomic(path, lambda file: torch.save(state, file))
+
+
+def save_bytes_atomic(path: PathLike, data: bytes) -> None:
+    """Install a weight file received as bytes (a checkpoint copy), atomically."""
+    _write_atomic(path, lambda file: file.write(data))
+
+
+def _write_atomic(path: PathLike, write: Callable[[BinaryIO], Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A unique temporary name in the same directory: os.replace is atomic only within a
@@ -31,7 +41,7 @@ def save_state_atomic(path: PathLike, state: dict[str, Any]) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as tmp_file:
-            torch.save(state, tmp_file)
+            write(tmp_file)
             tmp_file.flush()
             os.fsync(tmp_file.fileno())
         os.replace(tmp_name, path)
@@ -39,6 +49,17 @@ def save_state_atomic(path: PathLike, state: dict[str, Any]) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+def load_state_bytes(data: bytes, what: str = 'checkpoint') -> dict[str, Any]:
+    """Load a state dict from a weight file's bytes, as safely as `load_state`."""
+    try:
+        state = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
+    except Exception as error:  # noqa: BLE001 - many types for bad bytes; report them as one
+        raise WeightFileError(f'cannot load {what}: {error}') from error
+    if not isinstance(state, dict):
+        raise WeightFileError(f'{what} holds a {type(state).__name__}, not a dict')
+    return state
 
 
 def load_state(path: PathLike) -> dict[str, Any]:

@@ -61,6 +61,7 @@ class ProcessSpec:
     params_file: Path
     overrides: Mapping[str, Any] = field(default_factory=dict)  # after the file, like -p
     ready_text: str = ''       # output line that says the process is up ('' for the master)
+    respawn: bool = False      # start it again when it dies (servers: the master recovers)
 
     @property
     def node_name(self) -> str:
@@ -121,7 +122,7 @@ class Deployment:
                 name=name, executable='server_container',
                 module=f'{PACKAGE}.nodes.server_container',
                 namespace=NAMESPACE, params_file=self.path, overrides=overrides,
-                ready_text=f'server container {NAMESPACE}/{name} up'))
+                ready_text=f'server container {NAMESPACE}/{name} up', respawn=True))
         master = {'model_config': str(self.model_config), 'layer_config': str(self.layer_config),
                   'servers': self.servers, **self.master_overrides}
         specs.append(ProcessSpec(name=MASTER_NAME, executable='master',

@@ -22,11 +22,17 @@ from launch.events import Shutdown
 from launch_ros.actions import Node
 
 
+RESPAWN_DELAY_S = 1.0
+
+
 def process_node(spec: ProcessSpec, output: str = 'screen',
                  additional_env: Optional[Mapping[str, str]] = None) -> Node:
+    # Servers respawn, as dff_launch does: the master moves a dead server's layers and
+    # the respawned container is there for the next loss (or a one-server deployment).
     return Node(package=PACKAGE, executable=spec.executable, name=spec.name,
                 namespace=spec.namespace, parameters=[str(spec.params_file), dict(spec.overrides)],
-                output=output, emulate_tty=True, additional_env=dict(additional_env or {}))
+                output=output, emulate_tty=True, additional_env=dict(additional_env or {}),
+                respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S)
 
 
 def deployment_nodes(deployment: Deployment, output: str = 'screen',

@@ -15,16 +15,17 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 import time
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Mapping, Optional, Protocol
 
 from dff_lifecycle.common.names import join, NAMESPACE, node_names, server_indices, server_name
+from dff_lifecycle.master.checkpoints import Checkpoint
 from dff_lifecycle.master.errors import PipelineError
-from dff_lifecycle.master.lifecycle_manager import LifecycleManager
-from dff_lifecycle.master.plan import DistributionPlan
+from dff_lifecycle.master.lifecycle_manager import BringUpError, LifecycleManager
+from dff_lifecycle.master.plan import DistributionPlan, LayerPlacement
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
 from dff_lifecycle.ros.service_calls import call, ClientCache, ServiceCallError
 from dff_msgs.msg import LayerSpec
-from dff_msgs.srv import CreateLayers, DeleteModel, SaveModel
+from dff_msgs.srv import CreateLayers, DeleteModel, GetCheckpoints, SaveModel
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -82,16 +83,18 @@ class Deployer:
             time.sleep(0.2)
 
     # ------------------------------------------------------------------ services
-    def _server_call(self, server: str, srv_type: Any, service: str, request: Any) -> Any:
+    def _server_call(self, server: str, srv_type: Any, service: str, request: Any,
+                     timeout_s: Optional[float] = None) -> Any:
         client = self.clients.get(srv_type, f'{join(NAMESPACE, server)}/{service}')
-        return call(client, request, self.settings.service_timeout_s)
+        return call(client, request, timeout_s or self.settings.service_timeout_s)
 
-    def delete_model(self, model: str, servers: list[str], quiet: bool = False) -> None:
-        """Remove the model's layers (weights saved) from every server that answers."""
+    def delete_model(self, model: str, servers: list[str], quiet: bool = False,
+                     save: bool = True) -> None:
+        """Remove the model's layers (weights saved unless not `save`) from every server."""
         for server in servers:
             try:
                 response = self._server_call(server, DeleteModel, 'delete_model',
-                                             DeleteModel.Request(model=model, save_weights=True))
+                                             DeleteModel.Request(model=model, save_weights=save))
             except ServiceCallError as exc:
                 self.log(f'{server}: could not delete {model}: {exc}')
                 continue
@@ -111,37 +114,68 @@ class Deployer:
         return files
 
     # ------------------------------------------------------------ bring-up / down
-    def _create(self, plan: DistributionPlan, servers: list[str]) -> None:
-        """Every server creates its layers, all servers at once; all or nothing."""
+    def _create(self, model: str, jobs: dict[str, list[LayerPlacement]],
+                checkpoints: Mapping[str, bytes] = {}) -> None:
+        """Every server creates its layers, all servers at once; raise if any failed."""
         def create(server: str, placements: list) -> Any:
             request = CreateLayers.Request(layers=[
-                LayerSpec(model=plan.model, layer_index=p.layer.index, layer_type=p.layer.module,
+                LayerSpec(model=model, layer_index=p.layer.index, layer_type=p.layer.module,
                           node_name=p.node_name,
                           parameters=[Parameter(k, value=v).to_parameter_msg()
-                                      for k, v in p.parameters.items()])
+                                      for k, v in p.parameters.items()],
+                          checkpoint=checkpoints.get(p.full_name, b''))
                 for p in placements])
             try:
                 return self._server_call(server, CreateLayers, 'create_layers', request)
             except ServiceCallError as exc:
                 return CreateLayers.Response(success=False, message=str(exc))
 
-        jobs = plan.by_server()
         with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
             responses = dict(zip(jobs, pool.map(create, jobs, jobs.values())))
         failed = {s: r.message for s, r in responses.items() if not r.success}
         if failed:
-            self.delete_model(plan.model, servers, quiet=True)
             server, message = next(iter(failed.items()))
             raise PipelineError(f'{server} could not create layers: {message}')
         for server, response in responses.items():
             self.log(f'{server}: created {", ".join(response.node_names)}')
+
+    def move_in(self, model: str, moved: list[LayerPlacement],
+                checkpoints: Mapping[str, bytes]) -> None:
+        """Create moved layers on their new servers (from `checkpoints`), then bring them up."""
+        jobs: dict[str, list[LayerPlacement]] = {}
+        for p in moved:
+            jobs.setdefault(p.server, []).append(p)
+        self._create(model, jobs, checkpoints)
+        manager = LifecycleManager(self.lifecycle, [p.full_name for p in moved], log=self.log,
+                                   parallel=self.settings.parallel)
+        try:
+            manager.startup()
+        except BringUpError as exc:
+            raise PipelineError(f'recovery failed: {exc}') from exc
+
+    def fetch_checkpoints(self, server: str, model: str,
+                          held: Mapping[str, int]) -> list[Checkpoint]:
+        """Return the server's checkpoints of `model` newer than those `held` ({node: batches})."""
+        request = GetCheckpoints.Request(model=model, node_names=list(held),
+                                         batches_seen=list(held.values()))
+        # Short: the next pull comes within seconds, and a lost server must not hold it up.
+        response = self._server_call(server, GetCheckpoints, 'get_checkpoints', request,
+                                     timeout_s=min(5.0, self.settings.service_timeout_s))
+        if not response.success:
+            self.log(f'{server}: some checkpoints unreadable: {response.message}')
+        return [Checkpoint(c.node_name, c.batches_seen, bytes(c.data))
+                for c in response.checkpoints]
 
     def deploy(self, plan: DistributionPlan, servers: list[str],
                endpoints: PipelineEndpoints) -> LifecycleManager:
         """Create, configure all, activate all, connect; on failure undo and raise."""
         self.delete_model(plan.model, servers, quiet=True)  # stale layers of a crashed run
         started = time.perf_counter()
-        self._create(plan, servers)
+        try:
+            self._create(plan.model, plan.by_server())
+        except PipelineError:
+            self.delete_model(plan.model, servers, quiet=True)  # all or nothing
+            raise
         endpoints.open()  # before activation: the master hears the first status messages
         manager = LifecycleManager(self.lifecycle, [p.full_name for p in plan.placements],
                                    log=self.log, parallel=self.settings.parallel)

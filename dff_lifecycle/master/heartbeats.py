@@ -41,6 +41,17 @@ class HeartbeatWatch:
             return {s: now - t for s, t in self._last.items()
                     if t is not None and now - t > self.lease_s}
 
+    def last_beat(self, server: str) -> Optional[float]:
+        """Clock time of the server's last beat; None if never heard."""
+        with self._lock:
+            return self._last.get(server)
+
+    def alive(self) -> list[str]:
+        """Return the servers heard within the lease, in the order they were given."""
+        now = self.clock()
+        with self._lock:
+            return [s for s, t in self._last.items() if t is not None and now - t <= self.lease_s]
+
     def heard(self) -> set[str]:
         with self._lock:
             return {s for s, t in self._last.items() if t is not None}

@@ -29,6 +29,7 @@ from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_mode
 from dff_lifecycle.core.data import DataNotFoundError, Dataset, load_dataset
 from dff_lifecycle.core.evaluation import evaluate
 from dff_lifecycle.core.metrics import write_metrics
+from dff_lifecycle.master.checkpoints import CheckpointKeeper
 from dff_lifecycle.master.deployer import Deployer, DeployerSettings
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.inference import DistributedInference
@@ -36,6 +37,7 @@ from dff_lifecycle.master.lifecycle_manager import BringUpError
 from dff_lifecycle.master.parameters import COMMANDS, MASTER_PARAMETERS
 from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.plan import build_plan, check_placement, DistributionPlan, parse_pins
+from dff_lifecycle.master.recovery import Recovery
 from dff_lifecycle.master.streaming import Streamer, StreamSettings
 from dff_lifecycle.master.supervisor import Supervisor
 from dff_lifecycle.master.training import DistributedTraining
@@ -93,18 +95,26 @@ class MasterCoordinator(Node):
         return build_plan(model, servers, s['placement'], self.pins(),
                           {'chunk_elements': s['chunk_elements'],
                            'save_every_batches': s['save_every_batches'],
+                           'save_every_s': s['save_every_s'],
                            'load_weights': s['load_weights']})
 
-    def streamer(self, model: ModelConfig, plan: DistributionPlan, io: PipelineIO) -> Streamer:
+    def streamer(self, model: ModelConfig, plan: DistributionPlan, io: PipelineIO,
+                 recovery: Optional[Recovery] = None) -> Streamer:
         s, t = self.settings, model.training
         full_batch = t.mode == 'full_batch'
         # A full batch is one batch of N steps per layer: allow for it before resending.
         stall = s['batch_timeout_s'] * (max(1, t.steps_per_layer // 10) if full_batch else 1)
+        # Completed batches kept for replay: as many as replay_mib holds (one wire tensor each).
+        features = model.layers[0].in_features
+        row = features + 2 if model.supervised else 2 * features
+        batch_bytes = 4 * row * (t.batch_size if not full_batch else (t.train_limit or 60_000))
+        replay = int(s['replay_mib'] * 2**20 // batch_bytes) if recovery is not None else 0
         settings = StreamSettings(window=1 if full_batch else s['window'], stall_limit_s=stall,
                                   pause_timeout_s=s['pause_timeout_s'],
-                                  max_resends=s['max_resends'])
+                                  max_resends=s['max_resends'], replay=replay)
         supervisor = Supervisor(plan.placements, self.deployer.present_nodes,
-                                heartbeats=io.heartbeats if s['heartbeats'] else None)
+                                heartbeats=io.heartbeats if s['heartbeats'] else None,
+                                layer_states=io.watch.not_active, recovery=recovery)
         return Streamer(settings, io.watch, {p.layer.index: p.full_name for p in plan.placements},
                         log=self.log, health_check=supervisor.check)
 
@@ -140,15 +150,18 @@ class MasterCoordinator(Node):
                      servers: list[str], dataset: Dataset) -> dict:
         """Deploy, train and/or evaluate, tear down; the run's metrics."""
         s = self.settings
-        io = PipelineIO(self, plan, s['chunk_elements'])
+        io = PipelineIO(self, plan, s['chunk_elements'], servers)
         manager = self.deployer.deploy(plan, servers, io)
-        streamer = self.streamer(model, plan, io)
+        recovery, keeper = self.recovery(plan, servers, io)
+        streamer = self.streamer(model, plan, io, recovery)
         inference = DistributedInference(model, plan, io, streamer, self.run_id, self.progress)
         metrics: dict = {'model': model.name, 'dataset': model.dataset, 'system': 'DFF',
                          'servers': servers, 'placement': s['placement'],
                          'plan': [{'layer': p.layer.index, 'server': p.server,
                                    'node': p.full_name} for p in plan.placements],
                          'bring_up_seconds': self.deployer.bring_up_seconds}
+        if keeper is not None:
+            keeper.start()
         try:
             if command in ('run', 'train'):
                 training = DistributedTraining(model, plan, io, streamer, inference,
@@ -158,7 +171,10 @@ class MasterCoordinator(Node):
                                if model.training.mode == 'full_batch' else 'epoch',
                                train_seconds=seconds)
                 self.log(f'training done in {seconds:.1f} s')
-                for f in self.deployer.save_model(model.name, servers):
+                if keeper is not None:
+                    keeper.stop()
+                live = recovery.live_servers() if recovery is not None else servers
+                for f in self.deployer.save_model(model.name, live):
                     self.log(f'saved {f}')
             if command in ('run', 'evaluate'):
                 started = time.perf_counter()
@@ -169,13 +185,40 @@ class MasterCoordinator(Node):
                          f'train accuracy {evaluation.train_accuracy:.4f}')
                 print(f'test accuracy: {evaluation.test_accuracy:.4f}', flush=True)
         finally:
+            if keeper is not None:
+                keeper.stop()
+            lost = set(io.heartbeats.lost())
+            if recovery is not None:
+                plan, lost = recovery.plan, lost | recovery.lost
+                metrics.update(plan=[{'layer': p.layer.index, 'server': p.server,
+                                      'node': p.full_name} for p in plan.placements],
+                               recoveries=recovery.events)
             loaded = io.watch.weights_loaded()
             for entry in metrics['plan']:
                 entry['weights_loaded'] = loaded[entry['layer']]
             if s['teardown']:
-                self.deployer.teardown(manager, plan, servers, io,
-                                       lost=frozenset(io.heartbeats.lost()))
+                self.deployer.teardown(manager, plan, servers, io, lost=frozenset(lost))
         return metrics
+
+    def recovery(self, plan: DistributionPlan, servers: list[str], io: PipelineIO
+                 ) -> tuple[Optional[Recovery], Optional[CheckpointKeeper]]:
+        """Return the run's recovery and checkpoint keeper (None, None: recovery off)."""
+        s = self.settings
+        if not (s['recovery'] and s['heartbeats']):
+            return None, None
+        keeper = None
+        recovery: Optional[Recovery] = None
+        if s['checkpoint_pull_s'] > 0:
+            keeper = CheckpointKeeper(
+                plan.model, self.deployer.fetch_checkpoints,
+                lambda: [x for x in recovery.live_servers() if x in io.heartbeats.alive()],
+                s['checkpoint_pull_s'], log=self.log)
+
+        def replanned(new_plan: DistributionPlan) -> None:
+            io.plan = new_plan
+        recovery = Recovery(plan, servers, self.deployer, io.heartbeats, io.watch, keeper,
+                            timeout_s=s['recovery_timeout_s'], on_replan=replanned, log=self.log)
+        return recovery, keeper
 
 
 def _interrupt(*_args) -> None:

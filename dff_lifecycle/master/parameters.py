@@ -21,8 +21,22 @@ MASTER_PARAMETERS = {
     'epochs': Param(int, 0, 'Override training.epochs (0: keep the config).', 0),
     'load_weights': Param(bool, True, 'Layers reload saved weights in configure (false: '
                                       'start from the seeded initialisation).'),
-    'save_every_batches': Param(int, 100, 'Layers also save their weights every N training '
-                                          'batches (0: only on cleanup / shutdown / save).', 0),
+    'save_every_batches': Param(int, 100, 'Layers also checkpoint every N training batches '
+                                          '(0: only on cleanup / shutdown / save).', 0),
+    'save_every_s': Param(float, 1.0, 'Layers also checkpoint every N seconds of training '
+                                      '(0: off).', 0.0),
+    'recovery': Param(bool, True, 'When a server container dies or hangs, move its layers to '
+                                  'the surviving (or a respawned) container and carry on; '
+                                  'false: stop with the names of its layers.'),
+    'checkpoint_pull_s': Param(float, 1.0, "How often the master pulls the layers' newest "
+                                           'checkpoints over ROS, for moving a layer off a lost '
+                                           'device (0: never; a moved layer then restarts from '
+                                           "its new server's disk, or from scratch).", 0.0),
+    'replay_mib': Param(float, 128.0, 'Memory for recently completed training batches, resent '
+                                      'after a recovery to the layers restored from an older '
+                                      'checkpoint (0: only batches in flight).', 0.0),
+    'recovery_timeout_s': Param(float, 120.0, 'With no surviving server: how long to wait for a '
+                                              'respawned one.', 0.1),
     'chunk_elements': CHUNK_ELEMENTS,
     'service_timeout_s': Param(float, 30.0, 'Timeout of each service call.', 0.1),
     'discovery_timeout_s': Param(float, 60.0, 'How long to wait for servers and topics.', 0.1),

@@ -8,6 +8,7 @@ before the first batch goes out.
 from __future__ import annotations
 
 import time
+from typing import Optional, Sequence
 
 from builtin_interfaces.msg import Time
 from dff_lifecycle.common.liveness import heartbeat_topic
@@ -25,12 +26,15 @@ from rclpy.node import Node
 class PipelineIO:
     """Publishers, subscriptions and senders of one plan, opened and closed together."""
 
-    def __init__(self, node: Node, plan: DistributionPlan, chunk_elements: int) -> None:
+    def __init__(self, node: Node, plan: DistributionPlan, chunk_elements: int,
+                 servers: Optional[Sequence[str]] = None) -> None:
         self.node = node
-        self.plan = plan
+        self.plan = plan  # recovery replaces it when layers move
         self.chunk_elements = chunk_elements
         self.watch = PipelineWatch({p.full_name: p.layer.index for p in plan.placements})
-        self.heartbeats = HeartbeatWatch(sorted({p.server for p in plan.placements}))
+        # Every server's beat: the idle ones are where a lost server's layers can go.
+        self.servers = list(servers) if servers else sorted({p.server for p in plan.placements})
+        self.heartbeats = HeartbeatWatch(self.servers)
         self._entities: list = []
         self._senders: dict[str, TensorSender] = {}
 
@@ -56,7 +60,7 @@ class PipelineIO:
         for p in plan.placements:
             self._entities.append(node.create_subscription(LayerStatus, p.topics.status,
                                                            self.watch.on_status, STATUS_QOS))
-        for server in sorted({p.server for p in plan.placements}):
+        for server in self.servers:
             self._entities.append(node.create_subscription(
                 Time, heartbeat_topic(server), lambda _beat, s=server: self.heartbeats.beat(s),
                 HEARTBEAT_QOS))

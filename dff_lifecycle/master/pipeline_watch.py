@@ -60,6 +60,12 @@ class PipelineWatch:
                         msg.loss, msg.goodness_positive, msg.goodness_negative)
             self._changed.notify_all()
 
+    def set_state(self, layer: int, state: str) -> None:
+        """Record a state learnt otherwise (a get_state after a recovery's bring-up)."""
+        with self._changed:
+            self._layers[layer].state = state
+            self._changed.notify_all()
+
     def on_result(self, source: str, stream: str, seq: int, array: np.ndarray) -> None:
         index = self.layer_of_node.get(source)
         if index is None:

@@ -6,9 +6,9 @@ ModelConfig, prints it as a table and turns each entry into a creation request.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from dff_lifecycle.common.parameter_table import coerce
 from dff_lifecycle.common.text_table import format_table
@@ -188,3 +188,27 @@ def parse_pins(items: Sequence[str]) -> dict[int, str]:
             raise ConfigError(PARAMETERS, 'pins', f'layer {int(index)} is pinned twice')
         pins[int(index)] = server.strip()
     return pins
+
+
+def move_layers(plan: DistributionPlan, lost: Collection[str], targets: Sequence[str]
+                ) -> tuple[DistributionPlan, list[LayerPlacement]]:
+    """
+    Re-plan the layers of `lost` servers onto `targets`: (new plan, moved placements).
+
+    Each moved layer goes to the target hosting the fewest layers so far (the first
+    such target on a tie), so the survivors share the load. Names, topics and
+    parameters stay: the pipeline's wiring does not depend on where a layer runs.
+    """
+    if not targets:
+        raise ConfigError(PARAMETERS, 'servers', 'no surviving server container to move '
+                          f'the layers of {", ".join(sorted(lost))} to')
+    load = {t: sum(1 for p in plan.placements if p.server == t) for t in targets}
+    placements, moved = [], []
+    for p in plan.placements:
+        if p.server in lost:
+            target = min(targets, key=lambda t: load[t])  # min keeps the first of equals
+            load[target] += 1
+            p = replace(p, server=target)
+            moved.append(p)
+        placements.append(p)
+    return DistributionPlan(plan.model, tuple(placements)), moved

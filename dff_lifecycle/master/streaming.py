@@ -11,13 +11,18 @@ every consumer has finished. A layer that leaves `active` pauses the stream;
 when every layer is active again the items in flight are resent (layers train
 each batch once and only forward a repeat). No progress for `stall_limit_s`
 resends too, at most `max_resends` times in a row.
+
+When the health check reports a recovery (layers moved or created again), the
+items in flight are resent, and so are the recently completed ones that the
+restored layers had not trained by their checkpoint (`replay`), so that no layer
+misses a batch: the others only forward a batch they trained already.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque, OrderedDict
 from dataclasses import dataclass
 import time
-from typing import Callable, Iterable, Mapping, Protocol, TypeVar
+from typing import Callable, Iterable, Mapping, Optional, Protocol, TypeVar
 
 from dff_lifecycle.master.errors import PipelineError
 
@@ -30,6 +35,13 @@ class Sequenced(Protocol):
 
 
 T = TypeVar('T', bound=Sequenced)
+
+
+class Resume(Protocol):
+    """What a recovery tells the streamer (`recovery.Recovered`)."""
+
+    def replay_after(self, stream: str) -> Optional[int]:
+        """Resend the completed items of `stream` after this seq; None: only those in flight."""
 
 
 class PipelineView(Protocol):
@@ -52,10 +64,12 @@ class StreamSettings:
     pause_timeout_s: float      # how long to wait for paused layers
     max_resends: int            # resends in a row without progress before giving up
     poll_s: float = 0.2         # longest wait between looks at the pipeline
+    replay: int = 0             # completed items kept to resend after a recovery
 
 
-def _no_check(what: str) -> None:
+def _no_check(what: str) -> Optional[Resume]:
     """Check nothing: the default health check."""
+    return None
 
 
 class Streamer:
@@ -65,7 +79,7 @@ class Streamer:
                  layer_names: Mapping[int, str], *,
                  clock: Callable[[], float] = time.monotonic,
                  log: Callable[[str], None] = print,
-                 health_check: Callable[[str], None] = _no_check) -> None:
+                 health_check: Callable[[str], Optional[Resume]] = _no_check) -> None:
         if settings.window < 1:
             raise ValueError(f'window must be >= 1, got {settings.window}')
         self.settings = settings
@@ -73,19 +87,21 @@ class Streamer:
         self.layer_names = dict(layer_names)
         self.clock = clock
         self.log = log
-        self.health_check = health_check
+        self.health_check = health_check  # a Resume: lost layers were recovered
         self.resends_total = 0  # for tests and reports: how often items went out again
 
     def stream(self, items: Iterable[T], send: Callable[[T], None],
                done_through: Callable[[], int], on_done: Callable[[T], None],
-               what: str) -> None:
+               what: str, stream_id: str = '') -> None:
         """
         Send every item, call on_done(item) in order as items complete.
 
-        Raise PipelineError when the pipeline cannot finish them.
+        stream_id names the stream for replays after a recovery. Raise PipelineError
+        when the pipeline cannot finish the items.
         """
         s = self.settings
         inflight: OrderedDict[int, T] = OrderedDict()
+        recent: deque[T] = deque(maxlen=s.replay)
         source = iter(items)
         exhausted, resends = False, 0
         last_progress = self.clock()
@@ -100,11 +116,18 @@ class Streamer:
             if exhausted and not inflight:
                 return
             self.pipeline.wait(s.poll_s)
-            self.health_check(what)
+            resume = self.health_check(what)
+            if resume is not None:
+                self._replay(resume, stream_id, recent, send, what)
+                self._resend(inflight, send, f'{what}: pipeline recovered')
+                last_progress, resends = self.clock(), 0
+                continue
             done = done_through()
             finished = [seq for seq in inflight if seq <= done]
             for seq in finished:
-                on_done(inflight.pop(seq))
+                item = inflight.pop(seq)
+                recent.append(item)
+                on_done(item)
             if finished:
                 last_progress, resends = self.clock(), 0
                 continue
@@ -113,26 +136,52 @@ class Streamer:
             if not paused and not stalled:
                 continue
             if paused:
-                self._wait_until_active(paused, what, len(inflight))
+                resume = self._wait_until_active(paused, what, len(inflight))
+                if resume is not None:
+                    self._replay(resume, stream_id, recent, send, what)
                 resends = 0
             else:
                 resends = self._count_resend(resends, what, len(inflight))
-            for item in inflight.values():
-                send(item)
-            self.resends_total += len(inflight)
+            self._resend(inflight, send)
             last_progress = self.clock()
+
+    def _replay(self, resume: Resume, stream_id: str, recent: Iterable[T],
+                send: Callable[[T], None], what: str) -> None:
+        after = resume.replay_after(stream_id)
+        if after is None:
+            return
+        again = [item for item in recent if item.seq > after]
+        if again:
+            self.log(f'{what}: replaying {len(again)} completed batch(es) after #{after} for '
+                     'the restored layers')
+        for item in again:
+            send(item)
+        self.resends_total += len(again)
+
+    def _resend(self, inflight: Mapping[int, T], send: Callable[[T], None],
+                why: str = '') -> None:
+        if why:
+            self.log(f'{why}: resending {len(inflight)} batch(es)')
+        for item in inflight.values():
+            send(item)
+        self.resends_total += len(inflight)
 
     # ------------------------------------------------------------------ recovery
     def _describe(self, states: Mapping[int, str]) -> str:
         return ', '.join(f'{self.layer_names.get(i, f"layer {i}")} is {state}'
                          for i, state in sorted(states.items()))
 
-    def _wait_until_active(self, paused: Mapping[int, str], what: str, inflight: int) -> None:
+    def _wait_until_active(self, paused: Mapping[int, str], what: str,
+                           inflight: int) -> Optional[Resume]:
         first = self.layer_names.get(min(paused), f'layer {min(paused)}')
         self.log(f'{what} paused: {self._describe(paused)}; waiting for every layer to be '
                  f'active (e.g. `dff_lifecycle set {first} activate`)')
         deadline = self.clock() + self.settings.pause_timeout_s
+        resume = None
         while True:
+            resume = self.health_check(what)
+            if resume is not None:  # e.g. a finalized layer created again
+                break
             states = dict(self.pipeline.not_active())
             if not states:
                 break
@@ -148,8 +197,8 @@ class Streamer:
                 raise PipelineError(f'{what} stopped: {self._describe(states)} for '
                                     f'{self.settings.pause_timeout_s:g} s')
             self.pipeline.wait(self.settings.poll_s)
-            self.health_check(what)
         self.log(f'every layer is active again: resending {inflight} {what} batch(es)')
+        return resume
 
     def _count_resend(self, resends: int, what: str, inflight: int) -> int:
         limit = self.settings.stall_limit_s

@@ -1,11 +1,13 @@
 """
-Supervision of the deployed layers: checks that every layer is still there.
+Supervision of the deployed layers: notices what is lost, and has it recovered.
 
-It notices a server container that stopped beating (dead or hung: within about
-a second, `heartbeats.py`) and a layer node that left the ROS graph, and ends the
-run with a message that names the layers and their server. This is the master's
-one place for liveness and recovery: re-planning onto surviving servers belongs
-here too, not in the streaming loop, which only calls `check` as it goes.
+It notices a server container that stopped beating (dead, hung or cut off:
+within about a second, `heartbeats.py`), a layer finalized by hand (its status
+says so), and a layer node that left the ROS graph. With a `Recovery`
+(`recovery.py`) the lost layers are moved or created again and `check` returns
+what the streamer must resend (`Recovered`); without one, or when
+recovery is impossible, the run ends with a message that names the layers and
+their server. The streaming loop only calls `check` as it goes.
 """
 from __future__ import annotations
 
@@ -15,51 +17,85 @@ from typing import Callable, Iterable, Optional
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.heartbeats import HeartbeatWatch
 from dff_lifecycle.master.plan import LayerPlacement
+from dff_lifecycle.master.recovery import Recovered, Recovery
 
 GRAPH_CHECK_PERIOD_S = 2.0  # how often the graph is asked whether every layer node exists
 
+RESUME_HINT = ("Layers checkpoint to their server's weight_dir every save_every_batches "
+               'batches or save_every_s seconds, and on cleanup and shutdown, so deploying '
+               'again resumes from the last checkpoint.')
+
 
 class Supervisor:
-    """Checks, at most every `period_s`, that every placed layer node is in the graph."""
+    """Checks liveness on every call, and the graph at most every `period_s`."""
 
     def __init__(self, placements: Iterable[LayerPlacement],
                  present_nodes: Callable[[], set[str]], *,
                  clock: Callable[[], float] = time.monotonic,
                  period_s: float = GRAPH_CHECK_PERIOD_S,
-                 heartbeats: Optional[HeartbeatWatch] = None) -> None:
-        self.placements = tuple(placements)
+                 heartbeats: Optional[HeartbeatWatch] = None,
+                 layer_states: Callable[[], dict[int, str]] = dict,
+                 recovery: Optional[Recovery] = None) -> None:
+        self._placements = tuple(placements)  # recovery, when given, keeps the current plan
         self.present_nodes = present_nodes
         self.clock = clock
         self.period_s = period_s
         self.heartbeats = heartbeats
+        self.layer_states = layer_states
+        self.recovery = recovery
         self._last_check = clock()
+
+    def placements(self) -> tuple[LayerPlacement, ...]:
+        return self.recovery.plan.placements if self.recovery is not None else self._placements
 
     def missing(self) -> list[LayerPlacement]:
         """Return the placed layers whose node is not in the graph now."""
         present = self.present_nodes()
-        return [p for p in self.placements if p.full_name not in present]
+        return [p for p in self.placements() if p.full_name not in present]
 
-    def check(self, what: str) -> None:
-        """Raise PipelineError when a server fell silent or a layer left the graph."""
-        if self.heartbeats is not None:  # cheap: every call
-            lost = self.heartbeats.lost()
-            if lost:
-                server, silent = max(lost.items(), key=lambda item: item[1])
-                layers = ', '.join(p.full_name for p in self.placements if p.server == server)
-                raise PipelineError(
-                    f'{what} stopped: server container {server} has not answered for '
-                    f'{silent:.1f} s (dead or hung); its layers: {layers or "none"}. Layers '
-                    "save to their server's weight_dir on cleanup, shutdown and every "
-                    'save_every_batches batches, so deploying again resumes from the last save.')
+    def lost_servers(self) -> dict[str, float]:
+        """{server: seconds silent} of the servers lost and not yet recovered from."""
+        if self.heartbeats is None:
+            return {}
+        done = self.recovery.lost if self.recovery is not None else set()
+        return {s: t for s, t in self.heartbeats.lost().items() if s not in done}
+
+    def check(self, what: str) -> Optional[Recovered]:
+        """
+        Return what to resend when lost layers were recovered; None when all is well.
+
+        Raise PipelineError when a server fell silent, a layer was finalized or left
+        the graph, and nothing can recover it.
+        """
+        recovered: Optional[Recovered] = None
+        if self.recovery is not None:
+            self.recovery.fence_returned()
+        lost = self.lost_servers()
+        if lost:
+            server, silent = max(lost.items(), key=lambda item: item[1])
+            layers = ', '.join(p.full_name for p in self.placements() if p.server in lost)
+            text = (f'server container {server} has not answered for {silent:.1f} s (dead or '
+                    f'hung); its layers: {layers or "none"}')
+            if self.recovery is None:
+                raise PipelineError(f'{what} stopped: {text}. {RESUME_HINT}')
+            self.recovery.log(f'{what}: {text}: recovering')
+            try:
+                recovered = self.recovery.recover_servers(lost)
+            except PipelineError as exc:
+                raise PipelineError(f'{what} stopped: {text}; {exc}. {RESUME_HINT}') from exc
+        finalized = [p for p in self.placements()
+                     if self.layer_states().get(p.layer.index) == 'finalized'
+                     and p.server not in lost]
+        if finalized and self.recovery is not None:
+            again = self.recovery.recreate(finalized)
+            recovered = recovered or again
         now = self.clock()
-        if now - self._last_check < self.period_s:
-            return
+        if recovered is not None or now - self._last_check < self.period_s:
+            return recovered
         self._last_check = now
         gone = self.missing()
         if gone:
             listing = ', '.join(f'{p.full_name} (on {p.server})' for p in gone)
-            raise PipelineError(
-                f'{what} stopped: {listing} left the ROS graph (server container gone?). The '
-                "other layers save their weights at teardown; layers save to their server's "
-                'weight_dir on cleanup, shutdown and every save_every_batches batches, so '
-                'deploying again resumes from the last save.')
+            raise PipelineError(f'{what} stopped: {listing} left the ROS graph (server '
+                                f'container gone?). {RESUME_HINT}')
+        return None

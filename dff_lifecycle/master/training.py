@@ -75,7 +75,7 @@ class DistributedTraining:
                     else [itertools.chain.from_iterable(epochs)])
             for batches in runs:
                 self.streamer.stream(batches, send, done_through, lambda _b: bar.update(1),
-                                     what='training')
+                                     what='training', stream_id=stream)
         seconds = time.perf_counter() - started
         return self.history(epoch_of), seconds
 

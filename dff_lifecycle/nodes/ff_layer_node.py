@@ -60,6 +60,7 @@ class FFLayerNode(LifecycleNode):
         self._stage: Optional[LayerStage] = None
         self._weight_file: Optional[Path] = None
         self._weights_loaded = False
+        self._checkpoint: Optional[tuple[int, Path]] = None  # (batches, file) of the last
         self._receiver: Optional[TensorReceiver] = None
         self._subscriptions_in: list[Subscription] = []
         self._train_pub: Optional[LifecyclePublisher] = None
@@ -99,14 +100,19 @@ class FFLayerNode(LifecycleNode):
                     steps_per_batch=s['steps_per_batch'],
                     report_goodness=s['report_goodness'],
                     report_features=s['report_features'],
-                    save_every_batches=s['save_every_batches']),
-                    save=self.save_weights, warn=self.get_logger().warning)
+                    save_every_batches=s['save_every_batches'],
+                    save_every_s=s['save_every_s']),
+                    save=lambda: self.save_weights(periodic=True),
+                    warn=self.get_logger().warning)
                 self._settings = s
                 self._weight_file = layer_weight_path(s['weight_dir'], s['model'],
                                                       s['layer_index'])
                 self._weights_loaded = False
                 if s['load_weights'] and self._weight_file.exists():
-                    self._trainer.load_state_dict(load_state(self._weight_file))
+                    state = load_state(self._weight_file)
+                    self._trainer.load_state_dict(state)
+                    self._stage.restore_trained(state.get('trained', ()))
+                    self._checkpoint = (self._trainer.batches_seen, self._weight_file)
                     self._weights_loaded = True
                     self.get_logger().info(f'loaded weights from {self._weight_file} '
                                            f'({self._trainer.batches_seen} batches trained)')
@@ -187,14 +193,28 @@ class FFLayerNode(LifecycleNode):
             self._release_all()
 
     # ------------------------------------------------------------------ weights
-    def save_weights(self) -> Optional[Path]:
-        """Write the layer (and optimiser) state atomically; None when unconfigured."""
+    def save_weights(self, periodic: bool = False) -> Optional[Path]:
+        """
+        Checkpoint atomically: weights, optimiser state and the batches trained lately.
+
+        None when unconfigured. The trained batch ids let a layer restored from this file
+        forward, without training again, a batch it had trained before the checkpoint.
+        """
         with self._lock:
             if self._trainer is None or self._weight_file is None:
                 return None
-            save_state_atomic(self._weight_file, self._trainer.state_dict())
-            self.get_logger().info(f'saved weights to {self._weight_file}')
+            state = self._trainer.state_dict()
+            if self._stage is not None:
+                state['trained'] = self._stage.trained_keys()
+            save_state_atomic(self._weight_file, state)
+            self._checkpoint = (self._trainer.batches_seen, self._weight_file)
+            log = self.get_logger().debug if periodic else self.get_logger().info
+            log(f'saved weights to {self._weight_file}')
             return self._weight_file
+
+    def last_checkpoint(self) -> Optional[tuple[int, Path]]:
+        """(batches trained, file) of the newest checkpoint on disk; any thread."""
+        return self._checkpoint
 
     @property
     def lifecycle_label(self) -> str:

@@ -45,8 +45,11 @@ LAYER_PARAMETERS = {
                              0.0),
     'weight_dir': Param(str, 'weights', 'Local directory of saved layer weights.'),
     'load_weights': Param(bool, True, 'Reload weights in configure when a saved file exists.'),
-    'save_every_batches': Param(int, 0, 'Also save weights every N training batches (0: off).',
-                                0),
+    'save_every_batches': Param(int, 0, 'Also checkpoint (save weights, optimiser state and '
+                                        'the trained batch ids) every N training batches '
+                                        '(0: off).', 0),
+    'save_every_s': Param(float, 0.0, 'Also checkpoint at the first batch trained N seconds '
+                                      'after the last checkpoint (0: off).', 0.0),
     'device': Param(str, 'cpu', 'Torch device: cpu | cuda | cuda:N.'),
     'chunk_elements': CHUNK_ELEMENTS,
 }

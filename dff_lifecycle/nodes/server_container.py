@@ -11,19 +11,20 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 from builtin_interfaces.msg import Time
 from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
 from dff_lifecycle.common.names import NAMESPACE
+from dff_lifecycle.core.weights import layer_weight_path, save_bytes_atomic
 from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_PARAMETERS
 from dff_lifecycle.nodes.server_naming import claimed_server_name
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
-from dff_lifecycle.ros.process import ros_process
+from dff_lifecycle.ros.process import exit_process, ros_process
 from dff_lifecycle.transport import HEARTBEAT_QOS
-from dff_msgs.msg import LayerInfo
-from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
+from dff_msgs.msg import LayerCheckpoint, LayerInfo
+from dff_msgs.srv import CreateLayers, DeleteModel, GetCheckpoints, ListLayers, SaveModel
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import Executor
 from rclpy.node import Node
@@ -45,10 +46,15 @@ class ServerContainer(Node):
         self.create_service(DeleteModel, '~/delete_model', self._on_delete, callback_group=group)
         self.create_service(ListLayers, '~/list_layers', self._on_list, callback_group=group)
         self.create_service(SaveModel, '~/save_model', self._on_save, callback_group=group)
+        self.create_service(GetCheckpoints, '~/get_checkpoints', self._on_get_checkpoints,
+                            callback_group=group)
         # Beats from the executor: a dead process and a stuck executor both fall silent.
         beat = self.create_publisher(Time, '~/heartbeat', HEARTBEAT_QOS)
         self.create_timer(HEARTBEAT_PERIOD_S,
                           lambda: beat.publish(self.get_clock().now().to_msg()))
+        # A layer shut down by hand (finalized) can never run again: remove it, as rclcpp
+        # containers unload a finalized component, so that it can be created anew.
+        self.create_timer(HEARTBEAT_PERIOD_S, self._remove_finalized, callback_group=group)
         self.get_logger().info(f'{self.get_fully_qualified_name()} ready; weights in '
                                f'{os.path.abspath(self.settings["weight_dir"])}')
 
@@ -83,6 +89,15 @@ class ServerContainer(Node):
         with self._lock:
             if full in self._layers:
                 raise ValueError(f'{full} already exists on this server')
+        if len(spec.checkpoint):
+            # A layer moved here from a lost server: its checkpoint becomes this server's
+            # weight file, which configure then loads from the local disk as always.
+            values = {p.name: p.value for p in overrides}
+            path = layer_weight_path(values.get('weight_dir', self.settings['weight_dir']),
+                                     spec.model, spec.layer_index)
+            save_bytes_atomic(path, bytes(spec.checkpoint))
+            self.get_logger().info(f'{full}: installed its checkpoint as {path}')
+        with self._lock:
             # Like rclcpp component containers: process-wide arguments (a launch file's
             # name / namespace remaps, --params-file) are the container's, not the layer's.
             node = FFLayerNode(spec.node_name, namespace=namespace, parameter_overrides=overrides,
@@ -130,6 +145,35 @@ class ServerContainer(Node):
                 response.success = False
                 response.message += f'{node.get_fully_qualified_name()}: {exc}; '
         return response
+
+    def _on_get_checkpoints(self, request: GetCheckpoints.Request,
+                            response: GetCheckpoints.Response) -> GetCheckpoints.Response:
+        """Send each layer's newest checkpoint file, if newer than the caller's."""
+        held = dict(zip(request.node_names, request.batches_seen))
+        response.success = True
+        for node in self._layers_of(request.model):
+            name = node.get_fully_qualified_name()
+            checkpoint = node.last_checkpoint()
+            if checkpoint is None or checkpoint[0] <= held.get(name, -1):
+                continue
+            batches, path = checkpoint
+            try:
+                data = path.read_bytes()  # written atomically: the old file or the new one
+            except OSError as exc:
+                response.success = False
+                response.message += f'{name}: {exc}; '
+                continue
+            response.checkpoints.append(LayerCheckpoint(
+                node_name=name, layer_index=node.get_parameter('layer_index').value,
+                batches_seen=batches, data=data))
+        return response
+
+    def _remove_finalized(self) -> None:
+        for node in self._layers_of(''):
+            if node.lifecycle_label == 'finalized':
+                self.get_logger().info(f'removing {node.get_fully_qualified_name()}: finalized '
+                                       '(its weights were saved by shutdown)')
+                self._remove(node, save=False)
 
     # ------------------------------------------------------------------ helpers
     def _layers_of(self, model: str) -> list[FFLayerNode]:
@@ -185,7 +229,12 @@ def read_settings() -> dict[str, Any]:
         probe.destroy_node()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> NoReturn:
+    """Run a container until SIGINT or SIGTERM; the process ends here (bounded exit)."""
+    exit_process(serve(argv))
+
+
+def serve(argv: Optional[list[str]] = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import MutableMapping
+
+#: Participant lease 3 s (Fast DDS: 20 s), so a killed process leaves the graph quickly.
+FASTDDS_PROFILE = Path(__file__).with_name('fastdds_profile.xml')
 
 
 def configure_environment(
@@ -16,4 +20,7 @@ def configure_environment(
     # host) or TCP, so multi-MiB samples are never cut into lossy UDP fragments.
     environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
     environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    if not (environ.get('FASTDDS_DEFAULT_PROFILES_FILE')
+            or environ.get('FASTRTPS_DEFAULT_PROFILES_FILE')):
+        environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(FASTDDS_PROFILE)
     return environ

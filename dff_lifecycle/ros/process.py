@@ -12,8 +12,11 @@ are off: each process decides what SIGINT and SIGTERM mean for it.
 from __future__ import annotations
 
 from contextlib import contextmanager
+import faulthandler
+import os
+import sys
 import threading
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, NoReturn, Optional, Sequence
 
 from dff_lifecycle.ros.environment import configure_environment
 import rclpy
@@ -80,4 +83,25 @@ def ros_process(args: Optional[Sequence[str]] = None, *, own_context: bool = Fal
     try:
         yield process
     finally:
-        process.close(shutdown_timeout_s)
+        # A close that hangs (once seen in CI: a container alive 35 s after SIGINT, its
+        # layers already saved) dumps every thread's stack and ends the process.
+        faulthandler.dump_traceback_later(4 * shutdown_timeout_s + 5, exit=True)
+        try:
+            process.close(shutdown_timeout_s)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+
+
+def exit_process(code: int) -> NoReturn:
+    """
+    End a node process at once, once its work is saved and rclpy is shut down.
+
+    Interpreter teardown runs the middleware's exit-time destructors, which have no
+    bound; a server process has nothing left to flush but its output.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
