@@ -4,8 +4,12 @@ What one pipeline stage does with each tensor it receives: pure torch, no ROS.
 A stage owns a `LocalTrainer`. Training batches (as halves, pairs or labelled
 images) train it exactly once per (stream, batch) and pass the activities on as
 one pair; inference batches pass activities on and report goodness or features.
-A repeat of a trained batch (a resend after a pause or a stall) is forwarded
-again without a second update. The layer node feeds it from its compute thread.
+A repeat of a trained batch (a resend after a pause, a stall or a recovery) is
+forwarded again without a second update, and with the very activities sent the
+first time while they are in the bounded resend cache: a layer restored from a
+checkpoint downstream then trains on exactly the inputs it had, so a recovery
+ends with the weights of an uninterrupted run. The layer node feeds it from its
+compute thread.
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ class StageSettings:
     report_features: bool = False
     save_every_batches: int = 0  # checkpoint every N trained batches (0: off)
     save_every_s: float = 0.0    # ... and at the first batch trained N seconds after the last
+    resend_cache_bytes: int = 0  # activities of recent training batches kept for repeats
 
 
 @dataclass
@@ -72,6 +77,8 @@ class LayerStage:
         self._pending: OrderedDict[tuple[str, int], dict[int, Tensor]] = OrderedDict()
         self._trained: deque[tuple[str, int]] = deque(maxlen=TRAINED_MEMORY)
         self._trained_set: set[tuple[str, int]] = set()
+        self._sent: OrderedDict[tuple[str, int], Tensor] = OrderedDict()  # the resend cache
+        self._sent_bytes = 0
 
     def process(self, stream: str, seq: int, kind: int, tensor: Tensor) -> list[Output]:
         """Handle one received tensor; the outputs to publish (none for a lone half)."""
@@ -103,6 +110,8 @@ class LayerStage:
         self._pending.clear()
         self._trained.clear()
         self._trained_set.clear()
+        self._sent.clear()
+        self._sent_bytes = 0
 
     def drop_pending(self) -> None:
         self._pending.clear()
@@ -164,6 +173,9 @@ class LayerStage:
         key = (stream, seq)
         trainer = self.trainer
         if key in self._trained_set:
+            sent = self._sent.get(key)
+            if sent is not None:  # exactly what went out the first time
+                return [Output('train', Kind.TRAIN_PAIR, sent)]
             h_pos, h_neg = trainer.infer(x_pos), trainer.infer(x_neg)
         else:
             result = trainer.step(x_pos, x_neg, steps=self.settings.steps_per_batch)
@@ -173,7 +185,21 @@ class LayerStage:
             self.scalars.goodness_positive = result.goodness_pos
             self.scalars.goodness_negative = result.goodness_neg
             self._maybe_checkpoint()
+            pair = pack_pair(h_pos, h_neg)
+            self._cache(key, pair)
+            return [Output('train', Kind.TRAIN_PAIR, pair)]
         return [Output('train', Kind.TRAIN_PAIR, pack_pair(h_pos, h_neg))]
+
+    def _cache(self, key: tuple[str, int], pair: Tensor) -> None:
+        limit = self.settings.resend_cache_bytes
+        size = pair.numel() * pair.element_size()
+        if size > limit:
+            return
+        self._sent[key] = pair
+        self._sent_bytes += size
+        while self._sent_bytes > limit:
+            _, old = self._sent.popitem(last=False)
+            self._sent_bytes -= old.numel() * old.element_size()
 
     def _maybe_checkpoint(self) -> None:
         every, every_s = self.settings.save_every_batches, self.settings.save_every_s

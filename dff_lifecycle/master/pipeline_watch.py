@@ -34,8 +34,12 @@ class LayerView:
 class PipelineWatch:
     """Per-layer state of one deployed model, keyed by layer index."""
 
-    def __init__(self, layer_of_node: dict[str, int]) -> None:
+    def __init__(self, layer_of_node: dict[str, int],
+                 server_of_layer: Optional[dict[int, str]] = None) -> None:
         self.layer_of_node = dict(layer_of_node)
+        # Where each layer runs now: a stale node of the same name on a lost server that
+        # came back (being removed, or still running for a moment) is not heard.
+        self.server_of_layer = dict(server_of_layer or {})
         self._changed = threading.Condition()
         self._layers: dict[int, LayerView] = {i: LayerView() for i in layer_of_node.values()}
         self._results: dict[tuple[str, int], dict[int, np.ndarray]] = defaultdict(dict)
@@ -47,6 +51,9 @@ class PipelineWatch:
         if index is None:
             return
         with self._changed:
+            expected = self.server_of_layer.get(index)
+            if expected and msg.server and msg.server != expected:
+                return
             view = self._layers[index]
             view.state = msg.state
             view.error = msg.error
@@ -59,6 +66,11 @@ class PipelineWatch:
                     view.scalars[(msg.stream, msg.last_batch_seq)] = (
                         msg.loss, msg.goodness_positive, msg.goodness_negative)
             self._changed.notify_all()
+
+    def move(self, layer: int, server: str) -> None:
+        """From now on hear the layer's node on `server` only."""
+        with self._changed:
+            self.server_of_layer[layer] = server
 
     def set_state(self, layer: int, state: str) -> None:
         """Record a state learnt otherwise (a get_state after a recovery's bring-up)."""

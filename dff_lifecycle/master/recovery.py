@@ -119,7 +119,9 @@ class Recovery:
         targets = [s for s in self.heartbeats.alive() if s not in self.lost]
         if moving and not targets:
             targets = [self._wait_for_return()]
-        plan, moved = move_layers(self.plan, self.lost, targets)
+        # This call's `lost` (earlier ones were moved already); not self.lost, which a
+        # fenced respawned server has left again to take its layers back.
+        plan, moved = move_layers(self.plan, lost, targets)
         through = self._install(plan, moved)
         seconds = self.clock() - started
         self.events.append({'lost': sorted(lost), 'moved': {p.full_name: p.server
@@ -166,6 +168,8 @@ class Recovery:
                          "it starts from that server's disk (or its seeded initialisation)")
         self.plan = plan
         self.on_replan(plan)
+        for p in moved:
+            self.watch.move(p.layer.index, p.server)
         if moved:
             self.deployer.move_in(plan.model, moved, checkpoints)
             self._mark_active(moved)

@@ -90,7 +90,8 @@ class FFLayerNode(LifecycleNode):
                 # otherwise take the whole container down with an OOM kill.
                 check_fits(dense_layer_bytes(s['in_features'], s['out_features'],
                                              hparams.optimizer, s['train_rows'] // 2,
-                                             s['infer_rows']),
+                                             s['infer_rows'])
+                           + int(s['resend_cache_mib'] * 2**20),
                            f'layer {self.get_fully_qualified_name()}')
                 layer, _ = build_layer(s['layer_type'], s['in_features'], [s['out_features']],
                                        s['seed'])
@@ -101,7 +102,8 @@ class FFLayerNode(LifecycleNode):
                     report_goodness=s['report_goodness'],
                     report_features=s['report_features'],
                     save_every_batches=s['save_every_batches'],
-                    save_every_s=s['save_every_s']),
+                    save_every_s=s['save_every_s'],
+                    resend_cache_bytes=int(s['resend_cache_mib'] * 2**20)),
                     save=lambda: self.save_weights(periodic=True),
                     warn=self.get_logger().warning)
                 self._settings = s
@@ -332,6 +334,7 @@ class FFLayerNode(LifecycleNode):
         msg = self._status
         msg.stamp = self.get_clock().now().to_msg()
         msg.node_name = self.get_fully_qualified_name()
+        msg.server = self.get_parameter('server').value or ''
         msg.state = state or self.lifecycle_label
         if self._settings is not None:
             msg.model = self._settings['model']

@@ -44,6 +44,11 @@ LAYER_PARAMETERS = {
                                           'pause in the stream sends the last one at once.',
                              0.0),
     'weight_dir': Param(str, 'weights', 'Local directory of saved layer weights.'),
+    'resend_cache_mib': Param(float, 64.0, 'Memory for the activities of recent training '
+                                           'batches, sent again unchanged when a batch is '
+                                           'resent (0: recompute them).', 0.0),
+    'server': Param(str, '', 'Name of the hosting server container (it sets this); sent in '
+                             'status messages.'),
     'load_weights': Param(bool, True, 'Reload weights in configure when a saved file exists.'),
     'save_every_batches': Param(int, 0, 'Also checkpoint (save weights, optimiser state and '
                                         'the trained batch ids) every N training batches '

@@ -84,6 +84,7 @@ class ServerContainer(Node):
         if unknown:
             raise ValueError(f'layer {spec.node_name}: unknown parameters {", ".join(unknown)}')
         overrides += [Parameter(k, value=self.settings[k]) for k in INHERITED if k not in given]
+        overrides.append(Parameter('server', value=self.get_name()))
         namespace = f'/{spec.model}'
         full = f'{namespace}/{spec.node_name}'
         with self._lock:

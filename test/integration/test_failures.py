@@ -1,4 +1,4 @@
-"""Failures across processes: a server dies mid-training, trained weights survive."""
+"""Failures across processes: a server dies or hangs mid-training; it is noticed in 2 s."""
 from __future__ import annotations
 
 import os
@@ -13,12 +13,14 @@ pytestmark = pytest.mark.integration
 SMALL = REPO / 'test' / 'fixtures' / 'mnist_small.yaml'
 
 
-def test_dead_server_stops_training_clearly_and_keeps_weights(ros_domain, tmp_path):
+def test_without_recovery_a_dead_server_stops_training_clearly_and_keeps_weights(
+        ros_domain, tmp_path):
     env = os.environ.copy()
     first, second = start_servers(env, [tmp_path / 'a', tmp_path / 'b'])
     procs = [first, second]
     try:
-        master = start_master(env, SMALL, servers=2, epochs=20, save_every_batches=20)
+        master = start_master(env, SMALL, servers=2, epochs=20, save_every_batches=20,
+                              recovery=False)
         procs.append(master)
         master.wait_for('activate   /mnist_small/layer_1: ok', 120)
         deadline = time.monotonic() + 150  # generous: CI machines may be loaded
@@ -45,13 +47,14 @@ def test_a_silent_server_is_named_within_two_seconds(ros_domain, tmp_path, sig):
     Detection by heartbeat: the DDS participant lease alone would take 20 s.
 
     SIGKILL: the process is gone. SIGSTOP: it is alive and still in the graph, but its
-    executor no longer runs (hung).
+    executor no longer runs (hung). Either way its layer moves to server_1 and training
+    finishes; the hung one, continued, is fenced: its stale layer is removed unsaved.
     """
     env = os.environ.copy()
     first, second = start_servers(env, [tmp_path / 'a', tmp_path / 'b'])
     procs = [first, second]
     try:
-        master = start_master(env, SMALL, servers=2, epochs=20)
+        master = start_master(env, SMALL, servers=2, epochs=3)
         procs.append(master)
         master.wait_for('bring-up:', 120)
         time.sleep(2.0)  # training is streaming
@@ -60,9 +63,15 @@ def test_a_silent_server_is_named_within_two_seconds(ros_domain, tmp_path, sig):
         line = master.wait_for('has not answered for', 30)
         detected = time.monotonic() - silenced_at
         print(f'{sig.name} of server_2 named by the master after {detected:.2f} s')
-        assert detected <= 2.0, f'{detected:.2f} s: {line}'
-        assert 'dead or hung' in line and '/mnist_small/layer_1' in line and 'server_2' in line
-        assert master.wait(60) == 2, master.output
+        assert detected <= 2.0, f'{detected:.2f} s: {line}\n{master.output}'
+        assert 'dead or hung' in line and '/mnist_small/layer_1' in line and 'server_2' in line, \
+            master.output
+        master.wait_for('recovered: /mnist_small/layer_1 now on server_1', 60)
+        if sig == signal.SIGSTOP:
+            os.killpg(second.popen.pid, signal.SIGCONT)
+            master.wait_for('server_2 beats again: removing its stale layers', 30)
+        assert master.wait(180) == 0, master.output
+        assert 'test accuracy: ' in master.output
     finally:
         if sig == signal.SIGSTOP:
             try:

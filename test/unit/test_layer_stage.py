@@ -118,3 +118,50 @@ def test_non_finite_inputs_are_rejected_and_the_weights_stay_clean(bad):
         s.process('train', 0, Kind.TRAIN_PAIR, pair)
     assert s.trainer.batches_seen == 0
     assert bool(torch.isfinite(s.trainer.layer.weight).all())
+
+
+def test_a_restored_stage_forwards_what_its_checkpoint_trained():
+    first = stage()
+    pair = pack_pair(images(seed=1), images(seed=2))
+    first.process('train', 3, Kind.TRAIN_PAIR, pair)
+    keys = first.trained_keys()
+    assert keys == [['train', 3]]
+    restored = stage()
+    restored.restore_trained(keys + [['bad'], 'junk', [1, 2]])  # malformed entries ignored
+    restored.process('train', 3, Kind.TRAIN_PAIR, pair)
+    assert restored.trainer.batches_seen == 0  # forwarded, not trained again
+    restored.process('train', 4, Kind.TRAIN_PAIR, pair)
+    assert restored.trainer.batches_seen == 1
+
+
+def test_checkpoints_every_n_batches_and_every_n_seconds():
+    now = [0.0]
+    saves = []
+    layer, _ = build_layer('FFDense', D, [8], 0)
+    s = LayerStage(LocalTrainer(layer, FFHyperParams(lr=0.05)),
+                   StageSettings(in_features=D, save_every_batches=3, save_every_s=10.0),
+                   save=lambda: saves.append(s.trainer.batches_seen), clock=lambda: now[0])
+    pair = pack_pair(images(seed=1), images(seed=2))
+    for seq in range(4):
+        s.process('train', seq, Kind.TRAIN_PAIR, pair)
+    assert saves == [3]
+    now[0] = 11.0  # over save_every_s since the last checkpoint
+    s.process('train', 4, Kind.TRAIN_PAIR, pair)
+    assert saves == [3, 5]
+
+
+def test_a_repeat_sends_the_activities_of_the_first_time_while_cached():
+    cached = stage(resend_cache_bytes=1 << 20)
+    first_pair, later_pair = (pack_pair(images(seed=s), images(seed=s + 1)) for s in (1, 5))
+    first = cached.process('train', 1, Kind.TRAIN_PAIR, first_pair)[0].tensor
+    cached.process('train', 2, Kind.TRAIN_PAIR, later_pair)  # the weights move on
+    assert torch.equal(cached.process('train', 1, Kind.TRAIN_PAIR, first_pair)[0].tensor, first)
+    uncached = stage()
+    again = uncached.process('train', 1, Kind.TRAIN_PAIR, first_pair)[0].tensor
+    uncached.process('train', 2, Kind.TRAIN_PAIR, later_pair)
+    assert not torch.equal(uncached.process('train', 1, Kind.TRAIN_PAIR, first_pair)[0].tensor,
+                           again)  # recomputed with the newer weights
+    tiny = stage(resend_cache_bytes=first.numel() * 4)  # room for one batch
+    tiny.process('train', 1, Kind.TRAIN_PAIR, first_pair)
+    tiny.process('train', 2, Kind.TRAIN_PAIR, later_pair)
+    assert list(tiny._sent) == [('train', 2)]

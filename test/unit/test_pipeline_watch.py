@@ -15,8 +15,10 @@ NODES = {'/m/layer_0': 0, '/m/layer_1': 1}
 
 
 def status(node: str, state: str = 'active', stream: str = '', seq: int = -1, error: str = '',
-           loss: float = 0.5, rejected: int = 0, loaded: bool = False) -> SimpleNamespace:
-    return SimpleNamespace(node_name=node, state=state, stream=stream, last_batch_seq=seq,
+           loss: float = 0.5, rejected: int = 0, loaded: bool = False,
+           server: str = '') -> SimpleNamespace:
+    return SimpleNamespace(node_name=node, server=server, state=state, stream=stream,
+                           last_batch_seq=seq,
                            error=error, rejected_tensors=rejected, loss=loss,
                            weights_loaded=loaded,
                            goodness_positive=2.0, goodness_negative=1.0)
@@ -110,3 +112,15 @@ def test_readers_and_writers_on_different_threads_stay_consistent():
         t.join()
     assert watch.completed_through('train_a', [0, 1]) == messages - 1
     assert {i: len(v) for i, v in watch.scalars('train_a').items()} == {0: messages, 1: messages}
+
+
+def test_after_a_move_the_stale_node_of_the_same_name_is_not_heard():
+    watch = PipelineWatch(NODES, {0: 'server_1', 1: 'server_2'})
+    watch.on_status(status('/m/layer_1', stream='train_a', seq=4, server='server_2'))
+    watch.move(1, 'server_1')
+    # The old node, being removed from server_2 as it comes back, says "finalized".
+    watch.on_status(status('/m/layer_1', state='finalized', stream='train_a', seq=9,
+                           server='server_2'))
+    assert watch.not_active() == {} and watch.completed_through('train_a', [1]) == 4
+    watch.on_status(status('/m/layer_1', stream='train_a', seq=6, server='server_1'))
+    assert watch.completed_through('train_a', [1]) == 6

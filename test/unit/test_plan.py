@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 PARAMS = REPO / 'params'
 TINY = REPO / 'test' / 'fixtures' / 'mnist_tiny.yaml'
 # Filled by the server container (its own settings) or by the master's extra_parameters.
-SERVER_FILLED = {'weight_dir', 'load_weights', 'save_every_batches', 'save_every_s',
+SERVER_FILLED = {'weight_dir', 'load_weights', 'save_every_batches', 'save_every_s', 'server',
+                 'resend_cache_mib',
                  'device', 'chunk_elements',
                  'status_period_s'}  # left to the server, the master's extras or defaults
 

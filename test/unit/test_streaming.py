@@ -197,3 +197,52 @@ def test_the_health_check_also_runs_while_paused():
 def test_a_window_below_one_is_refused():
     with pytest.raises(ValueError):
         Streamer(settings(window=0), FakePipeline(), {})
+
+
+class Resume:
+    """A recovery notice: replay what the restored layers had not trained."""
+
+    def __init__(self, after):
+        self.after = after
+
+    def replay_after(self, stream):
+        assert stream == 'train_x'
+        return self.after
+
+
+def test_a_recovery_resends_the_window_and_replays_after_the_checkpoint():
+    pipeline = FakePipeline(rate=1)
+    logs: list[str] = []
+    notices = {12: Resume(3)}  # on the 12th look: layers restored from a checkpoint at #3
+    looks = []
+
+    def check(_what):
+        looks.append(1)
+        return notices.get(len(looks))
+
+    streamer = Streamer(settings(window=4, replay=100), pipeline, {0: '/m/layer_0'},
+                        clock=pipeline.clock, log=logs.append, health_check=check)
+    done: list[int] = []
+    streamer.stream((Item(i) for i in range(20)), pipeline.send, pipeline.done_through,
+                    lambda item: done.append(item.seq), what='training', stream_id='train_x')
+    assert done == list(range(20))
+    first = len(pipeline.sent) - 20  # items sent again
+    completed = 11 - 1  # items 0..10 were acknowledged by look 11
+    replayed = list(range(4, completed + 1))
+    assert first == len(replayed) + 4  # the replay, then the window in flight
+    assert any('replaying' in line for line in logs)
+
+
+def test_a_recovery_without_losses_resends_only_the_window():
+    pipeline = FakePipeline(rate=1)
+    looks = []
+
+    def check(_what):
+        looks.append(1)
+        return Resume(None) if len(looks) == 6 else None
+
+    streamer = Streamer(settings(window=4, replay=100), pipeline, {0: '/m/layer_0'},
+                        clock=pipeline.clock, log=[].append, health_check=check)
+    streamer.stream((Item(i) for i in range(10)), pipeline.send, pipeline.done_through,
+                    lambda item: None, what='training', stream_id='train_x')
+    assert len(pipeline.sent) == 10 + 4

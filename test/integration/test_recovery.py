@@ -1,0 +1,119 @@
+"""
+Automatic recovery, on by default, under dff_launch: what a user of the shipped deployment sees.
+
+- `kill -9` of a server container mid-run: its layer moves to the other container from
+  the master's checkpoint copy, the completed batches it missed are replayed, the launcher
+  respawns the container, and the run ends with exit code 0 and the accuracy of an
+  uninterrupted run (a single process, the same maths) within 0.5 points.
+- a layer shut down by hand (`dff_lifecycle set ... shutdown`, finalized): its container
+  removes it, the master creates it again there, and training finishes.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+import json
+import os
+from pathlib import Path
+import re
+import signal
+
+from dff_lifecycle.core.config import load_layer_config, load_model_config
+from dff_lifecycle.core.data import load_dataset
+from dff_lifecycle.core.experiment import run_single_process
+from dff_lifecycle.core.weights import load_state, WeightFileError
+from dff_processes import LAYER_CONFIG, Proc, REPO
+import pytest
+from ros_env import isolated_ros_env
+import scenarios
+import yaml
+
+pytestmark = pytest.mark.integration
+SMALL = REPO / 'test' / 'fixtures' / 'mnist_small.yaml'
+DEPLOYMENT = REPO / 'params' / 'mnist_2servers.yaml'
+EPOCHS = 6           # 1200 batches: about 10 s of training
+ACCURACY = re.compile(r'^\[master\] test accuracy: (\d\.\d+)$', re.M)
+
+
+def small_model(folder: Path) -> Path:
+    """mnist_small, evaluated on all 10,000 test images: 0.5 points are 50 of them."""
+    data = yaml.safe_load(SMALL.read_text(encoding='utf-8'))
+    data['training']['test_limit'] = None
+    path = folder / 'mnist_small.yaml'
+    path.write_text(yaml.safe_dump(data), encoding='utf-8')
+    return path
+
+
+def batches_in(weight_file: Path) -> int:
+    try:
+        return load_state(weight_file)['batches_seen']
+    except (WeightFileError, KeyError):  # not written yet
+        return 0
+
+
+def launch(env: dict[str, str], tmp_path: Path, *extra: str) -> Proc:
+    return Proc('dff_launch', [
+        str(scenarios.BIN / 'dff_launch'), str(DEPLOYMENT),
+        '-p', f'master.model_config:={small_model(tmp_path)}', '-p', f'epochs:={EPOCHS}',
+        '-p', 'master.progress:=false', '-p', f'master.out_dir:={tmp_path / "run"}',
+        '-p', f'servers.weight_dir:={tmp_path / "weights"}', *extra], env)
+
+
+def stop(launcher: Proc) -> None:
+    scenarios.stop_launcher(launcher, DEPLOYMENT)
+
+
+def single_process_accuracy(data_root: Path, folder: Path) -> float:
+    model = load_model_config(small_model(folder), load_layer_config(LAYER_CONFIG))
+    model = replace(model, training=replace(model.training, epochs=EPOCHS))
+    dataset = load_dataset('mnist', data_root, train_limit=model.training.train_limit,
+                           test_limit=model.training.test_limit)
+    return run_single_process(model, dataset, 'cpu', progress=False,
+                              log=lambda _t: None)['test_accuracy']
+
+
+def test_kill_9_of_a_server_mid_run_still_ends_cleanly_with_the_same_accuracy(
+        ros_domain, tmp_path, data_root):
+    env = isolated_ros_env(ros_domain)
+    launcher = launch(env, tmp_path)
+    layer_1 = tmp_path / 'weights' / 'mnist_small' / 'layer_1.pt'
+    try:
+        launcher.wait_for('bring-up:', 120)
+        # Early in the run: layer_1 checkpointed a quarter of its 1200 batches.
+        scenarios.wait_until(lambda: batches_in(layer_1) >= 300, 180, 'layer_1 half trained')
+        victim = scenarios.child_pids(launcher.output)['server_2']
+        os.killpg(victim, signal.SIGKILL)
+        code = launcher.wait(300)
+    finally:
+        stop(launcher)
+    out = launcher.output
+    assert code == 0, out
+    assert 'recovered: /mnist_small/layer_1 now on server_1' in out
+    assert 'server_2: exited with code 137 while the master was running: respawning' in out
+    accuracy = float(ACCURACY.search(out).group(1))
+    baseline = single_process_accuracy(data_root, tmp_path)
+    print(f'accuracy after kill -9: {accuracy:.4f}; uninterrupted: {baseline:.4f}')
+    assert abs(accuracy - baseline) <= 0.005
+    metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
+    assert metrics['recoveries'][0]['lost'] == ['server_2']
+    assert [e['server'] for e in metrics['plan']] == ['server_1', 'server_1']
+    for weight_file in (tmp_path / 'weights').rglob('*.pt'):  # none torn
+        assert load_state(weight_file)['batches_seen'] > 0
+
+
+def test_a_layer_shut_down_by_hand_is_created_again_and_training_finishes(ros_domain, tmp_path):
+    env = isolated_ros_env(ros_domain)
+    launcher = launch(env, tmp_path)
+    layer_1 = tmp_path / 'weights' / 'mnist_small' / 'layer_1.pt'
+    try:
+        launcher.wait_for('bring-up:', 120)
+        scenarios.wait_until(layer_1.exists, 120, 'a first checkpoint of layer_1')
+        scenarios.cli(env, 'set', '/mnist_small/layer_1', 'shutdown')
+        launcher.wait_for('removing /mnist_small/layer_1: finalized', 30)
+        launcher.wait_for('/mnist_small/layer_1 finalized: creating again', 30)
+        code = launcher.wait(300)
+    finally:
+        stop(launcher)
+    out = launcher.output
+    assert code == 0, out
+    assert 'loaded weights from' in out.split('creating again', 1)[1]  # its shutdown save
+    assert float(ACCURACY.search(out).group(1)) >= 0.70

@@ -1,0 +1,215 @@
+"""Recovery: re-planning, checkpoint copies, moving layers, fencing, and the supervisor's part."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
+from dff_lifecycle.master.checkpoints import Checkpoint, CheckpointKeeper
+from dff_lifecycle.master.errors import PipelineError
+from dff_lifecycle.master.heartbeats import HeartbeatWatch
+from dff_lifecycle.master.pipeline_watch import PipelineWatch
+from dff_lifecycle.master.plan import build_plan, move_layers
+from dff_lifecycle.master.recovery import Recovered, Recovery, trained_through
+from dff_lifecycle.master.supervisor import Supervisor
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+LAYERS = load_layer_config(REPO / 'params' / 'layers.yaml')
+
+
+def model(widths=(8, 8, 8, 8)):
+    return load_model_config({'name': 'm', 'dataset': 'mnist', 'supervised': True,
+                              'layers': [[-1, 'FFDense', [w]] for w in widths]}, LAYERS)
+
+
+SERVERS = ['server_1', 'server_2', 'server_3']
+
+
+# ------------------------------------------------------------------------- re-planning
+def test_lost_layers_go_to_the_least_loaded_survivors_and_keep_their_wiring():
+    plan = build_plan(model(), SERVERS, 'round_robin')  # s1: 0, 3; s2: 1; s3: 2
+    new, moved = move_layers(plan, {'server_1'}, ['server_2', 'server_3'])
+    assert [(p.layer.index, p.server) for p in moved] == [(0, 'server_2'), (3, 'server_3')]
+    for old, p in zip(plan.placements, new.placements):
+        assert (p.full_name, p.topics, p.parameters) == (old.full_name, old.topics,
+                                                         old.parameters)
+    assert {p.server for p in new.placements} == {'server_2', 'server_3'}
+
+
+def test_no_survivor_to_move_to_is_a_config_error():
+    plan = build_plan(model(), ['server_1'])
+    with pytest.raises(ConfigError, match='no surviving server'):
+        move_layers(plan, {'server_1'}, [])
+
+
+def test_trained_through_is_what_every_restored_layer_trained():
+    a = {'trained': [['train_1', 5], ['train_1', 9], ['negatives_2', 3]]}
+    b = {'trained': [['train_1', 7], ['junk'], 4]}
+    assert trained_through([a, b]) == {'train_1': 7, 'negatives_2': -1}
+    assert trained_through([a, None]) == {}  # a layer without a checkpoint: replay all
+    assert Recovered({'train_1': 7}).replay_after('train_1') == 7
+    assert Recovered({}).replay_after('train_1') == -1
+    assert Recovered(None).replay_after('train_1') is None
+
+
+# ---------------------------------------------------------------------- checkpoint keeper
+def test_the_keeper_keeps_the_newest_copy_and_skips_silent_servers():
+    logs: list[str] = []
+    answers = {'server_1': [Checkpoint('/m/layer_0', 10, b'a')],
+               'server_2': RuntimeError('no response')}
+    asked = []
+
+    def fetch(server, model_name, held):
+        asked.append((server, dict(held)))
+        answer = answers[server]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    keeper = CheckpointKeeper('m', fetch, lambda: ['server_1', 'server_2'], 1.0, logs.append)
+    keeper.pull()
+    keeper.pull()
+    assert keeper.get('/m/layer_0').data == b'a'
+    assert asked[-2] == ('server_1', {'/m/layer_0': 10})  # it says what it holds
+    assert len([line for line in logs if 'server_2' in line]) == 1  # said once
+    keeper.offer(Checkpoint('/m/layer_0', 5, b'old'))
+    assert keeper.get('/m/layer_0').data == b'a'
+
+
+# ----------------------------------------------------------------------------- recovery
+class Clock:
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeDeployer:
+
+    def __init__(self) -> None:
+        self.moved: list[tuple[list[str], dict[str, bytes]]] = []
+        self.deleted: list[tuple[str, bool]] = []
+        self.refuse: list[str] = []
+
+    def move_in(self, model_name, moved, checkpoints):
+        if self.refuse:
+            raise PipelineError(self.refuse.pop(0))
+        self.moved.append(([f'{p.full_name}@{p.server}' for p in moved], dict(checkpoints)))
+
+    def delete_model(self, model_name, servers, quiet=False, save=True):
+        self.deleted += [(s, save) for s in servers]
+
+
+def checkpoint_bytes(trained) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({'trained': trained}, buffer)
+    return buffer.getvalue()
+
+
+def make_recovery(servers=('server_1', 'server_2'), keeper=None):
+    clock = Clock()
+    plan = build_plan(model((8, 8)), list(servers))
+    beats = HeartbeatWatch(servers, lease_s=1.0, clock=clock)
+    for s in servers:
+        beats.beat(s)
+    watch = PipelineWatch({p.full_name: p.layer.index for p in plan.placements})
+    deployer = FakeDeployer()
+    replanned = []
+    recovery = Recovery(plan, servers, deployer, beats, watch, keeper, timeout_s=5.0,
+                        on_replan=replanned.append, log=[].append, clock=clock,
+                        sleep=clock.sleep)
+    return recovery, deployer, beats, clock, replanned
+
+
+def test_a_lost_servers_layers_move_with_their_checkpoint_copy():
+    keeper = CheckpointKeeper('m', lambda *a: [], lambda: [], 0.0)
+    keeper.offer(Checkpoint('/m/layer_1', 40, checkpoint_bytes([['train_a', 39]])))
+    recovery, deployer, beats, clock, replanned = make_recovery(keeper=keeper)
+    clock.now += 2.0
+    beats.beat('server_1')  # server_2 fell silent
+    result = recovery.recover_servers({'server_2'})
+    assert deployer.moved == [(['/m/layer_1@server_1'],
+                               {'/m/layer_1': keeper.get('/m/layer_1').data})]
+    assert result.replay_after('train_a') == 39
+    assert [p.server for p in recovery.plan.placements] == ['server_1', 'server_1']
+    assert replanned == [recovery.plan]
+    assert recovery.live_servers() == ['server_1'] and recovery.lost == {'server_2'}
+    assert recovery.watch.state_of(1) == 'active'
+    assert recovery.events[0]['moved'] == {'/m/layer_1': 'server_1'}
+
+
+def test_a_lost_server_that_beats_again_is_fenced_once():
+    recovery, deployer, beats, clock, _ = make_recovery()
+    clock.now += 2.0
+    beats.beat('server_1')
+    recovery.recover_servers({'server_2'})
+    assert recovery.fence_returned() == []  # still silent
+    beats.beat('server_2')
+    assert recovery.fence_returned() == ['server_2']
+    assert deployer.deleted == [('server_2', False)]  # its stale copy, not saved
+    assert recovery.fence_returned() == []
+    assert 'server_2' in recovery.live_servers()
+
+
+def test_with_no_survivor_it_waits_for_a_respawned_server():
+    recovery, deployer, beats, clock, _ = make_recovery(servers=('server_1',))
+    clock.now += 2.0
+
+    def respawned(seconds):
+        clock.now += seconds
+        if clock.now > 103.0:
+            beats.beat('server_1')
+    recovery.sleep = respawned
+    recovery.recover_servers({'server_1'})
+    assert deployer.deleted == [('server_1', False)]
+    assert deployer.moved[0][0] == ['/m/layer_0@server_1', '/m/layer_1@server_1']
+
+
+def test_with_no_survivor_and_no_respawn_it_gives_up_clearly():
+    recovery, _, _, clock, _ = make_recovery(servers=('server_1',))
+    clock.now += 2.0
+    with pytest.raises(PipelineError, match='no server container came back within 5 s'):
+        recovery.recover_servers({'server_1'})
+
+
+def test_a_finalized_layer_is_created_again_once_its_server_removed_it():
+    recovery, deployer, _, _, _ = make_recovery()
+    deployer.refuse = ['server_2 could not create layers: /m/layer_1 already exists']
+    placement = recovery.plan.placements[1]
+    result = recovery.recreate([placement])
+    assert result.replay_after('train') is None  # shutdown saved all it trained
+    assert deployer.moved == [(['/m/layer_1@server_2'], {})]
+
+
+# ---------------------------------------------------------------------------- supervisor
+def test_the_supervisor_recovers_instead_of_stopping_and_returns_the_notice():
+    recovery, deployer, beats, clock, _ = make_recovery()
+    names = {p.full_name for p in recovery.plan.placements}
+    supervisor = Supervisor(recovery.plan.placements, lambda: names, clock=clock,
+                            heartbeats=beats, recovery=recovery)
+    assert supervisor.check('training') is None
+    clock.now += 2.0
+    beats.beat('server_1')
+    notice = supervisor.check('training')
+    assert isinstance(notice, Recovered) and deployer.moved
+    assert supervisor.check('training') is None  # recovered from: not lost again
+
+
+def test_without_recovery_a_silent_server_stops_the_run_with_its_layers():
+    clock = Clock()
+    plan = build_plan(model((8, 8)), ['server_1', 'server_2'])
+    beats = HeartbeatWatch(['server_1', 'server_2'], clock=clock)
+    beats.beat('server_1')
+    beats.beat('server_2')
+    clock.now += 2.0
+    beats.beat('server_1')
+    supervisor = Supervisor(plan.placements, lambda: set(), clock=clock, heartbeats=beats)
+    with pytest.raises(PipelineError, match='server_2 has not answered.*/m/layer_1'):
+        supervisor.check('training')
