@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 from dff_lifecycle.cluster.spec import ClusterSpec
 import pytest
@@ -229,3 +230,41 @@ def test_training_across_two_devices(cluster, tmp_path):
     status = cluster('status').stdout
     peaks = [int(m) for m in re.findall(r'peak memory (\d+) MiB', status)]
     assert len(peaks) == 2 and all(0 < p <= 2048 for p in peaks)
+
+
+def test_a_device_killed_mid_run_costs_seconds_not_the_run(cluster, tmp_path):
+    """
+    A kill -9 of d2's container: layer_1 moves to d1 from the master's copy of its checkpoint.
+
+    d2's disk stays with d2, so layer_1 finds no weights on d1 but the copy the master
+    pulled over ROS; the run ends with exit code 0 and an accuracy as without the kill.
+    """
+    from dff_processes import Proc
+    cluster.up('--devices', '2', '--cpus', '1', '--memory', '2048', '--rate', '1gbit')
+    launcher = Proc('dff_launch', [
+        sys.executable, '-m', 'dff_lifecycle.cli.launcher', 'params/mnist_2servers.yaml',
+        '--cluster', cluster.name, '--cluster-state-dir', str(cluster.state),
+        '-p', 'master.model_config:=test/fixtures/mnist_small.yaml', '-p', 'epochs:=6',
+        '-p', 'master.progress:=false', '-p', f'master.out_dir:={tmp_path / "run"}'],
+        cluster.env)
+    checkpoint = cluster.data / 'd2' / 'weights' / 'mnist_small' / 'layer_1.pt'
+    try:
+        launcher.wait_for('bring-up:', 300)
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists():
+            assert time.monotonic() < deadline and launcher.popen.poll() is None, \
+                launcher.output
+            time.sleep(0.1)
+        time.sleep(1.5)  # the master pulls a copy every second
+        pid = int(re.search(r'server_2: started with pid (\d+)', launcher.output).group(1))
+        os.killpg(pid, signal.SIGKILL)
+        code = launcher.wait(400)
+    finally:
+        if launcher.popen.poll() is None:
+            launcher.interrupt(90)  # dff_launch stops its servers
+    out = launcher.output
+    assert code == 0, out[-4000:]
+    assert 'recovered: /mnist_small/layer_1 now on server_1' in out
+    assert re.search(r'layer_1: moving to server_1 from its checkpoint at \d+ batches', out)
+    assert float(ACCURACY.search(out).group(1)) >= 0.70
+    assert (cluster.data / 'd1' / 'weights' / 'mnist_small' / 'layer_1.pt').is_file()
