@@ -227,6 +227,9 @@ def _interrupt(*_args) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: tear down, then exit
+    # Explicitly: a process started in the background of a script inherits SIGINT
+    # ignored, and dff_launch stops the master with SIGINT.
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         with ros_process(sys.argv if argv is None else argv) as ros:
             master = MasterCoordinator()

@@ -20,6 +20,9 @@ def configure_environment(
     # host) or TCP, so multi-MiB samples are never cut into lossy UDP fragments.
     environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
     environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    # Secure by default: only this host's participants are discovered. Several hosts
+    # (docs/multi_machine.md) say ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET themselves.
+    environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     if not (environ.get('FASTDDS_DEFAULT_PROFILES_FILE')
             or environ.get('FASTRTPS_DEFAULT_PROFILES_FILE')):
         environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(FASTDDS_PROFILE)

@@ -268,3 +268,48 @@ def test_a_device_killed_mid_run_costs_seconds_not_the_run(cluster, tmp_path):
     assert re.search(r'layer_1: moving to server_1 from its checkpoint at \d+ batches', out)
     assert float(ACCURACY.search(out).group(1)) >= 0.70
     assert (cluster.data / 'd1' / 'weights' / 'mnist_small' / 'layer_1.pt').is_file()
+
+
+def _launch_small(cluster: Cluster, tmp_path: Path, epochs: int):
+    from dff_processes import Proc
+    return Proc('dff_launch', [
+        sys.executable, '-m', 'dff_lifecycle.cli.launcher', 'params/mnist_2servers.yaml',
+        '--cluster', cluster.name, '--cluster-state-dir', str(cluster.state),
+        '-p', 'master.model_config:=test/fixtures/mnist_small.yaml', '-p', f'epochs:={epochs}',
+        '-p', 'master.progress:=false', '-p', f'master.out_dir:={tmp_path / "run"}'],
+        cluster.env)
+
+
+def test_a_device_cut_off_for_five_seconds_is_recovered_and_fenced(cluster, tmp_path):
+    """d2's link down 5 s: its layer moves; back up, its stale copy is removed unsaved."""
+    cluster.up('--devices', '2', '--cpus', '1', '--memory', '2048', '--rate', '1gbit')
+    launcher = _launch_small(cluster, tmp_path, epochs=8)
+    link = ['ip', 'netns', 'exec', f'{cluster.name}-switch', 'ip', 'link', 'set', 'p-d2']
+    try:
+        launcher.wait_for('bring-up:', 300)
+        time.sleep(2.0)  # training
+        subprocess.run([*link, 'down'], check=True)
+        launcher.wait_for('recovered: /mnist_small/layer_1 now on server_1', 30)
+        time.sleep(5.0)
+        subprocess.run([*link, 'up'], check=True)
+        launcher.wait_for('server_2 beats again: removing its stale layers', 60)
+        code = launcher.wait(400)
+    finally:
+        subprocess.run([*link, 'up'], check=False)
+        if launcher.popen.poll() is None:
+            launcher.interrupt(90)
+    assert code == 0, launcher.output[-4000:]
+    assert float(ACCURACY.search(launcher.output).group(1)) >= 0.70
+
+
+def test_training_completes_with_ten_percent_packet_loss(cluster, tmp_path):
+    cluster.up('--devices', '2', '--cpus', '1', '--memory', '2048', '--rate', '1gbit',
+               '--loss', '10')
+    launcher = _launch_small(cluster, tmp_path, epochs=2)
+    try:
+        code = launcher.wait(400)
+    finally:
+        if launcher.popen.poll() is None:
+            launcher.interrupt(90)
+    assert code == 0, launcher.output[-4000:]
+    assert float(ACCURACY.search(launcher.output).group(1)) >= 0.70  # as without loss

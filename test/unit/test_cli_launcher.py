@@ -16,8 +16,11 @@ from dff_lifecycle.deploy.deployment import ProcessSpec
 import pytest
 import yaml
 
+# Like the real nodes, the stand-ins install their SIGINT handler themselves: a test run
+# started in the background of a script inherits SIGINT ignored.
 SERVER = """
 import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 mode = sys.argv[1]
 name = [a.split(':=')[1] for a in sys.argv if a.startswith('__node:=')][0]
 if mode == 'stubborn':
@@ -33,7 +36,8 @@ except KeyboardInterrupt:
     print('saving weights', flush=True)
 """
 MASTER = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 mode = sys.argv[1]
 print('training', flush=True)
 try:
