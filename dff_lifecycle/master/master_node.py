@@ -5,6 +5,9 @@ Master coordinator node: its parameters and its commands, nothing else.
     train     deploy, train, save, tear down
     evaluate  deploy (layers reload their weights), evaluate, tear down
     plan      print the distribution plan
+    bringup   deploy and bring up (with teardown:=false the layers stay active)
+    reset     nav2's RESET: deactivate and clean up every layer of the model, in
+              reverse order (weights saved); the layers stay hosted, unconfigured
     save      every server saves the model's layers
     delete    every server removes the model's layers (weights saved)
 
@@ -33,7 +36,7 @@ from dff_lifecycle.master.checkpoints import CheckpointKeeper
 from dff_lifecycle.master.deployer import Deployer, DeployerSettings
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.inference import DistributedInference
-from dff_lifecycle.master.lifecycle_manager import BringUpError
+from dff_lifecycle.master.lifecycle_manager import BringUpError, LifecycleManager
 from dff_lifecycle.master.parameters import COMMANDS, MASTER_PARAMETERS
 from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.plan import build_plan, check_placement, DistributionPlan, parse_pins
@@ -141,9 +144,22 @@ class MasterCoordinator(Node):
         self.log(f'distribution plan for {model.name} ({s["placement"]}):\n{plan.table()}')
         if command == 'plan':
             return 0
+        if command == 'reset':
+            return self.reset(plan)
         metrics = self.run_deployed(command, model, plan, servers, dataset)
         if s['out_dir']:
             write_metrics(metrics, Path(s['out_dir']))
+        return 0
+
+    def reset(self, plan: DistributionPlan) -> int:
+        """Every present layer of the plan back to unconfigured, last layer first."""
+        present = self.deployer.present_nodes()
+        names = [p.full_name for p in plan.placements]
+        manager = LifecycleManager(self.deployer.lifecycle, names, log=self.log)
+        problems = manager.shutdown(skip={n for n in names if n not in present})
+        if problems:
+            self.log('reset problems: ' + '; '.join(problems))
+            return 2
         return 0
 
     def run_deployed(self, command: str, model: ModelConfig, plan: DistributionPlan,

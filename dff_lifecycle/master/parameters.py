@@ -4,7 +4,7 @@ from __future__ import annotations
 from dff_lifecycle.common.parameter_table import Param
 from dff_lifecycle.nodes.parameters import CHUNK_ELEMENTS
 
-COMMANDS = ('run', 'train', 'evaluate', 'plan', 'bringup', 'save', 'delete')
+COMMANDS = ('run', 'train', 'evaluate', 'plan', 'bringup', 'reset', 'save', 'delete')
 PLACEMENTS = ('contiguous', 'round_robin', 'pinned')
 
 MASTER_PARAMETERS = {
