@@ -140,6 +140,18 @@ class Bench:
         return result
 
 
+def ready_for_clusters(prog: str) -> bool:
+    """Check for root, and make SIGTERM unwind like Ctrl-C so every cluster is removed."""
+    if os.geteuid() != 0:
+        print(f'{prog}: error: needs root (dff_cluster)', file=sys.stderr)
+        return False
+
+    def interrupt(_signum, _frame) -> None:
+        raise KeyboardInterrupt  # the clusters' `finally` removes them
+    signal.signal(signal.SIGTERM, interrupt)
+    return True
+
+
 def save(kind: str, payload: dict, figure, tmp: Path) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime('%Y%m%d_%H%M%S')
@@ -317,13 +329,8 @@ def main() -> int:
     li.add_argument('--windows', type=int, nargs='+', default=[16, 64])
     li.add_argument('--cpus', type=float, default=1.0)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print('cluster_bench: error: needs root (dff_cluster)', file=sys.stderr)
+    if not ready_for_clusters('cluster_bench'):
         return 2
-
-    def interrupt(_signum, _frame) -> None:
-        raise KeyboardInterrupt  # the clusters' `finally` removes them
-    signal.signal(signal.SIGTERM, interrupt)
     with tempfile.TemporaryDirectory(prefix='dff_cluster_bench_') as tmp:
         return {'scaling': scaling, 'thesis': thesis, 'links': links}[args.which](
             Bench(Path(tmp)), args)

@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Callable
 
-from cluster_bench import Bench, PY, REPO, RESULTS
+from cluster_bench import Bench, PY, ready_for_clusters, REPO, RESULTS
 from portable import scrub
 
 DEPLOYMENT = REPO / 'params' / 'mnist_2servers.yaml'
@@ -229,13 +229,8 @@ def main() -> int:
     ld.add_argument('--seconds', type=float, default=5.0)
     ld.add_argument('--epochs', type=int, default=3)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print('fault_bench: error: needs root (dff_cluster)', file=sys.stderr)
+    if not ready_for_clusters('fault_bench'):
         return 2
-
-    def interrupt(_signum, _frame) -> None:
-        raise KeyboardInterrupt  # the clusters' `finally` removes them
-    signal.signal(signal.SIGTERM, interrupt)
     run: Callable[[Bench, argparse.Namespace], dict] = {
         'kills': kills, 'loss': loss, 'linkdown': linkdown}[args.which]
     with tempfile.TemporaryDirectory(prefix='dff_fault_bench_') as tmp:

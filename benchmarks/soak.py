@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'test'))
@@ -77,6 +78,19 @@ def specs(model_name: str) -> list[LayerSpec]:
             for p in build_plan(model, ['server_1']).placements]
 
 
+def measure(cycle: Callable[[], None], pid: int, warmup: int, count: int) -> dict:
+    """Run `cycle` warmup times, then count times; the server's RSS around the second run."""
+    for _ in range(warmup):
+        cycle()
+    before, started = rss_mib(pid), time.perf_counter()
+    for _ in range(count):
+        cycle()
+    seconds = time.perf_counter() - started
+    after = rss_mib(pid)
+    return {'cycles': count, 'rss_before_mib': round(before, 1), 'rss_after_mib': round(after, 1),
+            'growth_mib': round(after - before, 1), 'seconds': round(seconds, 1)}
+
+
 def lifecycle(node: Node, pid: int, cycles: int) -> dict:
     clients = ClientCache(node)
     create = clients.get(CreateLayers, '/dff/server_1/create_layers')
@@ -88,17 +102,10 @@ def lifecycle(node: Node, pid: int, cycles: int) -> dict:
     def cycle() -> None:
         for label in ('configure', 'activate', 'deactivate', 'cleanup'):
             lc.transition(layer, label)
-    for _ in range(20):
-        cycle()
-    before, started = rss_mib(pid), time.perf_counter()
-    for _ in range(cycles):
-        cycle()
-    seconds = time.perf_counter() - started
-    after = rss_mib(pid)
+    result = measure(cycle, pid, warmup=20, count=cycles)
     call(clients.get(DeleteModel, '/dff/server_1/delete_model'),
          DeleteModel.Request(model='soak_a', save_weights=False), 30)
-    return {'cycles': cycles, 'rss_before_mib': round(before, 1), 'rss_after_mib': round(after, 1),
-            'growth_mib': round(after - before, 1), 'seconds': round(seconds, 1)}
+    return result
 
 
 def models(node: Node, pid: int, count: int) -> dict:
@@ -114,15 +121,7 @@ def models(node: Node, pid: int, count: int) -> dict:
             for layer in response.node_names:
                 lc.transition(layer, label)
         call(delete, DeleteModel.Request(model='soak_b', save_weights=False), 30)
-    for _ in range(5):
-        cycle()
-    before, started = rss_mib(pid), time.perf_counter()
-    for _ in range(count):
-        cycle()
-    seconds = time.perf_counter() - started
-    after = rss_mib(pid)
-    return {'cycles': count, 'rss_before_mib': round(before, 1), 'rss_after_mib': round(after, 1),
-            'growth_mib': round(after - before, 1), 'seconds': round(seconds, 1),
+    return {**measure(cycle, pid, warmup=5, count=count),
             'graph_nodes_left': sorted(n for n, ns in node.get_node_names_and_namespaces()
                                        if ns.startswith('/soak_b'))}
 
