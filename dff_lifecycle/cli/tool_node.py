@@ -10,9 +10,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 import os
 import time
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
-from dff_lifecycle.common.names import HIDDEN_PREFIX, is_hidden, join
+from dff_lifecycle.common.names import HIDDEN_PREFIX, is_hidden, node_names
 from dff_lifecycle.ros.process import ros_process
 from rclpy.node import Node
 
@@ -36,17 +36,40 @@ def graph_snapshot(node: Node) -> tuple:
             sorted(name for name, _ in node.get_topic_names_and_types()))
 
 
+PARAMETER_SERVICE = 'get_parameters'
+
+
+def graph_consistent(own: str, nodes: Iterable[str], services: Iterable[str]) -> bool:
+    """
+    Return True when the node and service listings tell the same story.
+
+    Node names (from each participant's ros_discovery_info sample) and endpoints
+    (services) arrive separately, seconds apart on a starved machine. The graph is
+    consistent when a visible node besides `own` is known, every visible node already
+    has a service of its own, and every `<node>/get_parameters` service belongs to a
+    known node.
+    """
+    visible = {name for name in nodes if name != own and not is_hidden(name)}
+    services = set(services)
+    if not visible:
+        return False
+    if any(not any(s.startswith(name.rstrip('/') + '/') for s in services) for name in visible):
+        return False
+    suffix = '/' + PARAMETER_SERVICE
+    owners = {s[:-len(suffix)] for s in services if s.endswith(suffix)}
+    return all(owner in visible or owner == own or is_hidden(owner) for owner in owners)
+
+
 def settle(node: Node, min_s: float, max_s: float, quiet_s: float = 1.0,
            snapshot: Optional[Callable[[], object]] = None) -> None:
     """
     Give discovery time: at least min_s, at most max_s.
 
-    After min_s, wait until a visible node besides this one is known and the graph has
-    not changed for quiet_s.
+    After min_s, wait until the graph is consistent (graph_consistent) and has not
+    changed for quiet_s.
 
-    A new participant learns the graph over a few seconds on a busy machine (node
-    names, services and topics arrive separately), and there is no daemon here that
-    already knows it, as ros2cli's does.
+    A new participant learns the graph over a few seconds on a busy machine, and there
+    is no daemon here that already knows it, as ros2cli's does.
     """
     snapshot = snapshot or (lambda: graph_snapshot(node))
     start = time.monotonic()
@@ -57,9 +80,11 @@ def settle(node: Node, min_s: float, max_s: float, quiet_s: float = 1.0,
         current = snapshot()
         if current != last:
             last, changed = current, now
-        others = any(name != own and not is_hidden(name) for name in
-                     (join(ns, n) for n, ns in node.get_node_names_and_namespaces()))
-        if now - start >= max_s or (now - start >= min_s and others and now - changed >= quiet_s):
+        consistent = graph_consistent(
+            own, node_names(node.get_node_names_and_namespaces()),
+            (name for name, _ in node.get_service_names_and_types()))
+        if now - start >= max_s or (now - start >= min_s and consistent
+                                    and now - changed >= quiet_s):
             return
         time.sleep(0.1)
 
