@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 from dff_lifecycle.core.ff_layers import LAYER_TYPES
 from dff_lifecycle.core.head import HeadConfig
 from dff_lifecycle.core.hyperparams import FFHyperParams, field_names
+from dff_lifecycle.core.model_graph import GraphError, group_stages, Stage
 import yaml
 
 MODEL_NAME_RE = re.compile(r'[a-z][a-z0-9_]*\Z')  # model names become parts of ROS names
@@ -26,6 +27,8 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     'mnist': ((784,), 10),
     'cifar10': ((3, 32, 32), 10),
 }
+# Their images, for conv models (input_shape may be any shape of the same size).
+IMAGE_SHAPES: dict[str, tuple[int, ...]] = {'mnist': (1, 28, 28), 'cifar10': (3, 32, 32)}
 TRAINING_MODES = ('minibatch', 'full_batch')
 NEGATIVE_KINDS = ('random', 'permuted', 'hard')
 DICT_SOURCE = '<dict>'
@@ -39,13 +42,23 @@ class ConfigError(ValueError):
         self.source, self.key, self.problem = source, key, problem
 
 
+FUSED_PLACES = ('before', 'after')
+
+
 @dataclass(frozen=True)
 class LayerTypeSpec:
-    """Ports of one layer type: port name -> ROS message type (`pkg/msg/Name`)."""
+    """
+    Ports of one layer type: port name -> ROS message type (`pkg/msg/Name`).
+
+    A parameter-free type has no node, hence no ports: `fused` says where it runs, in
+    the stage of the trainable layer it precedes ('before': a Concat) or follows
+    ('after': pools, Flatten).
+    """
 
     name: str
     inputs: Mapping[str, str]
     outputs: Mapping[str, str]
+    fused: str = ''
 
 
 @dataclass(frozen=True)
@@ -69,7 +82,12 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class LayerSpecConfig:
-    """One resolved layer row; source_index is an absolute layer index, -1 = the model input."""
+    """
+    One resolved row; source_index is an absolute row index, -1 = the model input.
+
+    `sources` lists every row it reads (several for a Concat; source_index is the first).
+    Shapes leave out the batch dim; in_features and out_features are their sizes.
+    """
 
     index: int
     source_index: int
@@ -79,6 +97,21 @@ class LayerSpecConfig:
     out_features: int
     hparams: FFHyperParams
     seed: int
+    sources: tuple[int, ...] = ()
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            object.__setattr__(self, 'sources', (self.source_index,))
+        if not self.in_shape:
+            object.__setattr__(self, 'in_shape', (self.in_features,))
+        if not self.out_shape:
+            object.__setattr__(self, 'out_shape', (self.out_features,))
+
+    @property
+    def trainable(self) -> bool:
+        return LAYER_TYPES[self.module].trainable
 
 
 @dataclass(frozen=True)
@@ -95,6 +128,23 @@ class ModelConfig:
     training: TrainingConfig
     layers: tuple[LayerSpecConfig, ...]
     source: str = field(default=DICT_SOURCE, compare=False)  # file it came from, for messages
+    stages: tuple[Stage, ...] = ()  # the trainable rows with their fused rows (model_graph)
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            object.__setattr__(self, 'stages', group_stages(self.layers, self.input_shape))
+
+    def stage(self, index: int) -> Stage:
+        """Return the stage headed by trainable row `index`."""
+        for stage in self.stages:
+            if stage.index == index:
+                return stage
+        raise KeyError(f'row {index} is not a trainable layer')
+
+    @property
+    def trainable_layers(self) -> tuple[LayerSpecConfig, ...]:
+        """The rows that train, one per stage (and per layer node), in order."""
+        return tuple(self.layers[stage.index] for stage in self.stages)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data that load_model_config accepts again (and yaml.safe_dump can write)."""
@@ -109,10 +159,16 @@ class ModelConfig:
             'head': None if self.head is None else dataclasses.asdict(self.head),
             'layer_defaults': dataclasses.asdict(self.layer_defaults),
             'training': dataclasses.asdict(self.training),
-            'layers': [[-1 if spec.source_index == spec.index - 1 else spec.source_index,
-                        spec.module, [dict(a) if isinstance(a, Mapping) else a for a in spec.args]]
+            'layers': [[_from_value(spec), spec.module,
+                        [dict(a) if isinstance(a, Mapping) else a for a in spec.args]]
                        for spec in self.layers],
         }
+
+
+def _from_value(spec: LayerSpecConfig) -> int | list[int]:
+    """YOLOv5 `from` of a row: -1 for the previous row, else absolute; a list for several."""
+    values = [-1 if source == spec.index - 1 else source for source in spec.sources]
+    return values if len(spec.sources) > 1 else values[0]
 
 
 class _Reader:
@@ -225,7 +281,13 @@ def load_layer_config(path_or_dict: str | Path | Mapping[str, Any]) -> dict[str,
     specs = {}
     for name, body in types.items():
         key = f'layer_types.{name}'
-        body = read.keys(key, body, known=('inputs', 'outputs'), required=('inputs', 'outputs'))
+        if isinstance(body, Mapping) and 'fused' in body:
+            body = read.keys(key, body, known=('fused',))
+            fused = read.choice(f'{key}.fused', body['fused'], FUSED_PLACES)
+            specs[str(name)] = LayerTypeSpec(str(name), {}, {}, fused)
+            continue
+        body = read.keys(key, body, known=('inputs', 'outputs', 'fused'),
+                         required=('inputs', 'outputs'))
         ports = {side: _ports(read, f'{key}.{side}', body[side]) for side in ('inputs', 'outputs')}
         specs[str(name)] = LayerTypeSpec(str(name), ports['inputs'], ports['outputs'])
     return specs
@@ -261,12 +323,16 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
     training = _training(read, data.get('training') or {})
     defaults = _hparams(read, 'layer_defaults', FFHyperParams(), data.get('layer_defaults') or {})
     layers = _layers(read, data['layers'], layer_types, input_shape, defaults, training.seed)
+    try:
+        stages = group_stages(layers, input_shape)
+    except GraphError as err:
+        raise read.error(f'layers[{err.row}]', str(err)) from err
     last = len(layers) - 1
-    all_layers = list(range(len(layers)))
-    goodness_layers = read.int_list('goodness_layers', data.get('goodness_layers', all_layers),
-                                    0, last)
-    feature_layers = read.int_list('feature_layers', data.get('feature_layers', all_layers),
-                                   0, last)
+    trainable = [row.index for row in layers if row.trainable]
+    goodness_layers = _trainable_list(read, 'goodness_layers',
+                                      data.get('goodness_layers', trainable), last, layers)
+    feature_layers = _trainable_list(read, 'feature_layers',
+                                     data.get('feature_layers', trainable), last, layers)
     head = _head(read, data.get('head'), supervised)
     if training.negatives == 'permuted' and not supervised:
         raise read.error('training.negatives', 'permuted negatives shuffle labels, so they need '
@@ -275,7 +341,18 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
         raise read.error('training.negatives', 'hard negatives pick wrong labels, so they need '
                          'a supervised model trained in minibatch mode')
     return ModelConfig(name, dataset, supervised, num_classes, input_shape, goodness_layers,
-                       feature_layers, head, defaults, training, layers, source)
+                       feature_layers, head, defaults, training, layers, source, stages)
+
+
+def _trainable_list(read: _Reader, key: str, value: Any, last: int,
+                    layers: Sequence[LayerSpecConfig]) -> tuple[int, ...]:
+    items = read.int_list(key, value, 0, last)
+    for position, index in enumerate(items):
+        if not layers[index].trainable:
+            raise read.error(f'{key}[{position}]', f'row {index} is a {layers[index].module}, '
+                             'which trains nothing: name FFDense or FFConv2d rows (a stage '
+                             'reports the output of its fused pools)')
+    return items
 
 
 def _dataset_interface(read: _Reader, data: dict, dataset: str) -> tuple[tuple[int, ...], int]:
@@ -283,9 +360,14 @@ def _dataset_interface(read: _Reader, data: dict, dataset: str) -> tuple[tuple[i
     shape, classes = DATASET_SHAPES[dataset]
     if 'input_shape' in data:
         given = data['input_shape']
-        if not isinstance(given, list) or tuple(given) != shape:
-            raise read.error('input_shape',
-                             f'{dataset} inputs have shape {list(shape)}, got {given!r}')
+        fits = (isinstance(given, list) and given
+                and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in given)
+                and math.prod(given) == math.prod(shape))
+        if not fits:
+            raise read.error('input_shape', f'{dataset} inputs have shape {list(shape)} '
+                             f'({math.prod(shape)} values; any shape of that size, e.g. '
+                             f'{list(IMAGE_SHAPES[dataset])}), got {given!r}')
+        shape = tuple(given)
     if 'num_classes' in data:
         given = read.integer('num_classes', data['num_classes'], 2)
         if given != classes:
@@ -337,19 +419,43 @@ def _layers(read: _Reader, rows: Any, layer_types: Mapping[str, LayerTypeSpec],
         if not isinstance(row, list) or len(row) != 3:
             raise read.error(key, f'must be a [from, module, args] row, got {row!r}')
         source_from, module, args = row
-        source_index = _source_index(read, key, source_from, index)
         if module not in known:
             raise read.error(key, f'unknown module {module!r} (known: {", ".join(known)})')
+        kind = LAYER_TYPES[module]
+        if kind.trainable == bool(layer_types[module].fused):
+            want = 'inputs and outputs (it trains, as a node)' if kind.trainable else 'fused'
+            raise read.error(key, f'{module} needs {want} in the layer config, which '
+                             'says otherwise')
+        sources = _sources(read, key, source_from, index, kind.max_inputs)
         try:
-            parsed = LAYER_TYPES[module].parse_args(args)
+            parsed = kind.parse_args(args)
+            in_shapes = [input_shape if s < 0 else specs[s].out_shape for s in sources]
+            out_shape = kind.out_shape(in_shapes, args)
         except ValueError as err:
             raise read.error(f'{key}.args', str(err)) from err
-        hparams = _hparams(read, f'{key}.args[1]', defaults, parsed.overrides)
-        in_features = (math.prod(input_shape) if source_index < 0
-                       else specs[source_index].out_features)
-        specs.append(LayerSpecConfig(index, source_index, module, tuple(args), in_features,
-                                     parsed.out_features, hparams, seed * 1000 + index))
+        in_shape = out_shape if len(sources) > 1 else in_shapes[0]  # a Concat: the joined
+        hparams = _hparams(read, f'{key}.args[{len(args) - 1}]', defaults, parsed.overrides)
+        specs.append(LayerSpecConfig(index, sources[0], module, tuple(args),
+                                     math.prod(in_shape), math.prod(out_shape), hparams,
+                                     seed * 1000 + index, sources, tuple(in_shape),
+                                     tuple(out_shape)))
     return tuple(specs)
+
+
+def _sources(read: _Reader, key: str, value: Any, index: int, max_inputs: int
+             ) -> tuple[int, ...]:
+    """`from` as absolute row indices: one int, or a list for rows that join several."""
+    if isinstance(value, list) and max_inputs > 1:
+        if not 2 <= len(value) <= max_inputs:
+            raise read.error(f'{key}.from', f'must list 2..{max_inputs} rows, got {value!r}')
+        sources = tuple(_source_index(read, key, item, index) for item in value)
+        if len(set(sources)) != len(sources):
+            raise read.error(f'{key}.from', f'names a row twice: {value!r}')
+        return sources
+    if isinstance(value, list):
+        raise read.error(f'{key}.from', 'only a Concat reads several rows; got a list '
+                         f'{value!r}')
+    return (_source_index(read, key, value, index),)
 
 
 def _source_index(read: _Reader, key: str, value: Any, index: int) -> int:

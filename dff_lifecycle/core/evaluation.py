@@ -67,7 +67,8 @@ def head_features(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfig) ->
     features = []
     for start in range(0, len(x), batch_size):
         activities = activity_fn(inference_inputs(x[start:start + batch_size], model_cfg))
-        chosen = [activities[i] for i in model_cfg.feature_layers]
+        # A stage reports its output: after its fused pools (core.model_graph).
+        chosen = [activities[model_cfg.stage(i).output_row] for i in model_cfg.feature_layers]
         features.append(normalised_features(chosen).cpu())
     return torch.cat(features)
 

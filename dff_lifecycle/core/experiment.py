@@ -28,14 +28,14 @@ def _train_minibatches(network: FFNetwork, batches: Iterable[TrainBatch], model_
                        bar: tqdm, log: Log) -> list[dict]:
     """Every layer trains on every batch; history holds per-epoch means of each layer's scalars."""
     history: list[dict] = []
-    num_layers = len(model_cfg.layers)
-    sums = torch.zeros(num_layers, 3, dtype=torch.float64)
+    indices = [stage.index for stage in network.stages]  # records name layers by row index
+    sums = torch.zeros(len(indices), 3, dtype=torch.float64)
     count, epoch = 0, 0
 
     def close_epoch() -> None:
         means = (sums / max(count, 1)).numpy()
-        records = [record(i, 'epoch', epoch + 1, *map(float, means[i]))
-                   for i in range(num_layers)]
+        records = [record(index, 'epoch', epoch + 1, *map(float, means[i]))
+                   for i, index in enumerate(indices)]
         history.extend(records)
         with tqdm.external_write_mode():
             log(f'epoch {epoch + 1}/{model_cfg.training.epochs}: {describe(records)}')
@@ -61,31 +61,32 @@ def _train_full_batch(network: FFNetwork, batch: TrainBatch, model_cfg: ModelCon
     """Layer after layer, steps_per_layer steps each on the one batch (the paper's recipe)."""
     history: list[dict] = []
     steps = model_cfg.training.steps_per_layer
-    outputs: list[tuple[Tensor, Tensor]] = []
-    for spec, trainer in zip(model_cfg.layers, network.trainers):
-        x_pos, x_neg = ((batch.x_pos, batch.x_neg) if spec.source_index < 0
-                        else outputs[spec.source_index])
+    outputs: dict[int, tuple[Tensor, Tensor]] = {}
+    for position, stage in enumerate(network.stages):
+        sources = network.stage_inputs(position, outputs, (batch.x_pos, batch.x_neg))
+        inputs_pos, inputs_neg = [pos for pos, _ in sources], [neg for _, neg in sources]
         done = 0
         while done < steps:
             chunk = min(FULL_BATCH_LOG_EVERY, steps - done)
-            result = trainer.step(x_pos, x_neg, chunk)
+            result, out_pos, out_neg = network.train_stage(position, inputs_pos, inputs_neg,
+                                                           chunk)
             done += chunk
-            history.append(record(spec.index, 'step', done, result.loss, result.goodness_pos,
+            history.append(record(stage.index, 'step', done, result.loss, result.goodness_pos,
                                   result.goodness_neg))
             bar.update(chunk)
-            bar.set_postfix(layer=spec.index, loss=f'{result.loss:.3f}', refresh=False)
+            bar.set_postfix(layer=stage.index, loss=f'{result.loss:.3f}', refresh=False)
         with tqdm.external_write_mode():
-            log(f'layer {spec.index} done after {steps} steps: {describe(history[-1:])}')
+            log(f'layer {stage.index} done after {steps} steps: {describe(history[-1:])}')
         # The next layer trains on this layer's output of the same batch, as in a distributed run.
-        outputs.append((result.h_pos, result.h_neg))
+        outputs[stage.index] = (out_pos, out_neg)
     return history
 
 
 def save_layer_weights(network: FFNetwork, model_cfg: ModelConfig, weight_dir: Path) -> list[Path]:
     """One file per layer (weights, optimizer state, counters) in the layer nodes' layout."""
     paths = []
-    for index, trainer in enumerate(network.trainers):
-        path = layer_weight_path(weight_dir, model_cfg.name, index)
+    for stage, trainer in zip(network.stages, network.trainers):
+        path = layer_weight_path(weight_dir, model_cfg.name, stage.index)
         save_state_atomic(path, trainer.state_dict())
         paths.append(path)
     return paths
@@ -99,7 +100,7 @@ def run_single_process(model_cfg: ModelConfig, dataset: Dataset, device: torch.d
     network = FFNetwork.from_model_config(model_cfg, device)
     generator = torch.Generator().manual_seed(model_cfg.training.seed)
     full_batch = model_cfg.training.mode == 'full_batch'
-    total = (model_cfg.training.steps_per_layer * len(model_cfg.layers) if full_batch
+    total = (model_cfg.training.steps_per_layer * len(model_cfg.stages) if full_batch
              else count_batches(dataset, model_cfg))
     started = time.perf_counter()
     with tqdm(total=total, unit='step' if full_batch else 'batch', disable=not progress,

@@ -74,51 +74,254 @@ class FFDense(nn.Module):
                 f'bias={self.bias is not None}')
 
 
+class FFConv2d(nn.Module):
+    """
+    Convolutional FF layer: channel-wise normalisation, Conv2d, ReLU.
+
+    The input is scaled at every spatial position to unit root-mean-square over its
+    channels, so the previous layer's goodness at that position (the mean of its squared
+    activities) cannot pass on and only the direction of the channel vector counts: the
+    convolutional form of FFDense's length normalisation (Hinton 2022, section 5 on local
+    receptive fields; per-position normalisation as in the channel-wise FF methods).
+    A flat input (a supervised first layer's overlaid images) is viewed as `in_shape`.
+    """
+
+    def __init__(self, in_shape: Sequence[int], out_channels: int, kernel_size: int,
+                 stride: int = 1, padding: int = 0,
+                 generator: Optional[torch.Generator] = None) -> None:
+        super().__init__()
+        self.in_shape = tuple(int(d) for d in in_shape)
+        if len(self.in_shape) != 3 or min(self.in_shape) < 1 or out_channels < 1:
+            raise ValueError(f'FFConv2d needs a (C, H, W) input and out_channels >= 1, '
+                             f'got in_shape={list(in_shape)}, out_channels={out_channels}')
+        self.stride, self.padding = stride, padding
+        in_channels = self.in_shape[0]
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size,
+                                               kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels))
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator: Optional[torch.Generator] = None) -> None:
+        # nn.Conv2d's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C * k * k.
+        reset_linear_(self.weight.view(self.weight.shape[0], -1), self.bias, generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_prepared(self.prepare_input(x))
+
+    def prepare_input(self, x: Tensor) -> Tensor:
+        """View as (N, C, H, W) and normalise each position's channel vector to unit RMS."""
+        x = x.reshape(x.shape[0], *self.in_shape)
+        rms = x.square().mean(dim=1, keepdim=True).sqrt_()
+        return x / (rms + _NORM_EPS)
+
+    def forward_prepared(self, x: Tensor) -> Tensor:
+        return F.relu(F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
+
+    def extra_repr(self) -> str:
+        c_out, _, k, _ = self.weight.shape
+        return (f'in_shape={list(self.in_shape)}, out_channels={c_out}, kernel_size={k}, '
+                f'stride={self.stride}, padding={self.padding}')
+
+
+class Concat(nn.Module):
+    """Join several inputs along `dim` (YOLOv5's numbering: 1 = channels of (N, C, H, W))."""
+
+    def __init__(self, dim: int = 1) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, inputs: Sequence[Tensor]) -> Tensor:
+        return torch.cat(list(inputs), dim=self.dim)
+
+
+Shape = tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class LayerArgs:
-    """Parsed YOLOv5-style args: `[out_features]` or `[out_features, {overrides}]`."""
+    """Parsed YOLOv5-style args: integer args (defaults filled in), hyperparameter overrides."""
 
-    out_features: int
+    values: tuple[int, ...]
     overrides: Mapping[str, Any]
 
-
-def parse_layer_args(type_name: str, args: Sequence[Any]) -> LayerArgs:
-    """Validate the args row of one layer; overrides are hyperparameter overrides."""
-    usage = f'{type_name} args must be [out_features] or [out_features, {{overrides}}]'
-    if not isinstance(args, (list, tuple)) or len(args) not in (1, 2):
-        raise ValueError(f'{usage}, got {args!r}')
-    out_features = args[0]
-    if isinstance(out_features, bool) or not isinstance(out_features, int) or out_features < 1:
-        raise ValueError(f'{usage}; out_features must be a positive int, got {out_features!r}')
-    overrides = args[1] if len(args) == 2 else {}
-    if not isinstance(overrides, Mapping):
-        raise ValueError(f'{usage}; overrides must be a mapping, got {overrides!r}')
-    return LayerArgs(out_features, dict(overrides))
+    @property
+    def out_features(self) -> int:
+        """The first arg: FFDense's width, FFConv2d's channel count."""
+        return self.values[0]
 
 
-LayerFactory = Callable[[int, int, torch.Generator], nn.Module]
+@dataclass(frozen=True)
+class ArgSpec:
+    """One integer arg of a layer row: its name, least value and default (None: required)."""
+
+    name: str
+    minimum: int
+    default: Optional[int] = None
+
+
+def _conv_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _image(type_name: str, shape: Shape) -> Shape:
+    if len(shape) != 3:
+        raise ValueError(f'{type_name} needs a (C, H, W) input, got shape {list(shape)}: '
+                         'set input_shape to an image shape, e.g. [1, 28, 28]')
+    return shape
+
+
+def _dense_shape(shapes: Sequence[Shape], values: tuple[int, ...]) -> Shape:
+    return (values[0],)
+
+
+def _conv_shape(shapes: Sequence[Shape], values: tuple[int, ...]) -> Shape:
+    c, h, w = _image('FFConv2d', shapes[0])
+    out_channels, kernel, stride, padding = values
+    out = (out_channels, _conv_size(h, kernel, stride, padding),
+           _conv_size(w, kernel, stride, padding))
+    if min(out[1:]) < 1:
+        raise ValueError(f'FFConv2d kernel {kernel} (stride {stride}, padding {padding}) does '
+                         f'not fit a {h}x{w} input')
+    return out
+
+
+def _pool_shape(type_name: str) -> Callable[[Sequence[Shape], tuple[int, ...]], Shape]:
+    def shape(shapes: Sequence[Shape], values: tuple[int, ...]) -> Shape:
+        c, h, w = _image(type_name, shapes[0])
+        kernel, stride = values[0], values[1] or values[0]
+        out = (c, _conv_size(h, kernel, stride, 0), _conv_size(w, kernel, stride, 0))
+        if min(out[1:]) < 1:
+            raise ValueError(f'{type_name} kernel {kernel} does not fit a {h}x{w} input')
+        return out
+    return shape
+
+
+def _flatten_shape(shapes: Sequence[Shape], values: tuple[int, ...]) -> Shape:
+    return (math.prod(shapes[0]),)
+
+
+def _concat_shape(shapes: Sequence[Shape], values: tuple[int, ...]) -> Shape:
+    dim = values[0]
+    if len(shapes) < 2:
+        raise ValueError('Concat joins at least two inputs: write from as a list, e.g. [-1, 2]')
+    rank = len(shapes[0])
+    if not 1 <= dim <= rank:
+        raise ValueError(f'Concat dim must be 1..{rank} for inputs of shape {list(shapes[0])} '
+                         f'(dim 0 is the batch), got {dim}')
+    axis = dim - 1
+    for shape in shapes[1:]:
+        if len(shape) != rank or any(a != b for i, (a, b) in enumerate(zip(shape, shapes[0]))
+                                     if i != axis):
+            raise ValueError(f'Concat inputs must match except along dim {dim}, got shapes '
+                             f'{", ".join(str(list(s)) for s in shapes)}')
+    joined = list(shapes[0])
+    joined[axis] = sum(shape[axis] for shape in shapes)
+    return tuple(joined)
+
+
+ShapeFn = Callable[[Sequence[Shape], tuple[int, ...]], Shape]
+# (input shapes, arg values, generator) -> module
+ModuleFn = Callable[[Sequence[Shape], tuple[int, ...], torch.Generator], nn.Module]
 
 
 @dataclass(frozen=True)
 class LayerType:
-    """How to build one registered layer type from `(in_features, args)`."""
+    """
+    One registered row type: its args, shape rule and module.
+
+    Trainable types become FF layer nodes; the others (pools, Flatten, Concat) train
+    nothing and are fused into the stage of a trainable layer (core.model_graph).
+    """
 
     name: str
-    factory: LayerFactory  # (in_features, out_features, generator) -> module
+    args: tuple[ArgSpec, ...]
+    shape: ShapeFn
+    module: ModuleFn
+    trainable: bool
+    max_inputs: int = 1
+    # (input shapes, arg values) -> how many parameters the module has
+    count: Callable[[Sequence[Shape], tuple[int, ...]], int] = lambda _shapes, _values: 0
+
+    def parameter_count(self, in_shapes: Sequence[Shape], args: Sequence[Any]) -> int:
+        return self.count([as_shape(s) for s in in_shapes], self.parse_args(args).values)
+
+    def usage(self) -> str:
+        names = ', '.join(a.name for a in self.args)
+        if self.trainable:
+            return f'{self.name} args must be [{names}] or [{names}, {{overrides}}]'
+        return f'{self.name} args must be [{names}]'
 
     def parse_args(self, args: Sequence[Any]) -> LayerArgs:
-        return parse_layer_args(self.name, args)
+        """Validate one row's args; trailing args with defaults may be left out."""
+        usage = self.usage()
+        required = sum(1 for a in self.args if a.default is None)
+        if not isinstance(args, (list, tuple)):
+            raise ValueError(f'{usage}, got {args!r}')
+        items = list(args)
+        overrides: Mapping[str, Any] = {}
+        if self.trainable and items and isinstance(items[-1], Mapping):
+            overrides = dict(items.pop())
+        elif self.trainable and len(items) > len(self.args):
+            raise ValueError(f'{usage}; overrides must be a mapping, got {items[-1]!r}')
+        if not required <= len(items) <= len(self.args):
+            raise ValueError(f'{usage}, got {list(args)!r}')
+        values = []
+        for spec, value in zip(self.args, items):
+            if isinstance(value, bool) or not isinstance(value, int) or value < spec.minimum:
+                raise ValueError(f'{usage}; {spec.name} must be an integer >= {spec.minimum}, '
+                                 f'got {value!r}')
+            values.append(value)
+        values += [spec.default for spec in self.args[len(items):]]  # 0: "as the kernel"
+        return LayerArgs(tuple(values), overrides)
 
-    def build(self, in_features: int, args: Sequence[Any],
-              generator: torch.Generator) -> tuple[nn.Module, int]:
+    def out_shape(self, in_shapes: Sequence[Shape], args: Sequence[Any]) -> Shape:
+        """Return the output shape (no batch dim) for these input shapes; ValueError if unfit."""
+        if len(in_shapes) > self.max_inputs:
+            raise ValueError(f'{self.name} takes one input, got {len(in_shapes)}')
+        return self.shape(in_shapes, self.parse_args(args).values)
+
+    def build(self, in_shapes: Sequence[Shape], args: Sequence[Any],
+              generator: torch.Generator) -> tuple[nn.Module, Shape]:
         parsed = self.parse_args(args)
-        module = self.factory(in_features, parsed.out_features, generator)
-        return module, parsed.out_features
+        out_shape = self.out_shape(in_shapes, args)
+        return self.module(in_shapes, parsed.values, generator), out_shape
+
+
+def _dense(shapes: Sequence[Shape], values: tuple[int, ...], gen: torch.Generator) -> nn.Module:
+    return FFDense(math.prod(shapes[0]), values[0], generator=gen)
+
+
+def _conv(shapes: Sequence[Shape], values: tuple[int, ...], gen: torch.Generator) -> nn.Module:
+    return FFConv2d(shapes[0], *values, generator=gen)
 
 
 LAYER_TYPES: dict[str, LayerType] = {
-    'FFDense': LayerType('FFDense', lambda n_in, n_out, gen: FFDense(n_in, n_out, generator=gen)),
+    'FFDense': LayerType('FFDense', (ArgSpec('out_features', 1),), _dense_shape, _dense,
+                         trainable=True,
+                         count=lambda s, v: (math.prod(s[0]) + 1) * v[0]),
+    'FFConv2d': LayerType(
+        'FFConv2d', (ArgSpec('out_channels', 1), ArgSpec('kernel_size', 1),
+                     ArgSpec('stride', 1, 1), ArgSpec('padding', 0, 0)),
+        _conv_shape, _conv, trainable=True,
+        count=lambda s, v: (s[0][0] * v[1] * v[1] + 1) * v[0]),
+    'MaxPool2d': LayerType(
+        'MaxPool2d', (ArgSpec('kernel_size', 1), ArgSpec('stride', 1, 0)),
+        _pool_shape('MaxPool2d'),
+        lambda _s, v, _g: nn.MaxPool2d(v[0], v[1] or v[0]), trainable=False),
+    'AvgPool2d': LayerType(
+        'AvgPool2d', (ArgSpec('kernel_size', 1), ArgSpec('stride', 1, 0)),
+        _pool_shape('AvgPool2d'),
+        lambda _s, v, _g: nn.AvgPool2d(v[0], v[1] or v[0]), trainable=False),
+    'Flatten': LayerType('Flatten', (), _flatten_shape, lambda _s, _v, _g: nn.Flatten(1),
+                         trainable=False),
+    'Concat': LayerType('Concat', (ArgSpec('dim', 1, 1),), _concat_shape,
+                        lambda _s, v, _g: Concat(v[0]), trainable=False, max_inputs=8),
 }
+
+
+def parse_layer_args(type_name: str, args: Sequence[Any]) -> LayerArgs:
+    """Validate the args row of one layer of a registered type."""
+    return get_layer_type(type_name).parse_args(args)
 
 
 def get_layer_type(type_name: str) -> LayerType:
@@ -129,8 +332,25 @@ def get_layer_type(type_name: str) -> LayerType:
                          f'(known: {", ".join(LAYER_TYPES)})') from None
 
 
-def build_layer(type_name: str, in_features: int, args: Sequence[Any],
-                seed: int) -> tuple[nn.Module, int]:
-    """Build a registered layer on the CPU, initialised from `seed` so runs repeat exactly."""
+def as_shape(shape_or_features: int | Sequence[int]) -> Shape:
+    """(n,) for a flat size n, else the shape as a tuple of ints."""
+    if isinstance(shape_or_features, int):
+        return (shape_or_features,)
+    return tuple(int(d) for d in shape_or_features)
+
+
+def build_layer(type_name: str, in_shape: int | Sequence[int], args: Sequence[Any],
+                seed: int) -> tuple[nn.Module, Shape]:
+    """
+    Build a registered row on the CPU, initialised from `seed` so runs repeat exactly.
+
+    Return (module, output shape without the batch dim). `in_shape` is one input's shape
+    (or its flat size); build_row takes several for a Concat.
+    """
+    return build_row(type_name, [as_shape(in_shape)], args, seed)
+
+
+def build_row(type_name: str, in_shapes: Sequence[Sequence[int]], args: Sequence[Any],
+              seed: int) -> tuple[nn.Module, Shape]:
     generator = torch.Generator().manual_seed(seed)
-    return get_layer_type(type_name).build(in_features, args, generator)
+    return get_layer_type(type_name).build([as_shape(s) for s in in_shapes], args, generator)

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 # The registries that implement these choices (core.losses, core.ff_layers) are checked
 # against these names by the unit tests.
 GOODNESS_REDUCTIONS = ('mean', 'sum')
+GOODNESS_SCOPES = ('map', 'position')
 LOSS_NAMES = ('softplus', 'symba')
 OPTIMIZER_NAMES = ('adam', 'sgd')
 
@@ -30,6 +31,9 @@ class FFHyperParams:
     threshold: float = _hp(2.0, 'Goodness threshold theta.', 0.0)
     lr: float = _hp(0.03, 'Learning rate of the layer optimiser.', 0.0)
     goodness: str = _hp('mean', 'Goodness reduction: mean | sum of squared activities.')
+    goodness_scope: str = _hp('map', 'Conv layers: map (one goodness per sample, over the '
+                              'whole map) | position (one per spatial position, over the '
+                              'channels; the loss averages them). Dense layers: ignored.')
     loss: str = _hp('softplus', 'Local loss: softplus | symba.')
     symba_alpha: float = _hp(4.0, 'Scale of the SymBa loss.', 0.0)
     optimizer: str = _hp('adam', 'Optimiser of this layer: adam | sgd.')
@@ -42,6 +46,7 @@ class FFHyperParams:
         _require_number('symba_alpha', self.symba_alpha, minimum=0.0, exclusive=True)
         _require_number('weight_decay', self.weight_decay, minimum=0.0, exclusive=False)
         _require_choice('goodness', self.goodness, GOODNESS_REDUCTIONS)
+        _require_choice('goodness_scope', self.goodness_scope, GOODNESS_SCOPES)
         _require_choice('loss', self.loss, LOSS_NAMES)
         _require_choice('optimizer', self.optimizer, OPTIMIZER_NAMES)
         return self

@@ -5,7 +5,7 @@ from typing import Any, Iterable, Mapping, Union
 from dff_lifecycle.core.ff_layers import OPTIMIZERS
 from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.losses import ff_loss, goodness
+from dff_lifecycle.core.losses import ff_loss, goodness, position_goodness
 import torch
 from torch import nn, Tensor
 
@@ -90,10 +90,10 @@ class LocalTrainer:
             forward = self.layer.forward_prepared
         for _ in range(steps):
             h = forward(x)
-            g_pos = self.goodness_of(h[:n_pos])
-            g_neg = self.goodness_of(h[n_pos:])
-            loss = ff_loss(g_pos, g_neg, self.hparams.threshold, self.hparams.loss,
-                           self.hparams.symba_alpha)
+            g_pos = self.training_goodness(h[:n_pos])
+            g_neg = self.training_goodness(h[n_pos:])
+            loss = ff_loss(g_pos.flatten(), g_neg.flatten(), self.hparams.threshold,
+                           self.hparams.loss, self.hparams.symba_alpha)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -110,6 +110,17 @@ class LocalTrainer:
 
     def goodness_of(self, h: Tensor) -> Tensor:
         """Per-sample goodness with this layer's reduction (mean or sum)."""
+        return goodness(h, self.hparams.goodness)
+
+    def training_goodness(self, h: Tensor) -> Tensor:
+        """
+        Return the goodness the loss sees: per sample (B,), or per position (B, H*W).
+
+        With goodness_scope 'position' a conv layer must tell positive from negative at
+        every position of its map, not only on average over it.
+        """
+        if self.hparams.goodness_scope == 'position' and h.dim() == 4:
+            return position_goodness(h, self.hparams.goodness)
         return goodness(h, self.hparams.goodness)
 
     def state_dict(self) -> dict[str, Any]:

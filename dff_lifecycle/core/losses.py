@@ -43,6 +43,23 @@ def symba_loss(g_pos: Tensor, g_neg: Tensor, threshold: float, alpha: float = 4.
     return F.softplus(-alpha * (g_pos - g_neg)).mean()
 
 
+def position_goodness(h: Tensor, reduction: str = 'mean') -> Tensor:
+    """
+    Goodness at every spatial position: (B, H*W) over the channels of (B, C, H, W).
+
+    Activities without spatial dims give goodness(h)[:, None].
+    """
+    if h.dim() < 3:
+        return goodness(h, reduction).unsqueeze(1)
+    squared = h.flatten(2).pow(2)  # (B, C, H*W)
+    if reduction == 'mean':
+        return squared.mean(dim=1)
+    if reduction == 'sum':
+        return squared.sum(dim=1)
+    known = ', '.join(GOODNESS_REDUCTIONS)
+    raise ValueError(f'unknown goodness reduction {reduction!r} (known: {known})')
+
+
 LOSSES: dict[str, LossFn] = {'softplus': softplus_loss, 'symba': symba_loss}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from dff_lifecycle.common.memory_limit import available_bytes, mib
+from dff_lifecycle.core.ff_layers import LAYER_TYPES
 
 FLOAT_BYTES = 4
 OPTIMIZER_SLOTS = {'adam': 3, 'sgd': 0}  # weight-sized tensors besides weights and grads
@@ -23,9 +24,14 @@ class DoesNotFit(MemoryError):
     """The memory a model or layer needs is more than this process may allocate."""
 
 
-def state_bytes(in_features: int, out_features: int, optimizer: str = 'adam') -> int:
-    """Return the bytes of weights, their gradients and the optimiser's per-weight state."""
-    params = in_features * out_features + out_features
+def state_bytes(in_features: int, out_features: int, optimizer: str = 'adam',
+                params: Optional[int] = None) -> int:
+    """
+    Return the bytes of weights, their gradients and the optimiser's per-weight state.
+
+    `params` is the layer's parameter count; None: a dense layer's (in + 1) * out.
+    """
+    params = in_features * out_features + out_features if params is None else params
     return params * (2 + OPTIMIZER_SLOTS.get(optimizer, 2)) * FLOAT_BYTES
 
 
@@ -39,9 +45,10 @@ def activation_bytes(in_features: int, out_features: int, batch_size: int = 100,
 
 
 def dense_layer_bytes(in_features: int, out_features: int, optimizer: str = 'adam',
-                      batch_size: int = 100, infer_rows: int = 10_000) -> int:
-    """Everything one dense layer needs on its device."""
-    return int((state_bytes(in_features, out_features, optimizer)
+                      batch_size: int = 100, infer_rows: int = 10_000,
+                      params: Optional[int] = None) -> int:
+    """Everything one layer needs on its device (`params`: see state_bytes)."""
+    return int((state_bytes(in_features, out_features, optimizer, params)
                 + activation_bytes(in_features, out_features, batch_size, infer_rows)) * SLACK)
 
 
@@ -54,6 +61,11 @@ def check_fits(needed: int, what: str, available: Optional[int] = None) -> None:
                          '(memory cgroup or machine); spread it over more devices')
 
 
+def parameter_count(row) -> int:
+    """Parameters of a resolved row (a `core.config.LayerSpecConfig`)."""
+    return LAYER_TYPES[row.module].parameter_count([row.in_shape], row.args)
+
+
 def model_bytes(model_cfg) -> int:
     """
     Return what a whole model needs in one process (a `core.config.ModelConfig`).
@@ -64,8 +76,9 @@ def model_bytes(model_cfg) -> int:
     batch = (training.batch_size if training.mode == 'minibatch'
              else training.train_limit or 60_000)
     rows = training.eval_batch_size * (model_cfg.num_classes if model_cfg.supervised else 1)
-    layers = model_cfg.layers
-    state = sum(state_bytes(r.in_features, r.out_features, r.hparams.optimizer) for r in layers)
+    layers = [r for r in model_cfg.layers if r.trainable]
+    state = sum(state_bytes(r.in_features, r.out_features, r.hparams.optimizer,
+                            parameter_count(r)) for r in layers)
     peak = max((activation_bytes(r.in_features, r.out_features, batch, rows) for r in layers),
                default=0)
     return int((state + peak) * SLACK)

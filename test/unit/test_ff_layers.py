@@ -57,7 +57,7 @@ def test_build_layer_is_seeded_and_leaves_global_rng_alone():
     again, _ = build_layer('FFDense', 20, [7, {'lr': 0.1}], seed=3)
     other, _ = build_layer('FFDense', 20, [7], seed=4)
     assert torch.equal(torch.get_rng_state(), rng_before)
-    assert out_features == 7 and isinstance(first, FFDense)
+    assert out_features == (7,) and isinstance(first, FFDense)
     assert torch.equal(first.weight, again.weight) and torch.equal(first.bias, again.bias)
     assert not torch.equal(first.weight, other.weight)
     bound = 1 / math.sqrt(20)

@@ -24,6 +24,18 @@ class Spec:
     hparams: FFHyperParams = field(default_factory=FFHyperParams)
     seed: int = 0
 
+    @property
+    def sources(self) -> tuple[int, ...]:
+        return (self.source_index,)
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return (self.in_features,)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.out_features,)
+
 
 def _chain(sizes: list[int], seed: int = 0, **hparams) -> list[Spec]:
     return [Spec(i, i - 1, n_in, n_out, args=(n_out,), hparams=FFHyperParams(**hparams),
@@ -81,7 +93,7 @@ def test_from_model_config_reads_resolved_layers():
     (lambda s: replace(s, index=5), 'in order'),
     (lambda s: replace(s, source_index=1), 'earlier layer'),
     (lambda s: replace(s, in_features=7), 'in_features 7'),
-    (lambda s: replace(s, out_features=3), 'builds 6 outputs'),
+    (lambda s: replace(s, out_features=3), r'builds outputs of shape \[6\]'),
 ])
 def test_bad_wiring_is_rejected(change, message):
     specs = _chain([12, 8, 6])
