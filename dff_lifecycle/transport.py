@@ -89,7 +89,7 @@ def iter_chunks(array: np.ndarray, *, model: str, stream: str, source: str, batc
     shape = tuple(array.shape)
     if any(dim >= 1 << 32 for dim in shape):
         raise ValueError(f'tensor dimension too large for uint32 shape: {list(shape)}')
-    crc = crc32_of(array)
+    crc = crc32_of(array, TensorKey(model, stream, batch_seq, kind), shape)
     chunks = split_tensor(array, chunk_elements)
     sec, nanosec = (stamp.sec, stamp.nanosec) if stamp is not None else (0, 0)
     for chunk in chunks:

@@ -89,9 +89,22 @@ def split_tensor(array: np.ndarray, chunk_elements: int) -> list[ChunkView]:
     return chunks
 
 
-def crc32_of(array: np.ndarray) -> int:
-    """CRC-32 (zlib) of the tensor's little-endian float32 bytes."""
-    return zlib.crc32(memoryview(_flat_float32(array)).cast('B'))
+def crc32_of(array: np.ndarray, key: Optional[TensorKey] = None,
+             shape: Optional[tuple[int, ...]] = None) -> int:
+    """
+    CRC-32 (zlib) of the tensor's identity and its little-endian float32 bytes.
+
+    With `key` the CRC also covers the key and `shape` (array.shape by default), so a
+    corrupted header (another batch_seq, kind or shape) cannot pass a valid payload off
+    as a different tensor. Without it, the CRC of the bytes alone.
+    """
+    data = memoryview(_flat_float32(array)).cast('B')
+    if key is None:
+        return zlib.crc32(data)
+    dims = tuple(array.shape if shape is None else shape)
+    identity = '\x1f'.join((key.model, key.stream, str(key.batch_seq), str(key.kind),
+                            ','.join(map(str, dims))))
+    return zlib.crc32(data, zlib.crc32(identity.encode('utf-8', 'surrogatepass')))
 
 
 @dataclass
@@ -197,7 +210,7 @@ class Reassembler:
             return None
         del self._pending[meta.key]
         partial.check_tiling()
-        crc = crc32_of(partial.buffer)
+        crc = crc32_of(partial.buffer, meta.key, partial.shape)
         if crc != partial.crc32:
             raise ChunkError(f'CRC-32 mismatch (got {crc:#010x}, header {partial.crc32:#010x})')
         return partial.buffer.reshape(partial.shape)

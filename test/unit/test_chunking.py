@@ -16,7 +16,7 @@ def tensor(shape, seed=0) -> np.ndarray:
 def chunks_of(array: np.ndarray, chunk_elements: int, key: TensorKey = KEY):
     """(meta, payload) pairs as a sender would produce them."""
     views = split_tensor(array, chunk_elements)
-    crc = crc32_of(array)
+    crc = crc32_of(array, key, array.shape)
     return [(ChunkMeta(key, v.index, len(views), v.offset, array.shape, crc), v.data)
             for v in views]
 
@@ -137,7 +137,7 @@ def test_wrong_chunk_count_in_later_chunk_is_rejected():
 
 def test_chunk_count_larger_than_sent_never_completes():
     array = tensor(6)
-    crc = crc32_of(array)
+    crc = crc32_of(array, KEY)
     reassembler = Reassembler()
     assert reassembler.add(ChunkMeta(KEY, 0, 3, 0, (6,), crc), array[:3]) is None
     assert reassembler.add(ChunkMeta(KEY, 1, 3, 3, (6,), crc), array[3:]) is None
@@ -192,7 +192,7 @@ def test_bad_offset_is_rejected(offset):
 
 def test_overlapping_chunks_are_rejected_even_when_counts_add_up():
     array = tensor(8)
-    crc = crc32_of(array)
+    crc = crc32_of(array, KEY)
     reassembler = Reassembler()
     reassembler.add(ChunkMeta(KEY, 0, 3, 0, (8,), crc), array[0:4])
     reassembler.add(ChunkMeta(KEY, 1, 3, 2, (8,), crc), array[2:4])
@@ -262,3 +262,18 @@ def test_reassembly_fills_the_buffer_allocated_at_the_first_chunk():
     out = feed(reassembler, pairs[1:])[-1]
     assert np.shares_memory(out, buffer)  # no final concatenation copy
     assert not any(np.shares_memory(out, payload) for _, payload in pairs)
+
+
+@pytest.mark.parametrize('field', ['batch_seq', 'kind', 'stream', 'shape'])
+def test_a_corrupted_header_cannot_pass_a_payload_off_as_another_tensor(field):
+    # Found by the fuzz test: the CRC covered the payload only, so a flipped batch_seq
+    # delivered batch 1's values as batch 0. It covers the tensor's identity too now.
+    array = tensor((2, 3))
+    (meta, payload), = chunks_of(array, 6)
+    key = meta.key._replace(**{'batch_seq': 8} if field == 'batch_seq' else
+                            {'kind': 2} if field == 'kind' else {'stream': 't'}
+                            if field == 'stream' else {})
+    shape = (3, 2) if field == 'shape' else meta.shape
+    forged = ChunkMeta(key, 0, 1, 0, shape, meta.crc32)
+    with pytest.raises(ChunkError, match='CRC-32 mismatch'):
+        Reassembler().add(forged, payload)
