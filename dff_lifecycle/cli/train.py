@@ -5,7 +5,7 @@ Usage:
 
     dff_train --config params/models/mnist_ff.yaml [--data-root DIR] [--out runs/NAME]
               [--device auto|cpu|cuda] [--epochs N] [--steps N] [--seed N] [--threads N]
-              [--no-progress]
+              [--download] [--no-progress]
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dff_lifecycle.cli.arguments import non_negative_int, positive_int
 from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_model_config,
                                        ModelConfig)
 from dff_lifecycle.core.data import DATA_ROOT_ENV, DataNotFoundError, load_dataset
+from dff_lifecycle.core.download import MIRROR_ENV
 from dff_lifecycle.core.experiment import run_single_process
 from dff_lifecycle.core.memory import check_fits, DoesNotFit, model_bytes
 import torch
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='layer config (default: layers.yaml above the model config folder)')
     parser.add_argument('--data-root', type=Path, default=None,
                         help=f'dataset folder (default: ${DATA_ROOT_ENV}, else ./data)')
+    parser.add_argument('--download', action='store_true',
+                        help='fetch the dataset with torchvision if the data root lacks it '
+                             f'(from ${MIRROR_ENV} if set), md5-verified')
     parser.add_argument('--out', type=Path, default=None,
                         help='output folder (default: runs/<model name>)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
@@ -90,9 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Before the data and the layers take memory: a model that cannot fit says so,
         # instead of being OOM-killed without a word.
         check_fits(model_bytes(model_cfg), f'model {model_cfg.name!r} in one process')
-        dataset = load_dataset(model_cfg.dataset, args.data_root,
+        dataset = load_dataset(model_cfg.dataset, args.data_root, download=args.download,
                                train_limit=model_cfg.training.train_limit,
-                               test_limit=model_cfg.training.test_limit)
+                               test_limit=model_cfg.training.test_limit,
+                               progress=not args.no_progress)
     except (ConfigError, DataNotFoundError, ValueError, DoesNotFit) as err:
         print(f'{PROG}: error: {err}', file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Offline MNIST / CIFAR-10 loading into float32 tensors (file reading only, no training logic)."""
+"""MNIST / CIFAR-10 loading into float32 tensors (file reading; fetching is core/download.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +6,7 @@ import gzip
 import os
 from pathlib import Path
 
+from dff_lifecycle.core.download import download_dataset, DownloadError, MIRROR_ENV
 import numpy as np
 import torch
 from torch import Tensor
@@ -67,10 +68,12 @@ def missing_files(name: str, root: Path) -> list[str]:
 
 
 def load_dataset(name: str, root: str | Path | None = None, download: bool = False,
-                 train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
+                 train_limit: int | None = None, test_limit: int | None = None,
+                 progress: bool = True) -> Dataset:
     """
     Load 'mnist' or 'cifar10' from `root` (see resolve_data_root).
 
+    `download`: fetch a missing dataset first (core/download.py; `progress`: its bars).
     `train_limit` / `test_limit` keep only the first N samples (quick tests).
     """
     _check_name(name)
@@ -80,10 +83,13 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Fal
     path, how = _choose_data_root(root)
     missing = missing_files(name, path)
     if missing and download:
-        _download(name, path, how)
+        try:
+            download_dataset(name, path, progress)
+        except DownloadError as err:
+            raise DataNotFoundError(str(err)) from None
         missing = missing_files(name, path)
     if missing:
-        raise DataNotFoundError(_not_found_message(name, path, how, missing))
+        raise DataNotFoundError(_not_found_message(name, path, how, missing, download))
     loader = _load_mnist if name == 'mnist' else _load_cifar10
     return loader(path, train_limit, test_limit)
 
@@ -93,11 +99,16 @@ def _check_name(name: str) -> None:
         raise ValueError(f"unknown dataset '{name}' (known: {', '.join(DATASET_NAMES)})")
 
 
-def _not_found_message(name: str, root: Path, how: str, missing: list[str]) -> str:
+def _not_found_message(name: str, root: Path, how: str, missing: list[str],
+                       download: bool) -> str:
     pattern = EXPECTED_FILES[name][0]
+    # After a download that succeeded, files can only be missing if the layouts disagree.
+    remedy = ('' if download else
+              ', or allow downloads (dff_train --download, master -p download:=true; from '
+              f'${MIRROR_ENV} if set)')
     return (f'{name} data not found in {root} ({how}): it must contain {pattern}; '
             f'missing {len(missing)} of {len(EXPECTED_FILES[name][1])}: {", ".join(missing)}. '
-            f'Pass --data-root DIR or set ${DATA_ROOT_ENV}.')
+            f'Pass --data-root DIR (master: data_root), set ${DATA_ROOT_ENV}{remedy}.')
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -152,32 +163,3 @@ def _load_cifar10(root: Path, train_limit: int | None, test_limit: int | None) -
     return Dataset('cifar10', (x_train - mean) / std, torch.from_numpy(y_train.astype(np.int64)),
                    (x_test - mean) / std, torch.from_numpy(y_test.astype(np.int64)),
                    image_shape=(3, 32, 32), num_classes=10)
-
-
-def _download(name: str, root: Path, how: str) -> None:
-    """Fetch a dataset with torchvision into `root` in the loaders' layout (needs internet)."""
-    try:
-        import torchvision.datasets as tvd
-        if name == 'mnist':
-            tvd.MNIST(str(root), train=True, download=True)  # writes root/MNIST/raw/*.gz
-            tvd.MNIST(str(root), train=False, download=True)
-        else:
-            _download_cifar10(tvd, root)
-    except Exception as err:  # noqa: BLE001 - any download failure becomes one clear message
-        missing = missing_files(name, root)
-        raise DataNotFoundError(_not_found_message(name, root, how, missing)
-                                + f' Download failed: {err}') from err
-
-
-def _download_cifar10(tvd, root: Path) -> None:
-    # torchvision keeps python pickles; convert them to the npz layout (HWC uint8 x, uint8 y).
-    out = root / 'cifar10'
-    out.mkdir(parents=True, exist_ok=True)
-    train = tvd.CIFAR10(str(root), train=True, download=True)
-    test = tvd.CIFAR10(str(root), train=False, download=True)
-    targets = np.asarray(train.targets, dtype=np.uint8)
-    for i in range(5):
-        part = slice(i * CIFAR10_BATCH_SIZE, (i + 1) * CIFAR10_BATCH_SIZE)
-        np.savez_compressed(out / f'data_batch_{i + 1}.npz', x=train.data[part], y=targets[part])
-    np.savez_compressed(out / 'test_batch.npz', x=test.data,
-                        y=np.asarray(test.targets, dtype=np.uint8))

@@ -129,8 +129,9 @@ class MasterCoordinator(Node):
         dataset = None
         if command in ('run', 'train', 'evaluate'):
             t = model.training
-            dataset = load_dataset(model.dataset, s['data_root'] or None,
-                                   train_limit=t.train_limit, test_limit=t.test_limit)
+            dataset = load_dataset(model.dataset, s['data_root'] or None, download=s['download'],
+                                   train_limit=t.train_limit, test_limit=t.test_limit,
+                                   progress=s['progress'])
         servers = self.deployer.discover_servers()
         self.log(f'servers: {", ".join(servers)}')
         if command == 'delete':

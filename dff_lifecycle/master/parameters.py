@@ -12,6 +12,8 @@ MASTER_PARAMETERS = {
     'model_config': Param(str, None, 'Model configuration YAML (YOLOv5-style rows).'),
     'layer_config': Param(str, None, 'Layer configuration YAML (ports and message types).'),
     'data_root': Param(str, '', 'Dataset root; empty: $DFF_DATA_ROOT, else ./data.'),
+    'download': Param(bool, False, 'Fetch a dataset missing from the root with torchvision '
+                                   '(from $DFF_DATA_MIRROR if set) and md5-verify it.'),
     'servers': Param(int, 1, 'Number of server containers to wait for.', 1),
     'placement': Param(str, 'contiguous', ' | '.join(PLACEMENTS)),
     'pins': Param(list, [''], 'Pinned layers as "<layer>:<server>", e.g. "0:server_2".'),
