@@ -23,6 +23,7 @@ from dff_lifecycle.core.memory import check_fits, dense_layer_bytes
 from dff_lifecycle.core.weights import layer_weight_path, load_state, save_state_atomic
 from dff_lifecycle.nodes.compute_worker import ComputeWorker
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
+from dff_lifecycle.ros.diagnostics import LayerDiagnostics
 from dff_lifecycle.ros.parameters import declare_all, read_all
 from dff_lifecycle.transport import (from_numpy, LAYER_STATUS_QOS, ReceivedTensor, TENSOR_QOS,
                                      TensorReceiver, TensorSender, to_numpy)
@@ -77,6 +78,8 @@ class FFLayerNode(LifecycleNode):
                                      on_idle=self._flush_status)
         self._status_sent_at = 0.0
         self._status_due = False
+        # /diagnostics: read from self._status at 1 Hz, told of failures and changes below.
+        self._diagnostics = LayerDiagnostics(self, self._status)
 
     # ----------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -317,6 +320,7 @@ class FFLayerNode(LifecycleNode):
         self.get_logger().error(f'{transition} failed: {exc}')
         self.get_logger().debug(traceback.format_exc())
         self._status.error = f'{transition} failed: {exc}'
+        self._diagnostics.failed(self._status.error, error_processing=result == ERROR)
         if result != ERROR:
             self._release_all()
         return result
@@ -325,6 +329,7 @@ class FFLayerNode(LifecycleNode):
         """Handle an unexpected failure while active: go through error processing."""
         self.get_logger().error(f'processing failed: {exc}\n{traceback.format_exc()}')
         self._status.error = f'processing failed: {exc}'
+        self._diagnostics.failed(self._status.error, error_processing=True)
         self._fault_pending = True
         self.trigger_deactivate()  # on_deactivate sees the fault and reports ERROR
 
@@ -350,3 +355,5 @@ class FFLayerNode(LifecycleNode):
         self._status_pub.publish(msg)
         self._status_sent_at = time.monotonic()
         self._status_due = False
+        if state is not None or error is not None:  # a transition or a rejection: report now
+            self._diagnostics.changed(transition_to=state)

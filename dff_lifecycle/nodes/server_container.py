@@ -20,6 +20,7 @@ from dff_lifecycle.core.weights import layer_weight_path, save_bytes_atomic
 from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_PARAMETERS
 from dff_lifecycle.nodes.server_naming import claimed_server_name
+from dff_lifecycle.ros.diagnostics import ContainerDiagnostics
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import exit_process, ros_process
 from dff_lifecycle.transport import HEARTBEAT_QOS
@@ -55,6 +56,9 @@ class ServerContainer(Node):
         # A layer shut down by hand (finalized) can never run again: remove it, as rclcpp
         # containers unload a finalized component, so that it can be created anew.
         self.create_timer(HEARTBEAT_PERIOD_S, self._remove_finalized, callback_group=group)
+        # /diagnostics at 1 Hz: hosted layers, memory, uptime (each layer sends its own entry).
+        self._diagnostics = ContainerDiagnostics(self, lambda: self._layers_of(''),
+                                                 self.settings['weight_dir'])
         self.get_logger().info(f'{self.get_fully_qualified_name()} ready; weights in '
                                f'{os.path.abspath(self.settings["weight_dir"])}')
 
