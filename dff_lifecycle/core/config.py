@@ -129,6 +129,8 @@ class ModelConfig:
     layers: tuple[LayerSpecConfig, ...]
     source: str = field(default=DICT_SOURCE, compare=False)  # file it came from, for messages
     stages: tuple[Stage, ...] = ()  # the trainable rows with their fused rows (model_graph)
+    # The layer config it was checked against: each type's ports (plan wires nodes by them).
+    layer_types: Mapping[str, LayerTypeSpec] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -143,7 +145,7 @@ class ModelConfig:
 
     @property
     def trainable_layers(self) -> tuple[LayerSpecConfig, ...]:
-        """The rows that train, one per stage (and per layer node), in order."""
+        """Return the rows that train, one per stage (and per layer node), in order."""
         return tuple(self.layers[stage.index] for stage in self.stages)
 
     def to_dict(self) -> dict[str, Any]:
@@ -341,7 +343,8 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
         raise read.error('training.negatives', 'hard negatives pick wrong labels, so they need '
                          'a supervised model trained in minibatch mode')
     return ModelConfig(name, dataset, supervised, num_classes, input_shape, goodness_layers,
-                       feature_layers, head, defaults, training, layers, source, stages)
+                       feature_layers, head, defaults, training, layers, source, stages,
+                       dict(layer_types))
 
 
 def _trainable_list(read: _Reader, key: str, value: Any, last: int,

@@ -146,7 +146,7 @@ class LayerArgs:
 
     @property
     def out_features(self) -> int:
-        """The first arg: FFDense's width, FFConv2d's channel count."""
+        """Return the first arg: FFDense's width, FFConv2d's channel count."""
         return self.values[0]
 
 

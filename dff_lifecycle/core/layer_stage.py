@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque, OrderedDict
 from dataclasses import dataclass
+import math
 import time
 from typing import Any, Callable, Iterable, NamedTuple, Optional
 
@@ -22,6 +23,7 @@ from dff_lifecycle.core.batch_codec import (CodecError, expand_candidates, Kind,
                                             unpack_labelled, unpack_pair)
 from dff_lifecycle.core.local_trainer import LocalTrainer
 from dff_lifecycle.core.scoring import normalised_features
+from dff_lifecycle.core.stage_ops import StageOps
 import torch
 from torch import Tensor
 
@@ -66,22 +68,32 @@ class LayerStage:
     def __init__(self, trainer: LocalTrainer, settings: StageSettings,
                  save: Callable[[], Any] = lambda: None,
                  warn: Callable[[str], None] = lambda _text: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 ops: Optional[StageOps] = None) -> None:
         self.trainer = trainer
         self.settings = settings
+        # Joining several inputs, and the pools / Flatten fused after the layer.
+        self.ops = ops or StageOps([(settings.in_features,)], 1, [])
         self.save = save
         self.warn = warn
         self.clock = clock
         self._saved_at = clock()
         self.scalars = StageScalars()
         self._pending: OrderedDict[tuple[str, int], dict[int, Tensor]] = OrderedDict()
+        self._joining: OrderedDict[tuple[str, int, int], dict[int, Tensor]] = OrderedDict()
         self._trained: deque[tuple[str, int]] = deque(maxlen=TRAINED_MEMORY)
         self._trained_set: set[tuple[str, int]] = set()
         self._sent: OrderedDict[tuple[str, int], Tensor] = OrderedDict()  # the resend cache
         self._sent_bytes = 0
 
-    def process(self, stream: str, seq: int, kind: int, tensor: Tensor) -> list[Output]:
-        """Handle one received tensor; the outputs to publish (none for a lone half)."""
+    def process(self, stream: str, seq: int, kind: int, tensor: Tensor,
+                position: int = 0) -> list[Output]:
+        """
+        Handle one received tensor; the outputs to publish (none for a lone half).
+
+        `position` is the input it came in on, for a stage that joins several (a Concat):
+        such a stage waits for the same (stream, seq, kind) on every input, then joins.
+        """
         try:
             kind = Kind(kind)
         except ValueError:
@@ -91,6 +103,11 @@ class LayerStage:
             raise InputRejected(f'{kind.name} tensor of shape {tuple(tensor.shape)} holds NaN '
                                 'or Inf values')
         try:
+            if self.ops.inputs > 1:
+                joined = self._join(stream, seq, kind, tensor, position)
+                if joined is None:
+                    return []
+                tensor = joined
             if kind in (Kind.POSITIVE, Kind.NEGATIVE):
                 halves = self._collect_half(stream, seq, kind, tensor)
                 return [] if halves is None else self._train(stream, seq, *halves)
@@ -108,6 +125,7 @@ class LayerStage:
 
     def forget(self) -> None:
         self._pending.clear()
+        self._joining.clear()
         self._trained.clear()
         self._trained_set.clear()
         self._sent.clear()
@@ -115,6 +133,7 @@ class LayerStage:
 
     def drop_pending(self) -> None:
         self._pending.clear()
+        self._joining.clear()
 
     def trained_keys(self) -> list[list]:
         """Return the (stream, seq) of the batches trained lately, oldest first, to checkpoint."""
@@ -130,6 +149,32 @@ class LayerStage:
                     self._remember(key)
 
     # ------------------------------------------------------------------ inputs
+    def _join(self, stream: str, seq: int, kind: Kind, tensor: Tensor,
+              position: int) -> Optional[Tensor]:
+        if kind not in (Kind.TRAIN_PAIR, Kind.INFERENCE):
+            raise InputRejected(f'a stage joining {self.ops.inputs} inputs takes activity '
+                                f'pairs and inference activities, not {kind.name} tensors')
+        if not 0 <= position < self.ops.inputs:
+            raise InputRejected(f'input {position} of a stage with {self.ops.inputs} inputs')
+        shape = self.ops.input_shapes[position]
+        size = math.prod(shape)
+        if tensor.dim() < 2 or int(tensor[0].numel() if tensor.shape[0] else 0) != size:
+            raise InputRejected(f'input {position}: shape {tuple(tensor.shape)} does not fit '
+                                f'{list(shape)}')
+        key = (stream, seq, int(kind))
+        parts = self._joining.setdefault(key, {})
+        parts[position] = tensor
+        while len(self._joining) > MAX_PENDING_HALVES:
+            dropped, _ = self._joining.popitem(last=False)
+            self.warn(f'dropping a partly joined batch {dropped}')
+        if len(parts) < self.ops.inputs:
+            return None
+        del self._joining[key]
+        rows = {part.shape[0] for part in parts.values()}
+        if len(rows) != 1:
+            raise InputRejected(f'joined inputs of {stream}#{seq} differ in rows: {sorted(rows)}')
+        return self.ops.join([parts[i] for i in range(self.ops.inputs)])
+
     def _checked(self, tensor: Tensor) -> Tensor:
         features = int(tensor[0].numel()) if tensor.dim() >= 1 and tensor.shape[0] else 0
         if tensor.dim() < 2 or features != self.settings.in_features:
@@ -176,10 +221,11 @@ class LayerStage:
             sent = self._sent.get(key)
             if sent is not None:  # exactly what went out the first time
                 return [Output('train', Kind.TRAIN_PAIR, sent)]
-            h_pos, h_neg = trainer.infer(x_pos), trainer.infer(x_neg)
+            h_pos = self.ops.post(trainer.infer(x_pos))
+            h_neg = self.ops.post(trainer.infer(x_neg))
         else:
             result = trainer.step(x_pos, x_neg, steps=self.settings.steps_per_batch)
-            h_pos, h_neg = result.h_pos, result.h_neg
+            h_pos, h_neg = self.ops.post(result.h_pos), self.ops.post(result.h_neg)
             self._remember(key)
             self.scalars.loss = result.loss
             self.scalars.goodness_positive = result.goodness_pos
@@ -210,10 +256,11 @@ class LayerStage:
             self.save()
 
     def _infer(self, x: Tensor) -> list[Output]:
-        h = self.trainer.infer(x)
+        raw = self.trainer.infer(x)
+        h = self.ops.post(raw)  # what the next layers read, and the features
         outputs = [Output('infer', Kind.INFERENCE, h)]
         if self.settings.report_goodness:
-            outputs.append(Output('result', Kind.GOODNESS, self.trainer.goodness_of(h)))
+            outputs.append(Output('result', Kind.GOODNESS, self.trainer.goodness_of(raw)))
         if self.settings.report_features:
             outputs.append(Output('result', Kind.FEATURES, normalised_features([h])))
         self.scalars.inference_batches += 1

@@ -78,8 +78,7 @@ class PipelineIO:
         """Every topic of the pipeline has its reader and writer, so no first batch is lost."""
         node, plan = self.node, self.plan
         deadline = time.monotonic() + timeout_s
-        links = [p.topics.train_in for p in plan.placements]
-        links += [p.topics.infer_in for p in plan.placements]
+        links = dict.fromkeys(topic for p in plan.placements for topic in p.topics.input_topics())
         for topic in links:
             # Both ends must be known: layer outputs are published by other layers.
             while node.count_subscribers(topic) < 1 or node.count_publishers(topic) < 1:

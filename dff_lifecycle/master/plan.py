@@ -11,8 +11,11 @@ import math
 from typing import Any, Collection, Mapping, Sequence
 
 from dff_lifecycle.common.parameter_table import coerce
+from dff_lifecycle.common.ports import encode_shape, INPUT_PORTS, OUTPUT_PORTS, PortBinding
 from dff_lifecycle.common.text_table import format_table
 from dff_lifecycle.core.config import ConfigError, LayerSpecConfig, ModelConfig
+from dff_lifecycle.core.ff_layers import LAYER_TYPES
+from dff_lifecycle.core.model_graph import MODEL_INPUT, Stage
 from dff_lifecycle.master.parameters import PLACEMENTS
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
 
@@ -21,14 +24,49 @@ PARAMETERS = 'parameters'  # the source named by errors in the master's own sett
 
 @dataclass(frozen=True)
 class LayerTopics:
-    """Absolute topic names one layer node reads and writes."""
+    """
+    The port bindings of one layer node: what it subscribes to and publishes on.
 
-    train_in: str
-    infer_in: str
-    train_out: str   # '' when no layer consumes this layer's output
-    infer_out: str
-    result: str
-    status: str
+    Derived from its type's ports in the layer config; an output port that nothing reads
+    is left out (so the last layer publishes no activities).
+    """
+
+    inputs: tuple[PortBinding, ...]
+    outputs: tuple[PortBinding, ...]
+
+    def _topics(self, bindings: tuple[PortBinding, ...], port: str) -> list[str]:
+        return [b.topic for b in bindings if b.port == port]
+
+    def _one(self, bindings: tuple[PortBinding, ...], port: str) -> str:
+        return ', '.join(self._topics(bindings, port))
+
+    @property
+    def train_in(self) -> str:
+        return self._one(self.inputs, 'train')
+
+    @property
+    def infer_in(self) -> str:
+        return self._one(self.inputs, 'infer')
+
+    @property
+    def train_out(self) -> str:
+        """'' when no layer consumes this layer's output."""
+        return self._one(self.outputs, 'train')
+
+    @property
+    def infer_out(self) -> str:
+        return self._one(self.outputs, 'infer')
+
+    @property
+    def result(self) -> str:
+        return self._one(self.outputs, 'result')
+
+    @property
+    def status(self) -> str:
+        return self._one(self.outputs, 'status')
+
+    def input_topics(self) -> list[str]:
+        return [b.topic for b in self.inputs]
 
 
 @dataclass(frozen=True)
@@ -40,9 +78,19 @@ class LayerPlacement:
     topics: LayerTopics
     parameters: Mapping[str, Any] = field(default_factory=dict)
 
+    post_ops: tuple[str, ...] = ()   # fused rows after the layer, e.g. 'MaxPool2d'
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()  # what the node sends on (after its post-ops)
+
     @property
     def full_name(self) -> str:
         return f'{self.namespace}/{self.node_name}'
+
+    def describe(self) -> str:
+        """Name the row type with what runs fused in its node: `FFConv2d+MaxPool2d`."""
+        sources = sum(1 for b in self.topics.inputs if b.port == 'train')
+        joined = 'Concat+' if sources > 1 else ''
+        return joined + '+'.join((self.layer.module, *self.post_ops))
 
 
 @dataclass(frozen=True)
@@ -59,7 +107,7 @@ class DistributionPlan:
     def table(self) -> str:
         return format_table(
             ('layer', 'type', 'shape', 'server', 'node', 'input', 'output'),
-            [(str(p.layer.index), p.layer.module, f'{p.layer.in_features}->{p.layer.out_features}',
+            [(str(p.layer.index), p.describe(), shape_text(p.in_shape, p.out_shape),
               p.server, p.full_name, p.topics.train_in, p.topics.train_out or '-')
              for p in self.placements])
 
@@ -108,26 +156,50 @@ def assign_servers(num_layers: int, servers: Sequence[str], policy: str,
     return chosen
 
 
+def shape_text(in_shape: Sequence[int], out_shape: Sequence[int]) -> str:
+    """`784->500`, `1x28x28->8x14x14`."""
+    def one(shape: Sequence[int]) -> str:
+        return 'x'.join(str(d) for d in shape)
+    return f'{one(in_shape)}->{one(out_shape)}'
+
+
+def output_topic(model: str, node: str, port: str) -> str:
+    """
+    Topic of a layer node's output port.
+
+    `status` is the node's own `<node>/status`, `result` the model's one results topic the
+    master reads, and any other port `p` (train, infer) `<node>/<p>_out`.
+    """
+    if port == 'status':
+        return f'/{model}/{node}/status'
+    if port == 'result':
+        return model_topics(model)[2]
+    return f'/{model}/{node}/{port}_out'
+
+
+def input_topic(model: str, port: str) -> str:
+    """Topic on which the master feeds input port `port` of the layers reading the model input."""
+    return f'/{model}/input/{port}'
+
+
 def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contiguous',
                pins: Mapping[int, str] | None = None,
                extra_parameters: Mapping[str, Any] | None = None) -> DistributionPlan:
-    """Place every layer of `model` on `servers` and wire its topics."""
+    """Place every stage of `model` (one layer node each) on `servers` and wire its ports."""
     name = model.name
-    train_in, infer_in, result = model_topics(name)
-    consumers = {row.source_index for row in model.layers}
-    chosen = assign_servers(len(model.layers), servers, policy, pins)
+    stages = model.stages
+    chosen = assign_servers(len(stages), servers, policy, pins)
+    ports = _layer_ports(model)
+    consumers: dict[int, set[str]] = {}  # stage -> its output ports that something reads
+    for stage in stages:
+        for source in stage.inputs:
+            if source != MODEL_INPUT:
+                consumers.setdefault(source, set()).update(ports[stage.index][0])
     placements = []
-    for row, server in zip(model.layers, chosen):
-        node = layer_node_name(row.index)
-        src = '' if row.source_index < 0 else f'/{name}/{layer_node_name(row.source_index)}'
-        base = f'/{name}/{node}'
-        topics = LayerTopics(
-            train_in=f'{src}/train_out' if src else train_in,
-            infer_in=f'{src}/infer_out' if src else infer_in,
-            train_out=f'{base}/train_out' if row.index in consumers else '',
-            infer_out=f'{base}/infer_out' if row.index in consumers else '',
-            result=result,
-            status=f'{base}/status')
+    for stage, server in zip(stages, chosen):
+        row = model.layers[stage.index]
+        node = layer_node_name(stage.index)
+        topics = _stage_topics(model, stage, node, ports, consumers.get(stage.index, set()))
         params = layer_parameters(model, row, topics)
         for key, value in (extra_parameters or {}).items():
             if key not in LAYER_PARAMETERS:
@@ -136,36 +208,109 @@ def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contig
                 params[key] = coerce(value, LAYER_PARAMETERS[key].type)
             except ValueError as err:
                 raise ConfigError(PARAMETERS, key, str(err)) from err
-        placements.append(LayerPlacement(row, server, f'/{name}', node, topics, params))
+        placements.append(LayerPlacement(
+            row, server, f'/{name}', node, topics, params,
+            tuple(op.module for op in stage.post_ops), stage.in_shape, stage.out_shape))
     return DistributionPlan(name, tuple(placements))
+
+
+def _layer_ports(model: ModelConfig) -> dict[int, tuple[dict[str, str], dict[str, str]]]:
+    """{stage: (input ports, output ports)} from the layer config the model was checked with."""
+    found = {}
+    for stage in model.stages:
+        module = model.layers[stage.index].module
+        spec = model.layer_types.get(module)
+        if spec is None:
+            raise ConfigError(model.source, f'layers[{stage.index}]', f'{module} has no entry in '
+                              'the layer config, so its ports are unknown')
+        found[stage.index] = (dict(spec.inputs), dict(spec.outputs))
+    return found
+
+
+def _stage_topics(model: ModelConfig, stage: Stage, node: str,
+                  ports: Mapping[int, tuple[dict[str, str], dict[str, str]]],
+                  consumed: set[str]) -> LayerTopics:
+    """Bind each port of one stage; refuse ports that do not connect."""
+    name, key = model.name, f'layers[{stage.index}]'
+    inputs_wanted, outputs = ports[stage.index]
+    module = model.layers[stage.index].module
+    for port, msg_type in inputs_wanted.items():
+        if INPUT_PORTS.get(port) != msg_type:
+            raise ConfigError(model.source, key, f'{module} input port {port!r} ({msg_type}): '
+                              'a layer node reads only ' + ', '.join(
+                                  f'{p} ({t})' for p, t in INPUT_PORTS.items()))
+    inputs = []
+    for port, msg_type in inputs_wanted.items():
+        for source in stage.inputs:
+            if source == MODEL_INPUT:
+                inputs.append(PortBinding(port, input_topic(name, port), msg_type))
+                continue
+            source_module = model.layers[source].module
+            given = ports[source][1].get(port)
+            if given != msg_type:
+                offered = ', '.join(f'{p} ({t})' for p, t in ports[source][1].items())
+                raise ConfigError(model.source, key, f'{module} input port {port!r} '
+                                  f'({msg_type}) reads layer {source} ({source_module}), whose '
+                                  f'outputs do not match: {offered}')
+            inputs.append(PortBinding(port, output_topic(name, layer_node_name(source), port),
+                                      msg_type))
+    reports = (model.supervised and stage.index in model.goodness_layers) or (
+        not model.supervised and stage.index in model.feature_layers)
+    bound = []
+    for port, msg_type in outputs.items():
+        if OUTPUT_PORTS.get(port) != msg_type:
+            raise ConfigError(model.source, key, f'{module} output port {port!r} ({msg_type}): '
+                              'a layer node writes only ' + ', '.join(
+                                  f'{p} ({t})' for p, t in OUTPUT_PORTS.items()))
+        wanted = (port == 'status' or (port == 'result' and reports)
+                  or (port not in ('status', 'result') and port in consumed))
+        if wanted:
+            bound.append(PortBinding(port, output_topic(name, node, port), msg_type))
+    if 'status' not in outputs:
+        raise ConfigError(model.source, key, f'{module} has no status output port: the master '
+                          'follows every layer by it')
+    if reports and 'result' not in outputs:
+        raise ConfigError(model.source, key, f'{module} has no result output port, but the '
+                          'model reads its goodness or features')
+    return LayerTopics(tuple(inputs), tuple(bound))
 
 
 def layer_parameters(model: ModelConfig, row: LayerSpecConfig,
                      topics: LayerTopics) -> dict[str, Any]:
     """ROS parameters of one layer node, typed as the layer node's table declares them."""
     steps = model.training.steps_per_layer if model.training.mode == 'full_batch' else 1
+    stage = model.stage(row.index)
+    parsed = LAYER_TYPES[row.module].parse_args(row.args)
     values = {
         'model': model.name,
         'layer_index': row.index,
         'layer_type': row.module,
         'in_features': row.in_features,
         'out_features': row.out_features,
+        'in_shape': encode_shape(stage.in_shape),
+        'layer_args': encode_shape(parsed.values),
+        'input_shapes': [encode_shape(shape) for shape in stage.input_shapes],
+        'concat_dim': stage.concat_dim,
+        'post_ops': [post_op_entry(op.module, op.args) for op in stage.post_ops] or [''],
         'seed': row.seed,
         **row.hparams.to_dict(),
         'steps_per_batch': steps,
         **batch_rows(model),
         # Fed by the master: it sends each image once and the layer overlays the labels.
-        'overlay_classes': model.num_classes if model.supervised and row.source_index < 0 else 0,
+        'overlay_classes': (model.num_classes
+                            if model.supervised and stage.inputs == (MODEL_INPUT,) else 0),
         'report_goodness': model.supervised and row.index in model.goodness_layers,
         'report_features': (not model.supervised) and row.index in model.feature_layers,
-        'train_in_topic': topics.train_in,
-        'infer_in_topic': topics.infer_in,
-        'train_out_topic': topics.train_out,
-        'infer_out_topic': topics.infer_out,
-        'result_topic': topics.result,
-        'status_topic': topics.status,
+        'inputs': [b.encode() for b in topics.inputs] or [''],
+        'outputs': [b.encode() for b in topics.outputs] or [''],
     }
     return {name: coerce(value, LAYER_PARAMETERS[name].type) for name, value in values.items()}
+
+
+def post_op_entry(module: str, args: Sequence[Any]) -> str:
+    """`MaxPool2d 2 0`: a post-op row as a layer node's post_ops parameter names it."""
+    LAYER_TYPES[module].parse_args(args)  # the config checked them; this keeps it so
+    return ' '.join((module, *(str(v) for v in args)))
 
 
 def batch_rows(model: ModelConfig) -> dict[str, int]:

@@ -9,13 +9,14 @@ shutdown   saves whatever is configured, from any state (idempotent).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 import threading
 import time
 import traceback
 from typing import Any, Optional
 
-from dff_lifecycle.core.ff_layers import build_layer
+from dff_lifecycle.core.ff_layers import build_row
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.layer_stage import InputRejected, LayerStage, StageSettings
 from dff_lifecycle.core.local_trainer import LocalTrainer
@@ -23,6 +24,7 @@ from dff_lifecycle.core.memory import check_fits, dense_layer_bytes
 from dff_lifecycle.core.weights import layer_weight_path, load_state, save_state_atomic
 from dff_lifecycle.nodes.compute_worker import ComputeWorker
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
+from dff_lifecycle.nodes.stage_wiring import StageWiring
 from dff_lifecycle.ros.diagnostics import LayerDiagnostics
 from dff_lifecycle.ros.parameters import declare_all, read_all
 from dff_lifecycle.transport import (from_numpy, LAYER_STATUS_QOS, ReceivedTensor, TENSOR_QOS,
@@ -62,7 +64,10 @@ class FFLayerNode(LifecycleNode):
         self._weight_file: Optional[Path] = None
         self._weights_loaded = False
         self._checkpoint: Optional[tuple[int, Path]] = None  # (batches, file) of the last
-        self._receiver: Optional[TensorReceiver] = None
+        self._receiver: Optional[TensorReceiver] = None  # set while configured (rejections)
+        self._receivers: list[TensorReceiver] = []      # one per input binding while active
+        self._rejected_before = 0
+        self._wiring: Optional[StageWiring] = None
         self._subscriptions_in: list[Subscription] = []
         self._train_pub: Optional[LifecyclePublisher] = None
         self._infer_pub: Optional[LifecyclePublisher] = None
@@ -91,14 +96,16 @@ class FFLayerNode(LifecycleNode):
                     raise ValueError('steps_per_batch must be >= 1')
                 # Refuse before allocating: on a capped device an oversized layer would
                 # otherwise take the whole container down with an OOM kill.
+                wiring = StageWiring.from_parameters(s)
                 check_fits(dense_layer_bytes(s['in_features'], s['out_features'],
                                              hparams.optimizer, s['train_rows'] // 2,
-                                             s['infer_rows'])
+                                             s['infer_rows'], params=wiring.parameter_count)
                            + int(s['resend_cache_mib'] * 2**20),
                            f'layer {self.get_fully_qualified_name()}')
-                layer, _ = build_layer(s['layer_type'], s['in_features'], [s['out_features']],
-                                       s['seed'])
+                layer, _ = build_row(s['layer_type'], [wiring.in_shape], list(wiring.layer_args),
+                                     s['seed'])
                 self._trainer = LocalTrainer(layer, hparams, device=s['device'])
+                self._wiring = wiring
                 self._stage = LayerStage(self._trainer, StageSettings(
                     in_features=s['in_features'], overlay_classes=s['overlay_classes'],
                     steps_per_batch=s['steps_per_batch'],
@@ -108,7 +115,7 @@ class FFLayerNode(LifecycleNode):
                     save_every_s=s['save_every_s'],
                     resend_cache_bytes=int(s['resend_cache_mib'] * 2**20)),
                     save=lambda: self.save_weights(periodic=True),
-                    warn=self.get_logger().warning)
+                    warn=self.get_logger().warning, ops=wiring.ops())
                 self._settings = s
                 self._weight_file = layer_weight_path(s['weight_dir'], s['model'],
                                                       s['layer_index'])
@@ -125,8 +132,9 @@ class FFLayerNode(LifecycleNode):
                     self.get_logger().info(f'no saved weights at {self._weight_file}; '
                                            'starting from the seeded initialisation')
                 self._receiver = TensorReceiver(self.get_logger())
+                self._rejected_before = 0
                 self._status_pub = self._status_pub or self.create_publisher(
-                    LayerStatus, s['status_topic'], LAYER_STATUS_QOS)
+                    LayerStatus, wiring.output_topic('status'), LAYER_STATUS_QOS)
             except Exception as exc:  # noqa: BLE001 - any failure must reach the caller
                 return self._fail('configure', exc, FAILURE)
         self._publish_status('inactive')
@@ -135,20 +143,26 @@ class FFLayerNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
             try:
-                s = self._settings
-                self._train_pub = self._maybe_publisher(s['train_out_topic'])
-                self._infer_pub = self._maybe_publisher(s['infer_out_topic'])
+                s, wiring = self._settings, self._wiring
+                self._train_pub = self._maybe_publisher(wiring.output_topic('train'))
+                self._infer_pub = self._maybe_publisher(wiring.output_topic('infer'))
                 report = s['report_goodness'] or s['report_features']
-                self._result_pub = self._maybe_publisher(s['result_topic'] if report else '')
+                self._result_pub = self._maybe_publisher(
+                    wiring.output_topic('result') if report else '')
                 self._senders = {
                     name: TensorSender(pub, source=self.get_fully_qualified_name(),
                                        chunk_elements=s['chunk_elements'], clock=self.get_clock())
                     for name, pub in (('train', self._train_pub), ('infer', self._infer_pub),
                                       ('result', self._result_pub)) if pub is not None}
+                # One subscription, and one reassembler, per input binding: joined inputs
+                # send the same (stream, seq, kind), told apart by where they arrive.
+                self._receivers = [TensorReceiver(self.get_logger()) for _ in wiring.inputs]
                 self._subscriptions_in = [
-                    self.create_subscription(TensorChunk, topic, self._on_chunk, TENSOR_QOS,
-                                             callback_group=self._data_group, raw=True)
-                    for topic in (s['train_in_topic'], s['infer_in_topic'])]
+                    self.create_subscription(
+                        TensorChunk, binding.topic,
+                        functools.partial(self._on_chunk, index=i), TENSOR_QOS,
+                        callback_group=self._data_group, raw=True)
+                    for i, binding in enumerate(wiring.inputs)]
             except Exception as exc:  # noqa: BLE001
                 return self._fail('activate', exc, ERROR)
             result = super().on_activate(state)
@@ -226,30 +240,32 @@ class FFLayerNode(LifecycleNode):
         return self._state_machine.current_state[1]
 
     # --------------------------------------------------------------------- data
-    def _on_chunk(self, msg: bytes | TensorChunk) -> None:
+    def _on_chunk(self, msg: bytes | TensorChunk, index: int = 0) -> None:
         """Executor side: reassemble, and hand each complete tensor to the compute thread."""
         with self._io_lock:
-            receiver = self._receiver
-            if receiver is None or self.lifecycle_label != 'active':
+            receivers = self._receivers
+            if not receivers or self.lifecycle_label != 'active':
                 return  # paused: deactivate is tearing the subscriptions down
-            tensor = receiver.on_message(msg)
+            tensor = receivers[index].on_message(msg)
             if tensor is not None:
-                self._worker.submit(tensor)
+                self._worker.submit((tensor, self._wiring.positions[index]))
                 return
-            rejected = receiver.rejected_tensors
+            rejected = self._rejected_by_receivers()
         if rejected + self._rejected_inputs != self._status.rejected_tensors:
             with self._lock:  # rare: a malformed stream is worth waiting for the step
                 self._publish_status(error='rejected a malformed tensor stream')
 
-    def _work(self, tensor: ReceivedTensor, generation: int) -> None:
+    def _work(self, item: tuple[ReceivedTensor, int], generation: int) -> None:
         """Compute side: one step (or inference pass), then publish what it produced."""
+        tensor, position = item
         with self._lock:
             if (generation != self._worker.generation or self._stage is None
                     or self.lifecycle_label != 'active'):
                 return  # queued before a pause; the master resends what it still needs
             try:
                 outputs = self._stage.process(tensor.stream, tensor.batch_seq, tensor.kind,
-                                              from_numpy(tensor.array, self._trainer.device))
+                                              from_numpy(tensor.array, self._trainer.device),
+                                              position)
             except InputRejected as exc:
                 self.get_logger().error(f'rejected {tensor.stream}#{tensor.batch_seq}: {exc}')
                 self._rejected_inputs += 1
@@ -288,10 +304,17 @@ class FFLayerNode(LifecycleNode):
         super().destroy_node()
 
     # ------------------------------------------------------------------ helpers
+    def _rejected_by_receivers(self) -> int:
+        """Tensors the reassemblers refused, over this configuration's activations."""
+        return self._rejected_before + sum(r.rejected_tensors for r in self._receivers)
+
     def _maybe_publisher(self, topic: str) -> Optional[LifecyclePublisher]:
         return self.create_lifecycle_publisher(TensorChunk, topic, TENSOR_QOS) if topic else None
 
     def _release_io(self) -> None:
+        with self._io_lock:
+            self._rejected_before += sum(r.rejected_tensors for r in self._receivers)
+            self._receivers = []
         for sub in self._subscriptions_in:
             self.destroy_subscription(sub)
         self._subscriptions_in = []
@@ -309,8 +332,10 @@ class FFLayerNode(LifecycleNode):
         self._trainer = None
         self._stage = None
         self._settings = None
+        self._wiring = None
         with self._io_lock:
             self._receiver = None
+            self._receivers = []
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -347,7 +372,7 @@ class FFLayerNode(LifecycleNode):
         if self._trainer is not None:
             msg.batches_seen = self._trainer.batches_seen
         if self._receiver is not None:
-            msg.rejected_tensors = self._receiver.rejected_tensors + self._rejected_inputs
+            msg.rejected_tensors = self._rejected_by_receivers() + self._rejected_inputs
         msg.weights_loaded = self._weights_loaded
         msg.weight_file = str(self._weight_file or '')
         if error is not None:

@@ -21,7 +21,18 @@ LAYER_PARAMETERS = {
     'layer_index': Param(int, None, 'Index of the layer in the model config.', 0),
     'layer_type': Param(str, 'FFDense', 'Layer type from the layer registry.'),
     'in_features': Param(int, None, 'Input size (flattened).', 1),
-    'out_features': Param(int, None, 'Output size.', 1),
+    'out_features': Param(int, None, 'Output size of the layer (flattened, before post_ops).',
+                          1),
+    'in_shape': Param(str, '', 'Input shape without the batch dim, e.g. "1,28,28"; empty: '
+                               '(in_features,).'),
+    'layer_args': Param(str, '', 'The layer row\'s integer args, e.g. "32,5,1,2" for an FFConv2d; '
+                                 'empty: "<out_features>".'),
+    'input_shapes': Param(list, [''], 'Shape of each joined input, in join order (a stage '
+                                      'reading a Concat); empty: one input of in_shape.'),
+    'concat_dim': Param(int, 1, 'Dimension along which joined inputs are concatenated '
+                                '(1: channels).', 1),
+    'post_ops': Param(list, [''], 'Parameter-free rows run on the output, in order, each '
+                                  '"<Type> <args...>", e.g. "MaxPool2d 2 0".'),
     'seed': Param(int, 0, 'Seed of the weight initialisation.', 0),
     **HYPERPARAMETERS,
     'steps_per_batch': Param(int, 1, 'Optimisation steps per received batch '
@@ -34,12 +45,12 @@ LAYER_PARAMETERS = {
     'infer_rows': Param(int, 0, 'Rows of its largest inference batch, for the same check.', 0),
     'report_goodness': Param(bool, False, 'Publish per-sample goodness of inference batches.'),
     'report_features': Param(bool, False, 'Publish normalised activities of inference batches.'),
-    'train_in_topic': Param(str, None, 'Training input topic (positive and negative tensors).'),
-    'infer_in_topic': Param(str, None, 'Inference input topic.'),
-    'train_out_topic': Param(str, '', 'Training output topic; empty: nothing published.'),
-    'infer_out_topic': Param(str, '', 'Inference output topic; empty: nothing published.'),
-    'result_topic': Param(str, None, 'Topic of goodness / features reported to the master.'),
-    'status_topic': Param(str, None, "Topic of this layer's LayerStatus messages."),
+    'inputs': Param(list, None, 'Input port bindings, "<port> <topic> <pkg/msg/Type>" (ports '
+                                'train, infer; a stage joining N inputs lists each port N '
+                                'times, in join order), from the layer config.'),
+    'outputs': Param(list, None, 'Output port bindings (train, infer: activities for the next '
+                                 'layers; result: goodness or features for the master; '
+                                 'status: LayerStatus), as for inputs.'),
     'status_period_s': Param(float, 0.05, 'Least time between progress status messages; a '
                                           'pause in the stream sends the last one at once.',
                              0.0),

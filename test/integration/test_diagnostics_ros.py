@@ -20,6 +20,7 @@ from dff_msgs.msg import LayerSpec, TensorChunk
 from dff_msgs.srv import CreateLayers
 from dff_processes import start_server
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from layer_ports import ports
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
@@ -34,8 +35,8 @@ LAYER_0, LAYER_1 = '/demo/layer_0: ff_layer', '/demo/layer_1: ff_layer'
 
 def spec(index: int) -> LayerSpec:
     params = {'model': 'demo', 'layer_index': index, 'in_features': WIDTH, 'out_features': 8,
-              'train_in_topic': f'/demo/in_{index}', 'infer_in_topic': f'/demo/infer_{index}',
-              'result_topic': '/demo/results', 'status_topic': f'/demo/layer_{index}/status'}
+              **ports(f'/demo/in_{index}', f'/demo/infer_{index}', result='/demo/results',
+                      status=f'/demo/layer_{index}/status')}
     return LayerSpec(model='demo', layer_index=index, layer_type='FFDense',
                      node_name=f'layer_{index}',
                      parameters=[Parameter(k, value=v).to_parameter_msg()

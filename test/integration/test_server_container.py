@@ -9,6 +9,7 @@ from dff_lifecycle.ros.service_calls import call
 from dff_msgs.msg import LayerSpec
 from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
 from dff_processes import start_server
+from layer_ports import ports
 import pytest
 from rclpy.parameter import Parameter
 from ros_client import ros_client
@@ -18,8 +19,8 @@ pytestmark = pytest.mark.integration
 
 def spec(index: int, **overrides) -> LayerSpec:
     params = {'model': 'demo', 'layer_index': index, 'in_features': 16, 'out_features': 8,
-              'train_in_topic': f'/demo/in_{index}', 'infer_in_topic': f'/demo/infer_{index}',
-              'result_topic': '/demo/results', 'status_topic': f'/demo/layer_{index}/status',
+              **ports(f'/demo/in_{index}', f'/demo/infer_{index}', result='/demo/results',
+                      status=f'/demo/layer_{index}/status'),
               **overrides}
     return LayerSpec(model='demo', layer_index=index, layer_type='FFDense',
                      node_name=f'layer_{index}',

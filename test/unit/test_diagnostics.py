@@ -12,6 +12,7 @@ from dff_lifecycle.ros.diagnostics import (ContainerDiagnostics, DIAGNOSTICS_TOP
 from dff_lifecycle.transport import tensor_to_msgs
 from dff_msgs.msg import TensorChunk
 from diagnostic_msgs.msg import DiagnosticStatus
+from layer_ports import ports
 import numpy as np
 import pytest
 import rclpy
@@ -134,9 +135,9 @@ def context(ros_domain):
 @pytest.fixture
 def layer(context, tmp_path):
     params = {'model': 'unit', 'layer_index': 0, 'in_features': IN, 'out_features': OUT,
-              'train_in_topic': '/unit/input/train', 'infer_in_topic': '/unit/input/infer',
-              'train_out_topic': '/unit/layer_0/train_out', 'result_topic': '/unit/results',
-              'status_topic': '/unit/layer_0/status', 'weight_dir': str(tmp_path),
+              **ports('/unit/input/train', '/unit/input/infer',
+                      train_out='/unit/layer_0/train_out', result='/unit/results',
+                      status='/unit/layer_0/status'), 'weight_dir': str(tmp_path),
               'server': 'server_7'}
     node = FFLayerNode('layer_0', namespace='/unit', context=context,
                        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])

@@ -8,6 +8,7 @@ from dff_lifecycle.core.weights import layer_weight_path, load_state
 from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.transport import tensor_to_msgs
 from dff_msgs.msg import TensorChunk
+from layer_ports import ports
 import numpy as np
 import pytest
 import rclpy
@@ -28,9 +29,9 @@ def context(ros_domain):
 
 def make_node(context, weight_dir, **extra) -> FFLayerNode:
     params = {'model': 'unit', 'layer_index': 0, 'in_features': IN, 'out_features': OUT,
-              'train_in_topic': '/unit/input/train', 'infer_in_topic': '/unit/input/infer',
-              'train_out_topic': '/unit/layer_0/train_out', 'infer_out_topic': '',
-              'result_topic': '/unit/results', 'status_topic': '/unit/layer_0/status',
+              **ports('/unit/input/train', '/unit/input/infer',
+                      train_out='/unit/layer_0/train_out', result='/unit/results',
+                      status='/unit/layer_0/status'),
               'report_goodness': True, 'weight_dir': str(weight_dir), **extra}
     return FFLayerNode('layer_0', namespace='/unit', context=context,
                        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
@@ -109,7 +110,7 @@ def test_wrong_width_is_rejected_and_layer_stays_active(context, tmp_path):
         for msg in bad:
             node._on_chunk(msg)
         assert node.lifecycle_label == 'active'
-        assert node._rejected_inputs == 1 and node._receiver.rejected_tensors == 1
+        assert node._rejected_inputs == 1 and node._rejected_by_receivers() == 1
 
 
 def test_failure_while_training_goes_through_error_processing_and_saves(context, tmp_path):

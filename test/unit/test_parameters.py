@@ -10,6 +10,7 @@ from dff_lifecycle.nodes.parameters import (CHUNK_ELEMENTS, HYPERPARAMETERS, INH
 from dff_lifecycle.ros.parameters import (declare_all, descriptor, MissingParameterError,
                                           ParameterTypeError, read_all)
 from dff_lifecycle.ros.process import ros_process
+from layer_ports import ports
 import pytest
 from rcl_interfaces.msg import ParameterType
 from rclpy.exceptions import InvalidParameterValueException
@@ -22,9 +23,8 @@ ROS_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_IN
              list: ParameterType.PARAMETER_STRING_ARRAY}
 # What a layer node needs from its creator (the master's plan).
 LAYER_REQUIRED = {'model': 'unit', 'layer_index': 1, 'in_features': 12, 'out_features': 8,
-                  'train_in_topic': '/unit/layer_0/train_out',
-                  'infer_in_topic': '/unit/layer_0/infer_out',
-                  'result_topic': '/unit/results', 'status_topic': '/unit/layer_1/status'}
+                  **ports('/unit/layer_0/train_out', '/unit/layer_0/infer_out',
+                          result='/unit/results', status='/unit/layer_1/status')}
 MASTER_REQUIRED = {'model_config': 'm.yaml', 'layer_config': 'layers.yaml'}
 
 

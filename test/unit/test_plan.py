@@ -150,7 +150,8 @@ def test_parse_pins_layer_pinned_twice():
 # ------------------------------------------------------------------------ build_plan
 
 def test_topics_of_a_chain(layer_types):
-    plan = build_plan(make_model(layer_types), servers(2))
+    model = make_model(layer_types)
+    plan = build_plan(model, servers(2))
     assert plan.model == 'unit'
     t = [p.topics for p in plan.placements]
     assert (t[0].train_in, t[0].infer_in) == ('/unit/input/train', '/unit/input/infer')
@@ -158,8 +159,8 @@ def test_topics_of_a_chain(layer_types):
         assert t[i].train_in == t[i - 1].train_out == f'/unit/layer_{i - 1}/train_out'
         assert t[i].infer_in == t[i - 1].infer_out == f'/unit/layer_{i - 1}/infer_out'
     assert (t[2].train_out, t[2].infer_out) == ('', '')  # the leaf feeds nobody
-    for i, topics in enumerate(t):
-        assert topics.result == '/unit/results'
+    for i, topics in enumerate(t):  # only layers whose goodness the master reads report
+        assert topics.result == ('/unit/results' if i in model.goodness_layers else '')
         assert topics.status == f'/unit/layer_{i}/status'
 
 
@@ -208,8 +209,10 @@ def test_layer_parameter_values(layer_types):
     assert first['steps_per_batch'] == 1  # minibatch
     assert (first['report_goodness'], second['report_goodness']) == (False, True)
     assert not first['report_features'] and not second['report_features']  # supervised
-    assert first['train_out_topic'] == '/unit/layer_0/train_out'
-    assert second['train_out_topic'] == ''
+    assert 'train /unit/layer_0/train_out dff_msgs/msg/TensorChunk' in first['outputs']
+    assert not any(entry.startswith('train ') for entry in second['outputs'])  # the leaf
+    assert first['inputs'] == ['train /unit/input/train dff_msgs/msg/TensorChunk',
+                               'infer /unit/input/infer dff_msgs/msg/TensorChunk']
 
 
 def test_full_batch_and_unsupervised_parameters(layer_types):

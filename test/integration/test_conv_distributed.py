@@ -1,0 +1,55 @@
+"""
+Conv models, and a model with a Concat, trained distributed from the YAML alone.
+
+Two real server containers and the master on an isolated domain. The layer nodes run
+the fused pools and the join themselves; the accuracy must equal the single process's
+(both see the same batches, the same seeds, and compute the same tensors).
+"""
+from __future__ import annotations
+
+import re
+
+from dff_lifecycle.core.config import load_layer_config, load_model_config
+from dff_lifecycle.core.data import load_dataset
+from dff_lifecycle.core.experiment import run_single_process
+from dff_processes import LAYER_CONFIG, REPO, start_master, start_servers, stop_all
+import pytest
+from ros_env import isolated_ros_env
+
+pytestmark = pytest.mark.integration
+FIXTURES = REPO / 'test' / 'fixtures'
+ACCURACY_RE = re.compile(r'^test accuracy: (\d\.\d+)$', re.M)
+FLOOR = 0.35  # 2k images, one epoch, a linear head on 408 or 408 features: about 0.5
+
+
+@pytest.fixture(scope='module')
+def servers(tmp_path_factory):
+    from ros_env import allocate_domain_id, release_domain_id
+    domain = allocate_domain_id()
+    env = isolated_ros_env(domain)
+    weights = tmp_path_factory.mktemp('conv_weights')
+    procs = start_servers(env, [weights, weights])
+    try:
+        yield env
+    finally:
+        stop_all(procs)
+        release_domain_id(domain)
+
+
+@pytest.mark.parametrize('name, table_row', [
+    ('mnist_conv_small', r'^0\s+FFConv2d\+MaxPool2d\s+1x28x28->8x7x7\s'),
+    ('mnist_concat_small', r'^4\s+Concat\+FFConv2d\+AvgPool2d\s+16x7x7->16x1x1\s'),
+])
+def test_conv_models_train_distributed_like_the_single_process(servers, data_root, tmp_path,
+                                                               name, table_row):
+    config = FIXTURES / f'{name}.yaml'
+    master = start_master(servers, config, servers=2, out_dir=str(tmp_path / 'run'))
+    assert master.wait(300) == 0, master.output
+    assert re.search(table_row, master.output, re.M), master.output  # the plan table
+    accuracy = float(ACCURACY_RE.search(master.output).group(1))
+    model = load_model_config(config, load_layer_config(LAYER_CONFIG))
+    dataset = load_dataset('mnist', data_root, train_limit=model.training.train_limit,
+                           test_limit=model.training.test_limit)
+    single = run_single_process(model, dataset, 'cpu', progress=False, log=lambda _t: None)
+    assert accuracy >= FLOOR
+    assert abs(single['test_accuracy'] - accuracy) <= 0.005, master.output
