@@ -6,7 +6,9 @@
 
 `deployment` names a params/*.yaml of this package or is a path to a deployment
 file; the processes come from dff_lifecycle.deploy.deployment, exactly as for
-`dff_launch`. The launch ends when the master exits.
+`dff_launch`. Relative weight_dir / out_dir in it are taken from the folder
+`ros2 launch` is started in (the first log lines say where each one is). The
+launch ends when the master exits.
 """
 from dff_lifecycle.deploy.deployment import find_deployment, load_deployment
 from dff_lifecycle.deploy.launch_description import deployment_actions

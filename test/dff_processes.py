@@ -22,14 +22,15 @@ LAYER_CONFIG = REPO / 'params' / 'layers.yaml'
 class Proc:
     """A child process whose output is collected line by line."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str],
+                 cwd: Optional[Path] = None) -> None:
         self.name = name
         self.weight_dir: Optional[Path] = None
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True,
-                                      start_new_session=True, cwd=REPO)
+                                      start_new_session=True, cwd=cwd or REPO)
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:

@@ -16,7 +16,9 @@ master's; 1 when it was 0 but a server failed (or died, without respawn).
 
 Overrides: `-p epochs:=1` goes to every process that declares `epochs`;
 `-p master.device:=cuda`, `-p servers.torch_threads:=2` and
-`-p server_2.weight_dir:=/data/w` choose the processes.
+`-p server_2.weight_dir:=/data/w` choose the processes. A relative weight_dir or
+out_dir, in the file or in an override, is taken from the folder dff_launch was
+started in (the processes get absolute paths; the launcher prints them first).
 """
 from __future__ import annotations
 
@@ -377,6 +379,8 @@ def _main(args: argparse.Namespace, overrides_dir: Path) -> int:
             print(shlex.join(argv_of(spec)))
         return 0
     out.say(deployment.describe())
+    for line in deployment.describe_directories(PROG):
+        out.say(line)
     launcher = Launcher(deployment, args, out, argv_of)
     previous = {sig: signal.signal(sig, launcher.on_signal)
                 for sig in (signal.SIGINT, signal.SIGTERM)}

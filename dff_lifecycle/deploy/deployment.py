@@ -14,7 +14,11 @@ to any node with `--ros-args --params-file`. Three kinds of section are known:
 
 Relative `model_config` / `layer_config` paths are resolved against the folder
 above the deployment file (the repository root or the installed share folder,
-for files in params/), then against the package's own folders.
+for files in params/), then against the package's own folders. Relative
+`weight_dir` / `out_dir` (the data a run writes) are taken from the folder the
+launcher was started in (`Deployment.base`), wherever they are given; the
+processes get them as absolute paths, so where a run writes never depends on a
+process's own working folder, and `directories()` says where that is.
 
 Pure Python (no rclpy): `dff_launch` and `launch/dff.launch.py` both build
 their processes from `Deployment.processes()`, so the two cannot drift.
@@ -22,6 +26,7 @@ their processes from `Deployment.processes()`, so the two cannot drift.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 import re
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -41,6 +46,9 @@ CONFIG_KEYS = ('model_config', 'layer_config')
 LAUNCHER_SET = ('server_name',)
 # Parameters every rclpy node declares itself.
 NODE_BUILTINS = {'use_sim_time': bool, 'start_type_description_service': bool}
+# Folders a run writes to, per process kind: relative ones are from the launch folder.
+SERVER_DIRECTORY = 'weight_dir'
+MASTER_DIRECTORY = 'out_dir'
 
 _SERVER_SECTION = re.compile(r'^/dff/server_([1-9][0-9]*)$')
 _TARGET = re.compile(r'^(master|servers|server_([1-9][0-9]*))$')
@@ -108,16 +116,26 @@ class Deployment:
     # -p overrides per server index; index 0: every server (`servers.name:=value`)
     server_overrides: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    # where relative weight_dir / out_dir are taken from: the folder the launcher started in
+    base: Path = field(default_factory=Path.cwd)
 
     def server_names(self) -> list[str]:
         return [server_name(i) for i in range(1, self.servers + 1)]
 
     def processes(self) -> list[ProcessSpec]:
-        """Return the processes: the server containers (in order), then the master."""
+        """
+        Return the processes: the server containers (in order), then the master.
+
+        Each server's weight_dir, and the master's out_dir when it has one, is in its
+        overrides as an absolute path (see `directories`).
+        """
         specs = []
         for i, name in enumerate(self.server_names(), start=1):
             overrides = {'server_name': name, **self.server_overrides.get(0, {}),
                          **self.server_overrides.get(i, {})}
+            overrides[SERVER_DIRECTORY] = self._absolute(overrides.get(
+                SERVER_DIRECTORY, self._from_file(self.server_sections.get(i, {}),
+                                                  SERVER_DIRECTORY)))
             specs.append(ProcessSpec(
                 name=name, executable='server_container',
                 module=f'{PACKAGE}.nodes.server_container',
@@ -125,6 +143,9 @@ class Deployment:
                 ready_text=f'server container {NAMESPACE}/{name} up', respawn=True))
         master = {'model_config': str(self.model_config), 'layer_config': str(self.layer_config),
                   'servers': self.servers, **self.master_overrides}
+        out_dir = master.get(MASTER_DIRECTORY, self._from_file(self.master, MASTER_DIRECTORY))
+        if out_dir:  # empty: the master writes no files
+            master[MASTER_DIRECTORY] = self._absolute(out_dir)
         specs.append(ProcessSpec(name=MASTER_NAME, executable='master',
                                  module=f'{PACKAGE}.master.master_node', namespace=NAMESPACE,
                                  params_file=self.path, overrides=master))
@@ -135,12 +156,33 @@ class Deployment:
         return (f'{self.path.name}: {self.model_config.name} on {self.servers} server '
                 'container(s)')
 
+    def directories(self) -> list[tuple[str, str, str]]:
+        """(process, parameter, absolute path) of every folder the processes write to."""
+        return [(spec.name, name, spec.overrides[name]) for spec in self.processes()
+                for name in (SERVER_DIRECTORY, MASTER_DIRECTORY) if spec.overrides.get(name)]
+
+    def describe_directories(self, launcher: str) -> list[str]:
+        """Log lines: where relative folders are taken from, and each process's folders."""
+        return [f'relative weight_dir / out_dir are taken from {self.base} (where {launcher} '
+                'started)', *(f'{process} {name}: {path}'
+                              for process, name, path in self.directories())]
+
+    def _from_file(self, section: Mapping[str, Any], name: str) -> Any:
+        """Return the file's `name` for a process: its own section, else /**, else default."""
+        tables = {SERVER_DIRECTORY: SERVER_PARAMETERS, MASTER_DIRECTORY: MASTER_PARAMETERS}
+        return section.get(name, self.common.get(name, tables[name][name].default))
+
+    def _absolute(self, value: Any) -> str:
+        path = Path(str(value)).expanduser()
+        return str(path if path.is_absolute() else Path(os.path.normpath(self.base / path)))
+
 
 # ----------------------------------------------------------------------------- loading
 
 def load_deployment(path: str | Path, servers: Optional[int] = None,
                     overrides: Sequence[str] = (),
-                    declared: Optional[Mapping[str, Mapping[str, type]]] = None) -> Deployment:
+                    declared: Optional[Mapping[str, Mapping[str, type]]] = None,
+                    base: Optional[Path] = None) -> Deployment:
     """
     Read and check a deployment file.
 
@@ -149,6 +191,8 @@ def load_deployment(path: str | Path, servers: Optional[int] = None,
     without one, every process that declares `name`).
     declared: parameter tables {'master': {name: type}, 'server': {...}}; default:
     read from the node modules by `declared_parameters()`.
+    base: where relative weight_dir / out_dir are taken from (default: the current
+    folder, where the launcher was started).
     """
     path = Path(path).expanduser().resolve()
     source = str(path)
@@ -209,7 +253,8 @@ def load_deployment(path: str | Path, servers: Optional[int] = None,
                      for i in sorted(server_sections) if i > count)
 
     here = [path.parent.parent]
-    cwd = [Path.cwd()]
+    base = Path.cwd() if base is None else Path(base).expanduser().resolve()
+    cwd = [base]
     configs = {}
     for name in CONFIG_KEYS:
         if name in master_overrides:  # given on the command line: relative to where one is
@@ -219,7 +264,7 @@ def load_deployment(path: str | Path, servers: Optional[int] = None,
     return Deployment(path=path, servers=count, common=common, master=master,
                       server_sections=server_sections, model_config=configs['model_config'],
                       layer_config=configs['layer_config'], master_overrides=master_overrides,
-                      server_overrides=server_overrides, warnings=warnings)
+                      server_overrides=server_overrides, warnings=warnings, base=base)
 
 
 def _kind(value: Any) -> str:

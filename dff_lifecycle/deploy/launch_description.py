@@ -1,5 +1,5 @@
 """
-launch_ros actions for a deployment, for `ros2 launch` on a full ROS 2 install.
+launch_ros actions for a deployment, for `ros2 launch`.
 
 Built from `Deployment.processes()`, the description `dff_launch` runs too: one
 Node action per server container, then the master, each with its node name in
@@ -9,7 +9,11 @@ so the servers get SIGINT after the master is gone and save the weights of any
 layer they still host. The master waits for its servers by itself
 (`discovery_timeout_s`), so all processes can start at once.
 
-Needs the `launch` and `launch_ros` packages, which pip cannot install here.
+Relative weight_dir / out_dir are taken from the folder `ros2 launch` was started
+in, as under dff_launch (`Deployment.base`); the first log lines say where.
+
+Needs the `launch` and `launch_ros` packages: a ROS 2 install, or
+scripts/install_ros2_tools.sh from the upstream sources.
 """
 from __future__ import annotations
 
@@ -53,4 +57,5 @@ def shutdown_after(master: Node) -> RegisterEventHandler:
 def deployment_actions(deployment: Deployment, output: str = 'screen',
                        additional_env: Optional[Mapping[str, str]] = None) -> list:
     servers, master = deployment_nodes(deployment, output, additional_env)
-    return [LogInfo(msg=deployment.describe()), *servers, master, shutdown_after(master)]
+    lines = [deployment.describe(), *deployment.describe_directories('ros2 launch')]
+    return [*(LogInfo(msg=line) for line in lines), *servers, master, shutdown_after(master)]

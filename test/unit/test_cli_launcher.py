@@ -155,7 +155,8 @@ def test_dry_run_prints_the_command_lines(capsys):
     assert '__node:=server_3' in lines[2]
     overrides = [yaml.safe_load(Path(part).read_text()) for part in lines[2].split()
                  if part.endswith('server_3.yaml')]
-    assert overrides == [{'/dff/server_3': {'ros__parameters': {'server_name': 'server_3'}}}]
+    assert overrides == [{'/dff/server_3': {'ros__parameters': {
+        'server_name': 'server_3', 'weight_dir': str(Path.cwd() / 'weights')}}}]
     master_file = next(part for part in lines[3].split() if part.endswith('master.yaml'))
     assert yaml.safe_load(Path(master_file).read_text())['/dff/master']['ros__parameters'][
         'servers'] == 3

@@ -50,7 +50,8 @@ def test_processes_mirror_launch_ros_command_lines():
     assert server.ready_text == 'server container /dff/server_1 up'
     assert server.ros_arguments() == [
         '--ros-args', '-r', '__node:=server_1', '-r', '__ns:=/dff',
-        '--params-file', str(d.path), '-p', 'server_name:=server_1']
+        '--params-file', str(d.path), '-p', 'server_name:=server_1',
+        '-p', f'weight_dir:={Path.cwd() / "weights/server_1"}']
     args = master_spec.ros_arguments()
     assert args[:7] == ['--ros-args', '-r', '__node:=master', '-r', '__ns:=/dff',
                         '--params-file', str(d.path)]
@@ -110,13 +111,14 @@ def test_overrides_go_to_the_processes_that_declare_them(tmp_path):
         'epochs:=1', 'device:=cuda', 'servers.torch_threads:=2', 'server_2.weight_dir:=/data/w',
         'service_timeout_s:=5', 'pins:=0:server_2', 'master.out_dir:=runs/x'])
     s1, s2, s3, m = (spec.overrides for spec in d.processes())
-    assert s1 == {'server_name': 'server_1', 'device': 'cuda', 'torch_threads': 2}
+    assert s1 == {'server_name': 'server_1', 'device': 'cuda', 'torch_threads': 2,
+                  'weight_dir': str(Path.cwd() / 'weights')}  # the server's default
     assert s2 == {'server_name': 'server_2', 'device': 'cuda', 'torch_threads': 2,
                   'weight_dir': '/data/w'}
     assert s3['server_name'] == 'server_3'
     assert m['servers'] == 3 and m['epochs'] == 1 and m['device'] == 'cuda'
     assert m['service_timeout_s'] == 5.0 and isinstance(m['service_timeout_s'], float)
-    assert m['pins'] == ['0:server_2'] and m['out_dir'] == 'runs/x'
+    assert m['pins'] == ['0:server_2'] and m['out_dir'] == str(Path.cwd() / 'runs/x')
 
 
 def test_servers_override_and_unused_server_sections(tmp_path):

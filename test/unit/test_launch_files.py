@@ -61,16 +61,17 @@ def kinds(actions) -> list[str]:
 def test_nodes_match_the_deployment_processes(fake_launch):
     deployment = load_deployment(find_deployment('mnist_2servers'))
     actions = fake_launch.deployment_actions(deployment)
-    assert kinds(actions) == ['LogInfo', 'Node', 'Node', 'Node', 'RegisterEventHandler']
-    nodes = actions[1:4]
+    assert kinds(actions) == ['LogInfo'] * 5 + ['Node', 'Node', 'Node', 'RegisterEventHandler']
+    nodes = actions[5:8]
     for node, spec in zip(nodes, deployment.processes()):
         assert node.kwargs['package'] == 'dff_lifecycle'
         assert node.kwargs['executable'] == spec.executable
         assert node.kwargs['name'] == spec.name and node.kwargs['namespace'] == '/dff'
         assert node.kwargs['parameters'] == [str(deployment.path), dict(spec.overrides)]
-    assert nodes[0].kwargs['parameters'][1] == {'server_name': 'server_1'}
+    assert nodes[0].kwargs['parameters'][1] == {'server_name': 'server_1',
+                                                'weight_dir': str(Path.cwd() / 'weights/server_1')}
     master = nodes[2]
-    handler = actions[4].args[0]
+    handler = actions[8].args[0]
     assert type(handler).__name__ == 'OnProcessExit' and handler.kwargs['target_action'] is master
     assert kinds(handler.kwargs['on_exit']) == ['LogInfo', 'EmitEvent']
 
