@@ -1,8 +1,8 @@
 """launch/dff.launch.py and dff_lifecycle.deploy.launch_description, against stand-ins.
 
-The stand-ins replace the launch and launch_ros packages (not installable here), so the
-wiring is checked anyway: the Node actions come from the same Deployment as dff_launch's
-processes.
+The stand-ins replace the launch and launch_ros packages, so the wiring is checked fast and
+wherever the real ones are missing: the Node actions come from the same Deployment as
+dff_launch's processes. The real `ros2 launch` runs the file in test/ros2_tools.
 """
 from __future__ import annotations
 
