@@ -33,6 +33,7 @@ setup(
             'dff_graph = dff_lifecycle.cli.graph:main',
             'dff_status = dff_lifecycle.cli.status:main',
             'dff_cluster = dff_lifecycle.cli.cluster:main',
+            'dff_train_action = dff_lifecycle.cli.train_action:main',
         ],
     },
 )

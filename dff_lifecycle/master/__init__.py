@@ -13,5 +13,9 @@ Modules:
     supervisor       liveness of the deployed layers (where recovery will live)
     inference        distributed inference: label scores and features of x
     training         the training run: batches out, per-epoch history back
+    run_progress     epochs, batches and time left of a training run; a rate limit (pure)
+    configs          the model of a run: configs, epochs, seed, overrides, checked
+    run              one deployed run (deploy, train, save, evaluate, tear down; cancel)
+    train_action     the /dff/train action: one goal at a time, feedback, results
     master_node      the thin node: parameters and commands
 """

@@ -1,14 +1,18 @@
 """The master's parameter table and the names it accepts (no torch, no rclpy)."""
 from __future__ import annotations
 
+from dff_lifecycle.common.names import join, NAMESPACE
 from dff_lifecycle.common.parameter_table import Param
 from dff_lifecycle.nodes.parameters import CHUNK_ELEMENTS
 
-COMMANDS = ('run', 'train', 'evaluate', 'plan', 'bringup', 'reset', 'save', 'delete')
+COMMANDS = ('run', 'train', 'evaluate', 'plan', 'bringup', 'reset', 'save', 'delete', 'serve')
+# The action `command:=serve` offers (dff_msgs/action/Train), beside the servers' services.
+TRAIN_ACTION = join(NAMESPACE, 'train')
 PLACEMENTS = ('contiguous', 'round_robin', 'pinned')
 
 MASTER_PARAMETERS = {
-    'command': Param(str, 'run', ' | '.join(('run (train + evaluate)', *COMMANDS[1:]))),
+    'command': Param(str, 'run', ' | '.join(('run (train + evaluate)', *COMMANDS[1:-1],
+                                             f'serve (offer the {TRAIN_ACTION} action)'))),
     'model_config': Param(str, None, 'Model configuration YAML (YOLOv5-style rows).'),
     'layer_config': Param(str, None, 'Layer configuration YAML (ports and message types).'),
     'data_root': Param(str, '', 'Dataset root; empty: $DFF_DATA_ROOT, else ./data.'),

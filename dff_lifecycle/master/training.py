@@ -4,12 +4,18 @@ The distributed training run: batches into the first layer, per-epoch history ba
 Batches stream through one window, so the pipeline never drains between
 epochs; with hard negatives epoch by epoch instead, so the scoring pass that
 opens an epoch sees the model a single process would.
+
+A run can be canceled: no batch goes out after `cancelled()` turns true, the
+batches in flight finish (at most a window), and the run ends with what it has.
+Each finished batch is reported to `on_progress`, with a reader of every layer's
+newest loss and goodness.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 import itertools
-import time
-from typing import Callable
+import math
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 from dff_lifecycle.core.batch_codec import Kind, pack_labelled, pack_pair
 from dff_lifecycle.core.batches import count_batches, TrainBatch, training_epochs
@@ -18,10 +24,29 @@ from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.metrics import epoch_means, record
 from dff_lifecycle.master.inference import DistributedInference, Progress
 from dff_lifecycle.master.pipeline_io import PipelineIO
+from dff_lifecycle.master.pipeline_watch import Scalars
 from dff_lifecycle.master.plan import DistributionPlan
+from dff_lifecycle.master.run_progress import ProgressClock, TrainingProgress
 from dff_lifecycle.master.streaming import Streamer
 from dff_lifecycle.transport import to_numpy
 import torch
+
+T = TypeVar('T')
+NO_SCALARS: Scalars = (math.nan, math.nan, math.nan)
+LayerScalars = Callable[[], list[tuple[str, Scalars]]]  # [(node, (loss, g+, g-))] in plan order
+ProgressHook = Callable[[TrainingProgress, LayerScalars], None]
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    history: list[dict]
+    seconds: float
+    progress: TrainingProgress   # where it stopped
+    canceled: bool               # stopped by `cancelled()` before the last batch
 
 
 def wire_batch(batch: TrainBatch) -> tuple[int, torch.Tensor]:
@@ -36,23 +61,32 @@ class DistributedTraining:
 
     def __init__(self, model: ModelConfig, plan: DistributionPlan, io: PipelineIO,
                  streamer: Streamer, inference: DistributedInference, run_id: str,
-                 progress: Progress, log: Callable[[str], None] = print) -> None:
+                 progress: Progress, log: Callable[[str], None] = print, *,
+                 cancelled: Callable[[], bool] = _never,
+                 on_progress: Optional[ProgressHook] = None) -> None:
         self.model = model
+        self.plan = plan
         self.io = io
         self.streamer = streamer
         self.inference = inference
         self.stream = f'train_{run_id}'
         self.progress = progress
         self.log = log
+        self.cancelled = cancelled
+        self.on_progress = on_progress
         # Layers nobody consumes: their acknowledgement means every layer trained the batch.
         self.leaves = [p.layer.index for p in plan.placements if not p.topics.train_out]
 
-    def run(self, dataset: Dataset) -> tuple[list[dict], float]:
-        """Train every batch of every epoch; (history, training seconds)."""
+    def run(self, dataset: Dataset) -> TrainingResult:
+        """Train every batch of every epoch, or until cancelled."""
         model, stream = self.model, self.stream
         generator = torch.Generator().manual_seed(model.training.seed)
         epoch_of: dict[int, int] = {}
         scoring_round = itertools.count(2)
+        total = count_batches(dataset, model)
+        clock = ProgressClock(total, 1 if model.training.mode == 'full_batch'
+                              else model.training.epochs)
+        done = 0
 
         def send(batch: TrainBatch) -> None:
             # One tensor per batch; the first layer overlays the labels itself.
@@ -68,16 +102,49 @@ class DistributedTraining:
         def done_through() -> int:
             return self.io.watch.completed_through(stream, self.leaves)
 
-        started = time.perf_counter()
-        with self.progress(count_batches(dataset, model), f'train {model.name} (DFF)') as bar:
+        with self.progress(total, f'train {model.name} (DFF)') as bar:
+            def finished(_batch: TrainBatch) -> None:
+                nonlocal done
+                done += 1
+                bar.update(1)
+                if self.on_progress is not None:
+                    self.on_progress(clock.progress(done), self.latest_scalars)
+
+            clock.start()
             epochs = training_epochs(dataset, model, generator, scorer)
-            runs = (epochs if model.training.negatives == 'hard'
-                    else [itertools.chain.from_iterable(epochs)])
-            for batches in runs:
-                self.streamer.stream(batches, send, done_through, lambda _b: bar.update(1),
-                                     what='training', stream_id=stream)
-        seconds = time.perf_counter() - started
-        return self.history(epoch_of), seconds
+            runs = iter(epochs if model.training.negatives == 'hard'
+                        else [itertools.chain.from_iterable(epochs)])
+            # Looked at before each epoch too: a hard-negative epoch opens with a scoring pass.
+            while not self.cancelled():
+                batches = next(runs, None)
+                if batches is None:
+                    break
+                self.streamer.stream(self._until_cancelled(batches), send, done_through,
+                                     finished, what='training', stream_id=stream)
+        seconds = clock.elapsed_s()
+        canceled = done < total
+        if canceled:
+            self.log(f'training canceled after {done} of {total} batches ({seconds:.1f} s): '
+                     'streaming stopped')
+        return TrainingResult(self.history(epoch_of), seconds, clock.progress(done), canceled)
+
+    def _until_cancelled(self, items: Iterable[T]) -> Iterator[T]:
+        """Yield the items until `cancelled()`, asked before each (none is made after it)."""
+        source = iter(items)
+        while not self.cancelled():
+            item = next(source, None)
+            if item is None:
+                return
+            yield item
+
+    def latest_scalars(self) -> list[tuple[str, Scalars]]:
+        """Every layer's newest (loss, goodness+, goodness-) of this run, in plan order."""
+        scalars = self.io.watch.scalars(self.stream)
+        out = []
+        for p in self.plan.placements:
+            by_seq = scalars.get(p.layer.index) or {}
+            out.append((p.full_name, by_seq[max(by_seq)] if by_seq else NO_SCALARS))
+        return out
 
     def history(self, epoch_of: dict[int, int]) -> list[dict]:
         """

@@ -41,7 +41,7 @@ def test_bindings_decode_and_give_each_input_its_join_position():
     ({'inputs': [f'train /m/a/train_out {T}']}, "port 'train' is bound 1 time"),
     ({'inputs': [f'weights /m/a {T}']}, "no input port 'weights'"),
     ({'inputs': [f'train m/a {T}']}, 'expected "<port> </absolute/topic>'),
-    ({'outputs': [f'status /m/s {T}']}, "carries dff_msgs/msg/LayerStatus"),
+    ({'outputs': [f'status /m/s {T}']}, 'carries dff_msgs/msg/LayerStatus'),
     ({'outputs': ['']}, 'status port must be bound'),
     ({'post_ops': ['FFDense 3']}, 'only pools and Flatten'),
     ({'post_ops': ['MaxPool2d two']}, 'expected "<Type> <int args...>"'),

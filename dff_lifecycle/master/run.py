@@ -1,0 +1,254 @@
+"""
+One deployed run: plan, deploy, train and/or evaluate, save, and tear down.
+
+The one-shot commands (`run`, `train`, `evaluate`) and every goal of the `train`
+action go through `DeployedRun.execute`, so both have one training loop, one
+save and one teardown. A `RunControl` carries what only the action uses: a
+cancel flag, looked at before each batch goes out, and a progress hook.
+
+A canceled run stops streaming (the batches in flight finish), saves every
+layer on its server, deactivates the layers in reverse order and leaves them
+hosted and configured (`inactive`). A failure raises `RunFailed` with the stage
+it happened in, which the action turns into its error code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import math
+import time
+from typing import Callable, Optional
+
+from dff_lifecycle.core.config import ConfigError, ModelConfig
+from dff_lifecycle.core.data import Dataset
+from dff_lifecycle.core.evaluation import evaluate
+from dff_lifecycle.master.checkpoints import CheckpointKeeper
+from dff_lifecycle.master.deployer import Deployer
+from dff_lifecycle.master.errors import PipelineError
+from dff_lifecycle.master.inference import DistributedInference, Progress
+from dff_lifecycle.master.lifecycle_manager import BringUpError, LifecycleManager
+from dff_lifecycle.master.pipeline_io import PipelineIO
+from dff_lifecycle.master.plan import build_plan, DistributionPlan, parse_pins
+from dff_lifecycle.master.recovery import Recovery
+from dff_lifecycle.master.streaming import Streamer, StreamSettings
+from dff_lifecycle.master.supervisor import Supervisor
+from dff_lifecycle.master.training import DistributedTraining, ProgressHook
+from dff_lifecycle.ros.lifecycle_client import LifecycleError
+from dff_lifecycle.ros.service_calls import ServiceCallError
+from rclpy.node import Node
+
+Log = Callable[[str], None]
+# Where a run can fail; the action's error code follows from it (train_action.py).
+STAGES = ('servers', 'deploy', 'training', 'saving', 'evaluation')
+FAILURES = (PipelineError, BringUpError, ServiceCallError, LifecycleError)
+
+
+class RunFailed(RuntimeError):
+    """A run stopped in `stage` (one of STAGES); the message is one line."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class RunControl:
+    cancelled: Callable[[], bool] = _never
+    on_progress: Optional[ProgressHook] = None
+
+
+@dataclass
+class RunOutcome:
+    metrics: dict
+    test_accuracy: float = math.nan   # NaN: not evaluated
+    train_seconds: float = 0.0
+    epochs_done: int = 0
+    weight_files: list[str] = field(default_factory=list)  # "<server>:<path>"
+    canceled: bool = False
+
+
+def make_plan(model: ModelConfig, servers: list[str], settings: dict) -> DistributionPlan:
+    s = settings
+    return build_plan(model, servers, s['placement'], parse_pins([p for p in s['pins'] if p]),
+                      {'chunk_elements': s['chunk_elements'],
+                       'save_every_batches': s['save_every_batches'],
+                       'save_every_s': s['save_every_s'],
+                       'load_weights': s['load_weights']})
+
+
+def _placements(plan: DistributionPlan) -> list[dict]:
+    return [{'layer': p.layer.index, 'server': p.server, 'node': p.full_name}
+            for p in plan.placements]
+
+
+class DeployedRun:
+    """Runs one command of one model over the server containers."""
+
+    def __init__(self, node: Node, deployer: Deployer, settings: dict, run_id: str,
+                 log: Log, progress: Progress) -> None:
+        self.node = node
+        self.deployer = deployer
+        self.settings = settings
+        self.run_id = run_id
+        self.log = log
+        self.progress = progress
+
+    def streamer(self, model: ModelConfig, plan: DistributionPlan, io: PipelineIO,
+                 recovery: Optional[Recovery] = None) -> Streamer:
+        s, t = self.settings, model.training
+        full_batch = t.mode == 'full_batch'
+        # A full batch is one batch of N steps per layer: allow for it before resending.
+        stall = s['batch_timeout_s'] * (max(1, t.steps_per_layer // 10) if full_batch else 1)
+        # Completed batches kept for replay: as many as replay_mib holds (one wire tensor each).
+        features = model.layers[0].in_features
+        row = features + 2 if model.supervised else 2 * features
+        batch_bytes = 4 * row * (t.batch_size if not full_batch else (t.train_limit or 60_000))
+        replay = int(s['replay_mib'] * 2**20 // batch_bytes) if recovery is not None else 0
+        settings = StreamSettings(window=1 if full_batch else s['window'], stall_limit_s=stall,
+                                  pause_timeout_s=s['pause_timeout_s'],
+                                  max_resends=s['max_resends'], replay=replay)
+        supervisor = Supervisor(plan.placements, self.deployer.present_nodes,
+                                heartbeats=io.heartbeats if s['heartbeats'] else None,
+                                layer_states=io.watch.not_active, recovery=recovery)
+        return Streamer(settings, io.watch, {p.layer.index: p.full_name for p in plan.placements},
+                        log=self.log, health_check=supervisor.check)
+
+    def recovery(self, plan: DistributionPlan, servers: list[str], io: PipelineIO
+                 ) -> tuple[Optional[Recovery], Optional[CheckpointKeeper]]:
+        """Return the run's recovery and checkpoint keeper (None, None: recovery off)."""
+        s = self.settings
+        if not (s['recovery'] and s['heartbeats']):
+            return None, None
+        keeper = None
+        recovery: Optional[Recovery] = None
+        if s['checkpoint_pull_s'] > 0:
+            keeper = CheckpointKeeper(
+                plan.model, self.deployer.fetch_checkpoints,
+                lambda: [x for x in recovery.live_servers() if x in io.heartbeats.alive()],
+                s['checkpoint_pull_s'], log=self.log)
+
+        def replanned(new_plan: DistributionPlan) -> None:
+            io.plan = new_plan
+        recovery = Recovery(plan, servers, self.deployer, io.heartbeats, io.watch, keeper,
+                            timeout_s=s['recovery_timeout_s'], on_replan=replanned, log=self.log)
+        return recovery, keeper
+
+    def save(self, model: str, servers: list[str]) -> list[str]:
+        """Every server saves the model's layers; "<server>:<path>" of each file."""
+        files = []
+        for server in servers:
+            files += [f'{server}:{f}' for f in self.deployer.save_model(model, [server])]
+        for f in files:
+            self.log(f'saved {f}')
+        return files
+
+    # ---------------------------------------------------------------------- the run
+    def execute(self, command: str, model: ModelConfig, dataset: Optional[Dataset],
+                servers: list[str], control: RunControl = RunControl()) -> RunOutcome:
+        """Deploy, train and/or evaluate (`command`: run, train, evaluate), then tear down."""
+        s = self.settings
+        try:
+            plan = make_plan(model, servers, s)
+        except ConfigError as exc:  # e.g. a layer pinned to a server that is not there
+            raise RunFailed('servers', str(exc)) from exc
+        self.log(f'distribution plan for {model.name} ({s["placement"]}):\n{plan.table()}')
+        io = PipelineIO(self.node, plan, s['chunk_elements'], servers)
+        try:
+            manager = self.deployer.deploy(plan, servers, io)
+        except FAILURES as exc:
+            raise RunFailed('deploy', str(exc)) from exc
+        recovery, keeper = self.recovery(plan, servers, io)
+        streamer = self.streamer(model, plan, io, recovery)
+        inference = DistributedInference(model, plan, io, streamer, self.run_id, self.progress)
+        outcome = RunOutcome(metrics={
+            'model': model.name, 'dataset': model.dataset, 'system': 'DFF',
+            'servers': servers, 'placement': s['placement'], 'plan': _placements(plan),
+            'bring_up_seconds': self.deployer.bring_up_seconds})
+        if keeper is not None:
+            keeper.start()
+        try:
+            if command in ('run', 'train'):
+                self._train(model, plan, io, streamer, inference, dataset, control, outcome)
+                if keeper is not None:
+                    keeper.stop()
+                live = recovery.live_servers() if recovery is not None else servers
+                try:
+                    outcome.weight_files = self.save(model.name, live)
+                except FAILURES as exc:
+                    raise RunFailed('saving', str(exc)) from exc
+            if command in ('run', 'evaluate') and not outcome.canceled and control.cancelled():
+                outcome.canceled = True
+                self.log('canceled before evaluation')
+            if command in ('run', 'evaluate') and not outcome.canceled:
+                self._evaluate(model, dataset, inference, outcome)
+        finally:
+            if keeper is not None:
+                keeper.stop()
+            plan, lost = self._record_recovery(plan, io, recovery, outcome.metrics)
+            if outcome.canceled:
+                self._pause(manager)
+                io.close()
+            elif s['teardown']:
+                self.deployer.teardown(manager, plan, servers, io, lost=frozenset(lost))
+        outcome.metrics['canceled'] = outcome.canceled
+        return outcome
+
+    def _train(self, model: ModelConfig, plan: DistributionPlan, io: PipelineIO,
+               streamer: Streamer, inference: DistributedInference, dataset: Dataset,
+               control: RunControl, outcome: RunOutcome) -> None:
+        training = DistributedTraining(model, plan, io, streamer, inference, self.run_id,
+                                       self.progress, self.log, cancelled=control.cancelled,
+                                       on_progress=control.on_progress)
+        try:
+            result = training.run(dataset)
+        except FAILURES as exc:
+            raise RunFailed('training', str(exc)) from exc
+        outcome.train_seconds = result.seconds
+        outcome.epochs_done = result.progress.epochs_done
+        outcome.canceled = result.canceled
+        outcome.metrics.update(history=result.history, history_axis='step'
+                               if model.training.mode == 'full_batch' else 'epoch',
+                               train_seconds=result.seconds,
+                               batches_done=result.progress.done)
+        if not result.canceled:
+            self.log(f'training done in {result.seconds:.1f} s')
+
+    def _evaluate(self, model: ModelConfig, dataset: Dataset, inference: DistributedInference,
+                  outcome: RunOutcome) -> None:
+        started = time.perf_counter()
+        try:
+            evaluation = evaluate(model, dataset, label_scores_fn=inference.label_scores,
+                                  features_fn=inference.features, device=self.settings['device'])
+        except FAILURES as exc:
+            raise RunFailed('evaluation', str(exc)) from exc
+        outcome.test_accuracy = evaluation.test_accuracy
+        outcome.metrics.update(evaluation.to_dict(), eval_seconds=time.perf_counter() - started)
+        self.log(f'{model.name} (DFF): test accuracy {evaluation.test_accuracy:.4f}, '
+                 f'train accuracy {evaluation.train_accuracy:.4f}')
+
+    def _record_recovery(self, plan: DistributionPlan, io: PipelineIO,
+                         recovery: Optional[Recovery], metrics: dict
+                         ) -> tuple[DistributionPlan, set[str]]:
+        """Return the plan as it ends (layers may have moved) and the lost servers."""
+        lost = set(io.heartbeats.lost())
+        if recovery is not None:
+            plan, lost = recovery.plan, lost | recovery.lost
+            metrics.update(plan=_placements(plan), recoveries=recovery.events)
+        loaded = io.watch.weights_loaded()
+        for entry in metrics['plan']:
+            entry['weights_loaded'] = loaded[entry['layer']]
+        return plan, lost
+
+    def _pause(self, manager: LifecycleManager) -> None:
+        """Deactivate every active layer, last first; they stay configured (best effort)."""
+        for node, state in reversed(list(manager.states().items())):
+            if state != 'active':
+                continue
+            try:
+                manager.client.transition(node, 'deactivate')
+                self.log(f'  deactivate {node}: ok')
+            except (LifecycleError, ServiceCallError) as exc:
+                self.log(f'  deactivate {node}: {exc}')
