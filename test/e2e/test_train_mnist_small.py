@@ -113,7 +113,8 @@ def test_cli_reports_config_and_data_errors_in_one_line(data_root, tmp_path, cap
     bad.write_text(yaml.safe_dump({**TINY, 'layers': [[-1, 'FFDens', [8]]]}))
     assert main(['--config', str(bad), '--layers', str(LAYERS_YAML), '--no-progress']) == 2
     error = capsys.readouterr().err.strip()
-    assert error == f"dff_train: error: {bad}: layers[0]: unknown module 'FFDens' (known: FFDense)"
+    assert error == (f"dff_train: error: {bad}: layers[0]: unknown module 'FFDens' (known: "
+                     'AvgPool2d, Concat, FFConv2d, FFDense, Flatten, MaxPool2d)')
 
     good = tmp_path / 'tiny.yaml'
     good.write_text(yaml.safe_dump(TINY))

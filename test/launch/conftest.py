@@ -15,8 +15,13 @@ from pathlib import Path
 import pytest
 
 
+HERE = Path(__file__).resolve().parent
+
+
 def _launch_file(path: Path) -> bool:
-    return path.name.startswith('test_') and path.name.endswith('_launch.py')
+    """Return True for a launch_testing file of this folder (hooks here see every test)."""
+    return (Path(path).resolve().parent == HERE and path.name.startswith('test_')
+            and path.name.endswith('_launch.py'))
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
