@@ -19,6 +19,8 @@ from typing import IO, Optional
 
 from dff_lifecycle.ros.environment import configure_environment
 import pytest
+import rclpy
+from rclpy.context import Context
 
 LOCK_DIR = Path('/tmp/dff_ros_domains')
 # 0 is everybody's default domain; Fast DDS ports allow ids up to 101 here.
@@ -86,3 +88,12 @@ def ros_domain(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
         yield domain_id
     finally:
         release_domain_id(domain_id)
+
+
+@pytest.fixture
+def context(ros_domain: int) -> Iterator[Context]:
+    """Yield an initialised rclpy context of its own, on the test's isolated domain."""
+    ctx = Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)

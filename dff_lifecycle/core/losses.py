@@ -14,7 +14,11 @@ def goodness(h: Tensor, reduction: str = 'mean') -> Tensor:
     """Return per-sample goodness, shape (B,): mean or sum of h**2 over the non-batch dims."""
     if h.dim() < 2:
         raise ValueError(f'goodness expects activities (B, ...), got shape {tuple(h.shape)}')
-    squared = h.flatten(1).pow(2)
+    return _reduce(h.flatten(1).pow(2), reduction)
+
+
+def _reduce(squared: Tensor, reduction: str) -> Tensor:
+    """Mean or sum of squared activities over dim 1 (the features, or the channels)."""
     if reduction == 'mean':
         return squared.mean(dim=1)
     if reduction == 'sum':
@@ -51,13 +55,7 @@ def position_goodness(h: Tensor, reduction: str = 'mean') -> Tensor:
     """
     if h.dim() < 3:
         return goodness(h, reduction).unsqueeze(1)
-    squared = h.flatten(2).pow(2)  # (B, C, H*W)
-    if reduction == 'mean':
-        return squared.mean(dim=1)
-    if reduction == 'sum':
-        return squared.sum(dim=1)
-    known = ', '.join(GOODNESS_REDUCTIONS)
-    raise ValueError(f'unknown goodness reduction {reduction!r} (known: {known})')
+    return _reduce(h.flatten(2).pow(2), reduction)  # over C of (B, C, H*W)
 
 
 LOSSES: dict[str, LossFn] = {'softplus': softplus_loss, 'symba': symba_loss}

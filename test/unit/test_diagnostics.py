@@ -16,7 +16,6 @@ from layer_ports import ports
 import numpy as np
 import pytest
 import rclpy
-from rclpy.context import Context
 from rclpy.parameter import Parameter
 
 IN, OUT = 12, 8
@@ -123,14 +122,6 @@ def test_resident_memory_is_read_from_proc(tmp_path):
 
 
 # ----------------------------------------------------------- a real layer node, in-process
-
-@pytest.fixture
-def context(ros_domain):
-    ctx = Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
-
 
 @pytest.fixture
 def layer(context, tmp_path):

@@ -10,21 +10,10 @@ from dff_lifecycle.transport import tensor_to_msgs
 from dff_msgs.msg import TensorChunk
 from layer_ports import ports
 import numpy as np
-import pytest
-import rclpy
-from rclpy.context import Context
 from rclpy.parameter import Parameter
 import torch
 
 IN, OUT = 12, 8
-
-
-@pytest.fixture
-def context(ros_domain):
-    ctx = Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def make_node(context, weight_dir, **extra) -> FFLayerNode:
