@@ -41,10 +41,11 @@ def run_ff(config: Path, out: Path, env: dict, epochs: int) -> dict:
             'train_seconds': metrics['train_seconds'], 'wall_seconds': wall}
 
 
-def run_dff(config: Path, servers: int, out: Path, env: dict, window: int, epochs: int) -> dict:
+def run_dff(config: Path, servers: int, out: Path, env: dict, window: int, epochs: int,
+            threads: int = 0) -> dict:
     env = {**env, 'ROS_DOMAIN_ID': env.get('ROS_DOMAIN_ID', str(60 + os.getpid() % 40)),
            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'PYTHONUNBUFFERED': '1'}
-    threads = max(1, (os.cpu_count() or 2) // servers)
+    threads = threads or max(1, (os.cpu_count() or 2) // servers)
     procs = [subprocess.Popen([str(BIN / 'server_container'), '--ros-args',
                                '-p', f'weight_dir:={out / f"weights_{i}"}',
                                '-p', f'torch_threads:={threads}'],
@@ -77,6 +78,8 @@ def main() -> int:
     parser.add_argument('--servers', type=int, default=2)
     parser.add_argument('--window', type=int, default=16)
     parser.add_argument('--epochs', type=int, default=0, help='override training.epochs')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='torch threads per container (default: cores // servers)')
     parser.add_argument('--skip-ff', action='store_true')
     parser.add_argument('--skip-dff', action='store_true')
     args = parser.parse_args()
@@ -89,7 +92,7 @@ def main() -> int:
             print(rows[-1], flush=True)
         if not args.skip_dff:
             rows.append(run_dff(args.config.resolve(), args.servers, Path(tmp), env, args.window,
-                                args.epochs))
+                                args.epochs, args.threads))
             print(rows[-1], flush=True)
     print(f'\n{args.config.name} on {os.cpu_count()} cores')
     print('| system | test accuracy | train s | wall s |\n|---|---|---|---|')
@@ -103,6 +106,7 @@ def main() -> int:
     path.write_text(json.dumps({'config': scrub(str(args.config.resolve())),
                                 'epochs': args.epochs or 'config',
                                 'cores': os.cpu_count(),
+                                'threads_per_container': args.threads or 'cores // servers',
                                 'rows': rows}, indent=2) + '\n')
     print(f'saved {path.relative_to(REPO)}')
     return 0

@@ -470,7 +470,8 @@ def _source_index(read: _Reader, key: str, value: Any, index: int) -> int:
 
 
 HEAD_RULES = {'hidden': ('int', 0), 'epochs': ('int', 1), 'batch_size': ('int', 1),
-              'lr': ('positive', 0.0), 'weight_decay': ('number', 0.0)}
+              'lr': ('positive', 0.0), 'weight_decay': ('number', 0.0),
+              'standardise': ('bool', None)}
 
 
 def _head(read: _Reader, value: Any, supervised: bool) -> HeadConfig | None:
@@ -488,6 +489,8 @@ def _head(read: _Reader, value: Any, supervised: bool) -> HeadConfig | None:
         kind, minimum = HEAD_RULES.get(name, ('number', 0.0))
         if kind == 'int':
             checked[name] = read.integer(f'head.{name}', item, int(minimum))
+        elif kind == 'bool':
+            checked[name] = read.boolean(f'head.{name}', item)
         else:
             checked[name] = read.number(f'head.{name}', item, minimum,
                                         exclusive=kind == 'positive')

@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 from dff_lifecycle.core.batches import inference_inputs
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
-from dff_lifecycle.core.head import head_predict, train_head
+from dff_lifecycle.core.head import head_predict, Standardiser, train_head
 from dff_lifecycle.core.scoring import (accuracy, label_scores, layer_goodness,
                                         normalised_features, predict_labels)
 import torch
@@ -125,11 +125,16 @@ def evaluate(model_cfg: ModelConfig, dataset: Dataset, *,
     x_train, y_train = (dataset.x_train[:training.train_limit],
                         dataset.y_train[:training.train_limit])
     train_features = features_fn(x_train, 'train')
+    scale = Standardiser.fit(train_features) if model_cfg.head.standardise else None
+    if scale is not None:
+        train_features = scale(train_features)
     # Own generator, seeded from the config, so the head does not depend on how training went.
     generator = torch.Generator().manual_seed(training.seed)
     head = train_head(train_features, y_train, model_cfg.num_classes, model_cfg.head, generator,
                       device)
     test_features = features_fn(x_test, 'test')
+    if scale is not None:
+        test_features = scale(test_features)
 
     def head_accuracy(features: Tensor, labels: Tensor) -> float:
         return accuracy(head_predict(head, features, model_cfg.head.batch_size), labels)

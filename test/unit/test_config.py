@@ -157,6 +157,8 @@ BAD_MODELS = [
     (model(supervised=False, head={**CIFAR_HEAD, 'lr': 0}), 'head.lr', 'must be > 0.0, got 0'),
     (model(supervised=False, head={**CIFAR_HEAD, 'hidden': -1}), 'head.hidden',
      'must be >= 0, got -1'),
+    (model(supervised=False, head={**CIFAR_HEAD, 'standardise': 'yes'}), 'head.standardise',
+     ''),
     (model(layer_defaults={'momentum': 0.9}), 'layer_defaults.momentum',
      'unknown key (known: threshold, lr,'),
     (model(layer_defaults={'lr': -1.0}), 'layer_defaults.lr', 'lr must be > 0.0, got -1.0'),

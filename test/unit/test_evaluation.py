@@ -28,10 +28,10 @@ def supervised_model(**training):
         'layers': [[-1, 'FFDense', [16]], [-1, 'FFDense', [8]]]}, LAYERS)
 
 
-def unsupervised_model():
+def unsupervised_model(**head):
     return load_model_config({
         'name': 'u', 'dataset': 'mnist', 'supervised': False, 'feature_layers': [0, 1],
-        'head': {'hidden': 0, 'epochs': 2, 'lr': 0.01, 'batch_size': 8},
+        'head': {'hidden': 0, 'epochs': 2, 'lr': 0.01, 'batch_size': 8, **head},
         'training': {'batch_size': 10, 'epochs': 1, 'eval_batch_size': 7},
         'layers': [[-1, 'FFDense', [16]], [-1, 'FFDense', [8]]]}, LAYERS)
 
@@ -100,6 +100,31 @@ def test_unsupervised_evaluation_trains_the_seeded_head_on_train_features():
     assert seen == ['train', 'test']
     assert evaluate(model, data, features_fn=features) == first  # the head is seeded
     assert 0.0 <= first.test_accuracy <= 1.0
+
+
+def test_a_standardising_head_sees_test_features_scaled_by_the_training_statistics(monkeypatch):
+    model, data = unsupervised_model(standardise=True), dataset()
+    train_features = torch.rand(30, 5) * 4 + 2
+    test_features = torch.rand(12, 5)
+    seen = {}
+
+    def fake_train_head(features, labels, num_classes, cfg, generator, device):
+        seen['train'] = features
+        head = torch.nn.Linear(5, 10)
+        original = head.forward
+        head.forward = lambda x: (seen.setdefault('predicted', []).append(x), original(x))[1]
+        return head
+
+    monkeypatch.setattr(evaluation, 'train_head', fake_train_head)
+
+    def features(x: torch.Tensor, split: str) -> torch.Tensor:
+        return train_features if split == 'train' else test_features
+
+    evaluate(model, data, features_fn=features)
+    mean, std = train_features.mean(0), train_features.std(0)
+    assert torch.allclose(seen['train'], (train_features - mean) / std, atol=1e-5)
+    predicted = torch.cat(seen['predicted'])[:len(test_features)]  # the test set comes first
+    assert torch.allclose(predicted, (test_features - mean) / std, atol=1e-5)
 
 
 def test_the_function_a_model_needs_must_be_given():

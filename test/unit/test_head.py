@@ -1,5 +1,6 @@
 """Classifier head on frozen features."""
-from dff_lifecycle.core.head import ClassifierHead, head_predict, HeadConfig, train_head
+from dff_lifecycle.core.head import (ClassifierHead, head_predict, HeadConfig, Standardiser,
+                                     train_head)
 from dff_lifecycle.core.scoring import accuracy
 import pytest
 import torch
@@ -44,7 +45,8 @@ def test_head_shapes_and_batched_prediction():
 
 
 @pytest.mark.parametrize('field, value', [('hidden', -1), ('epochs', 0), ('batch_size', 0),
-                                          ('lr', 0.0), ('weight_decay', -1.0)])
+                                          ('lr', 0.0), ('weight_decay', -1.0),
+                                          ('standardise', 1)])
 def test_head_config_validation(field, value):
     with pytest.raises(ValueError, match=field):
         HeadConfig(**{field: value}).validate()
@@ -54,3 +56,17 @@ def test_train_head_checks_shapes():
     with pytest.raises(ValueError, match='labels'):
         train_head(torch.zeros(4, 3), torch.zeros(3, dtype=torch.long), 2, HeadConfig(),
                    torch.Generator())
+
+
+def test_standardiser_centres_and_scales_with_training_statistics():
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randn(500, 4, generator=gen) * torch.tensor([1e-2, 0.5, 2.0, 0.0]) + 3.0
+    scale = Standardiser.fit(train, chunk=64)  # chunked sums equal the one-shot statistics
+    scaled = scale(train)
+    assert torch.allclose(scaled[:, :3].mean(0), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(scaled[:, :3].std(0), torch.ones(3), atol=1e-3)
+    assert torch.equal(scaled[:, 3], torch.zeros(500))  # a constant feature is only centred
+    test = torch.full((2, 4), 3.0)
+    assert torch.allclose(scale(test), (test - train.mean(0)) / scale.std)  # train's statistics
+    with pytest.raises(ValueError, match='standardising needs'):
+        Standardiser.fit(torch.zeros(1, 4))
