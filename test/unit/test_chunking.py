@@ -3,6 +3,7 @@ import zlib
 
 from dff_lifecycle.core.chunking import (ChunkError, ChunkMeta, crc32_of, Reassembler,
                                          split_tensor, TensorKey)
+from fake_clock import FakeClock
 import numpy as np
 import pytest
 
@@ -24,15 +25,6 @@ def chunks_of(array: np.ndarray, chunk_elements: int, key: TensorKey = KEY):
 def feed(reassembler: Reassembler, pairs):
     """Add all pairs; return the results of every add."""
     return [reassembler.add(meta, payload) for meta, payload in pairs]
-
-
-class FakeClock:
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # ---------------------------------------------------------------- split / crc

@@ -12,6 +12,7 @@ from dff_lifecycle.master.pipeline_watch import PipelineWatch
 from dff_lifecycle.master.plan import build_plan, move_layers
 from dff_lifecycle.master.recovery import Recovered, Recovery, trained_through
 from dff_lifecycle.master.supervisor import Supervisor
+from fake_clock import FakeClock
 import pytest
 import torch
 
@@ -79,17 +80,6 @@ def test_the_keeper_keeps_the_newest_copy_and_skips_silent_servers():
 
 
 # ----------------------------------------------------------------------------- recovery
-class Clock:
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
 
 class FakeDeployer:
 
@@ -114,7 +104,7 @@ def checkpoint_bytes(trained) -> bytes:
 
 
 def make_recovery(servers=('server_1', 'server_2'), keeper=None):
-    clock = Clock()
+    clock = FakeClock()
     plan = build_plan(model((8, 8)), list(servers))
     beats = HeartbeatWatch(servers, lease_s=1.0, clock=clock)
     for s in servers:
@@ -203,7 +193,7 @@ def test_the_supervisor_recovers_instead_of_stopping_and_returns_the_notice():
 
 
 def test_without_recovery_a_silent_server_stops_the_run_with_its_layers():
-    clock = Clock()
+    clock = FakeClock()
     plan = build_plan(model((8, 8)), ['server_1', 'server_2'])
     beats = HeartbeatWatch(['server_1', 'server_2'], clock=clock)
     beats.beat('server_1')

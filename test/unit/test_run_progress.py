@@ -1,16 +1,8 @@
 """Training progress: epoch and batch from counts, time left, and the feedback rate limit."""
 from dff_lifecycle.master.run_progress import (ProgressClock, remaining_s, Throttle,
                                                TrainingProgress, UNKNOWN)
+from fake_clock import FakeClock
 import pytest
-
-
-class FakeClock:
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_remaining_is_unknown_until_a_rate_exists():

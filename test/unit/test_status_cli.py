@@ -3,15 +3,7 @@ from __future__ import annotations
 
 from dff_lifecycle.cli.status import format_status, Latest, STALE_AFTER_S
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-
-
-class Clock:
-
-    def __init__(self) -> None:
-        self.now = 10.0
-
-    def __call__(self) -> float:
-        return self.now
+from fake_clock import FakeClock
 
 
 def status(name: str, level: bytes, message: str, **values: str) -> DiagnosticStatus:
@@ -24,7 +16,7 @@ def array(*statuses: DiagnosticStatus) -> DiagnosticArray:
     return DiagnosticArray(status=list(statuses))
 
 
-def filled(clock: Clock) -> Latest:
+def filled(clock: FakeClock) -> Latest:
     latest = Latest(clock)
     latest.on_array(array(status('/m/layer_0: ff_layer', DiagnosticStatus.OK,
                                  'active, 5 batches trained', state='active',
@@ -42,7 +34,7 @@ def filled(clock: Clock) -> Latest:
 
 
 def test_layers_then_containers_with_level_and_message():
-    clock = Clock()
+    clock = FakeClock(10.0)
     layers, containers = filled(clock).snapshot()
     text = format_status(layers, containers, clock.now)
     layer_table, container_table = text.split('\n\n')
@@ -61,7 +53,7 @@ def test_layers_then_containers_with_level_and_message():
 
 
 def test_model_keeps_only_its_layers_and_no_containers():
-    clock = Clock()
+    clock = FakeClock(10.0)
     layers, containers = filled(clock).snapshot('m')
     assert set(layers) == {'/m/layer_0'} and containers == {}
     text = format_status(layers, containers, clock.now)
@@ -69,7 +61,7 @@ def test_model_keeps_only_its_layers_and_no_containers():
 
 
 def test_an_entry_not_refreshed_shows_stale():
-    clock = Clock()
+    clock = FakeClock(10.0)
     latest = filled(clock)
     clock.now += STALE_AFTER_S + 1
     latest.on_array(array(status('/m/layer_1: ff_layer', DiagnosticStatus.OK, 'inactive',
@@ -81,7 +73,7 @@ def test_an_entry_not_refreshed_shows_stale():
 
 
 def test_heard_names_the_reporting_nodes():
-    assert filled(Clock()).heard() == {'/m/layer_0', '/other/layer_0', '/dff/server_1'}
+    assert filled(FakeClock(10.0)).heard() == {'/m/layer_0', '/other/layer_0', '/dff/server_1'}
 
 
 def test_nothing_heard_is_empty():

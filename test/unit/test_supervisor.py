@@ -7,6 +7,7 @@ from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.plan import build_plan
 from dff_lifecycle.master.supervisor import Supervisor
+from fake_clock import FakeClock
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -14,23 +15,14 @@ MODEL = load_model_config(REPO / 'test' / 'fixtures' / 'mnist_tiny.yaml',
                           load_layer_config(REPO / 'params' / 'layers.yaml'))
 
 
-class Clock:
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(present: set[str], clock: Clock) -> Supervisor:
+def make(present: set[str], clock: FakeClock) -> Supervisor:
     plan = build_plan(MODEL, ['server_1', 'server_2'])
     return Supervisor(plan.placements, lambda: present, clock=clock, period_s=2.0)
 
 
 def test_all_present_passes_and_missing_lists_nothing():
     names = {p.full_name for p in build_plan(MODEL, ['server_1', 'server_2']).placements}
-    clock = Clock()
+    clock = FakeClock()
     supervisor = make(set(names), clock)
     clock.now += 5
     supervisor.check('training')
@@ -41,7 +33,7 @@ def test_a_missing_layer_is_named_with_its_server():
     plan = build_plan(MODEL, ['server_1', 'server_2'])
     gone = plan.placements[-1]
     present = {p.full_name for p in plan.placements} - {gone.full_name}
-    clock = Clock()
+    clock = FakeClock()
     supervisor = make(present, clock)
     clock.now += 2.5
     with pytest.raises(PipelineError) as err:
@@ -53,7 +45,7 @@ def test_a_missing_layer_is_named_with_its_server():
 def test_the_graph_is_asked_at_most_once_per_period():
     asked = []
     plan = build_plan(MODEL, ['server_1'])
-    clock = Clock()
+    clock = FakeClock()
 
     def present() -> set[str]:
         asked.append(clock.now)
@@ -68,7 +60,7 @@ def test_the_graph_is_asked_at_most_once_per_period():
 
 def test_a_silent_server_is_named_with_its_layers_within_the_lease():
     from dff_lifecycle.master.heartbeats import HeartbeatWatch
-    clock = Clock()
+    clock = FakeClock()
     plan = build_plan(MODEL, ['server_1', 'server_2'])
     watch = HeartbeatWatch(['server_1', 'server_2'], lease_s=1.0, clock=clock)
     names = {p.full_name for p in plan.placements}

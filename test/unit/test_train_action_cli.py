@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from dff_lifecycle.cli.train_action import (build_parser, clock_text, ERROR_NAMES, exit_code,
                                             feedback_line, ProgressView, result_lines)
 from dff_msgs.action import Train
+from fake_clock import FakeClock
 import pytest
 
 
@@ -14,15 +15,6 @@ def feedback(epoch=1, batch=1, epochs=2, per_epoch=8, loss=(0.5, 0.75), remainin
                           batches_per_epoch=per_epoch, layers=['/m/layer_0', '/m/layer_1'],
                           loss=list(loss), goodness_positive=[2.0, 2.0],
                           goodness_negative=[1.0, 1.0], elapsed_s=65.0, remaining_s=remaining)
-
-
-class FakeClock:
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_arguments_make_the_goal_fields():
@@ -82,7 +74,7 @@ def test_feedback_line():
 
 
 def test_plain_lines_are_few_without_a_terminal():
-    out, clock = io.StringIO(), FakeClock()
+    out, clock = io.StringIO(), FakeClock(0.0)
     view = ProgressView(out, tty=False, clock=clock)
     for epoch in (1, 2):
         for batch in range(1, 9):

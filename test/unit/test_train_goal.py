@@ -11,19 +11,11 @@ from dff_lifecycle.master.run_progress import TrainingProgress
 from dff_lifecycle.master.train_action import (CODE_OF_STAGE, feedback_hook, goal_request,
                                                result_of, run_goal)
 from dff_msgs.action import Train
+from fake_clock import FakeClock
 import pytest
 
 DEFAULTS = RunRequest('params/models/mnist_ff.yaml', 'params/layers.yaml', epochs=5)
 LAYERS = [('/m/layer_0', (0.5, 2.0, 1.0)), ('/m/layer_1', (0.7, 1.5, 1.2))]
-
-
-class FakeClock:
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def job(goal=None):
@@ -47,7 +39,7 @@ def test_goal_fields_win():
 
 
 def test_feedback_is_bounded_in_rate_but_every_epoch_end_goes_out():
-    clock, sent = FakeClock(), []
+    clock, sent = FakeClock(0.0), []
     hook = feedback_hook(sent.append, period_s=0.2, clock=clock)
     for done in range(1, 25):           # 3 epochs of 8 batches, 60 ms apart
         clock.now = 0.06 * done
@@ -64,7 +56,7 @@ def test_feedback_is_bounded_in_rate_but_every_epoch_end_goes_out():
 
 
 def test_layer_scalars_are_read_only_for_feedback_that_goes_out():
-    clock, reads = FakeClock(), []
+    clock, reads = FakeClock(0.0), []
     hook = feedback_hook(lambda _f: None, period_s=1.0, clock=clock)
     for done in range(1, 5):
         hook(TrainingProgress(done, 100, 1, 0.0), lambda: reads.append(1) or LAYERS)
