@@ -194,6 +194,7 @@ class MasterCoordinator(Node):
                 def run(request: RunRequest, control: RunControl) -> RunOutcome:
                     return self.run_model('run', self.load_model(request), control, out_dir,
                                           run_id)
+                server.wait_for_feedback_readers(job, is_stopping)
                 server.finish(job, run_goal(job, run, defaults, is_stopping, self.log,
                                             out_dir))
         finally:

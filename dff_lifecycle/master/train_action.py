@@ -11,10 +11,18 @@ that waits for the main thread's result without blocking the executor, so the
 pipeline's status and result callbacks keep running during training.
 
 Feedback goes out from the main thread as batches finish: at most every
-FEEDBACK_PERIOD_S, and at every epoch end. The result carries an error code of
-`Train.Result` and a one-line message: INVALID_GOAL for a config or override
-the config check refused (nothing was deployed, the server takes the next goal),
-NO_SERVERS, DEPLOY_FAILED, TRAINING_FAILED, CANCELED, UNKNOWN.
+FEEDBACK_PERIOD_S, and at every epoch end. Feedback is volatile: a reader the
+server's writer has not yet matched hears nothing, and discovery is not
+symmetric (a client can see the server's feedback writer, pass
+`server_is_ready`, and send a goal while the server has yet to learn of the
+client's reader; a CI run's client heard no feedback of a whole run). So a goal
+starts once every node with a goal client here has its feedback reader known
+here (`feedback_readers_known`), or after FEEDBACK_READERS_WAIT_S.
+
+The result carries an error code of `Train.Result` and a one-line message:
+INVALID_GOAL for a config or override the config check refused (nothing was
+deployed, the server takes the next goal), NO_SERVERS, DEPLOY_FAILED,
+TRAINING_FAILED, CANCELED, UNKNOWN.
 """
 from __future__ import annotations
 
@@ -40,6 +48,7 @@ from rclpy.task import Future
 
 Log = Callable[[str], None]
 FEEDBACK_PERIOD_S = 0.2      # at most 5 feedback messages a second, plus one per epoch end
+FEEDBACK_READERS_WAIT_S = 5.0  # the longest a goal waits for its client's feedback reader
 RESULT_GRACE_S = 1.0         # at close: time after the last result for the executor to send it
 CODE_OF_STAGE = {'servers': Train.Result.NO_SERVERS, 'deploy': Train.Result.DEPLOY_FAILED,
                  'training': Train.Result.TRAINING_FAILED, 'saving': Train.Result.TRAINING_FAILED,
@@ -47,6 +56,33 @@ CODE_OF_STAGE = {'servers': Train.Result.NO_SERVERS, 'deploy': Train.Result.DEPL
 CODE_NAMES = {getattr(Train.Result, name): name for name in
               ('NONE', 'INVALID_GOAL', 'NO_SERVERS', 'DEPLOY_FAILED', 'TRAINING_FAILED',
                'CANCELED', 'UNKNOWN')}
+
+
+FEEDBACK_TOPIC = f'{TRAIN_ACTION}/_action/feedback'
+SEND_GOAL_SERVICE = f'{TRAIN_ACTION}/_action/send_goal'
+
+
+def feedback_readers_known(node: Node) -> bool:
+    """
+    Return whether every goal client known here has its feedback reader known too.
+
+    rclpy and rclcpp action clients create both; the counts are of what this
+    participant has discovered, so a reader the feedback writer has not matched
+    yet is missing from them.
+    """
+    return node.count_subscribers(FEEDBACK_TOPIC) >= max(1, node.count_clients(SEND_GOAL_SERVICE))
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, stopping: Callable[[], bool],
+             clock: Callable[[], float] = time.monotonic,
+             sleep: Callable[[float], None] = time.sleep, poll_s: float = 0.05) -> bool:
+    """Return whether condition() held before timeout_s (or before stopping() did)."""
+    deadline = clock() + timeout_s
+    while not condition():
+        if stopping() or clock() >= deadline:
+            return False
+        sleep(poll_s)
+    return True
 
 
 class GoalJob:
@@ -136,6 +172,14 @@ class TrainActionServer:
             return self._jobs.get(timeout=timeout_s)
         except queue.Empty:
             return None
+
+    def wait_for_feedback_readers(self, job: GoalJob, stopping: Callable[[], bool],
+                                  timeout_s: float = FEEDBACK_READERS_WAIT_S) -> None:
+        """Hold the goal until its client can hear feedback (at most timeout_s)."""
+        if not wait_for(lambda: feedback_readers_known(self.node), timeout_s, stopping):
+            self.log(f"{TRAIN_ACTION}: goal {job.id}: starting without every client's "
+                     f'feedback reader discovered after {timeout_s:g} s: early feedback '
+                     'may be lost')
 
     def finish(self, job: GoalJob, result: Train.Result) -> None:
         """End the goal with `result`; the next goal can be accepted from now on."""

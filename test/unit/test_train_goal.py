@@ -8,8 +8,10 @@ from dff_lifecycle.core.data import DataNotFoundError
 from dff_lifecycle.master.configs import RunRequest
 from dff_lifecycle.master.run import RunFailed, RunOutcome, STAGES
 from dff_lifecycle.master.run_progress import TrainingProgress
-from dff_lifecycle.master.train_action import (CODE_OF_STAGE, feedback_hook, goal_request,
-                                               result_of, run_goal)
+from dff_lifecycle.master.train_action import (CODE_OF_STAGE, feedback_hook,
+                                               feedback_readers_known, FEEDBACK_TOPIC,
+                                               goal_request, result_of, run_goal,
+                                               SEND_GOAL_SERVICE, wait_for)
 from dff_msgs.action import Train
 from fake_clock import FakeClock
 import pytest
@@ -130,3 +132,48 @@ def test_the_run_sees_cancel_and_stop_and_publishes_feedback():
     assert len(running.published) == 1
     assert result.error_code == Train.Result.CANCELED
     assert 'stopping' in result.error_msg
+
+
+class Graph:
+    """What a node has discovered: feedback readers and goal clients by name."""
+
+    def __init__(self, readers: int, clients: int) -> None:
+        self.counts = {FEEDBACK_TOPIC: readers, SEND_GOAL_SERVICE: clients}
+
+    def count_subscribers(self, topic: str) -> int:
+        return self.counts[topic]
+
+    def count_clients(self, service: str) -> int:
+        return self.counts[service]
+
+
+@pytest.mark.parametrize('readers, clients, known', [
+    (0, 0, False),   # nobody listening: no feedback can arrive
+    (0, 1, False),   # the goal's client is known, its feedback reader not yet
+    (1, 1, True),
+    (1, 2, False),   # a second client whose reader is not discovered yet
+    (2, 1, True),    # a feedback listener without a goal client (an echo)
+])
+def test_a_goal_waits_for_every_goal_clients_feedback_reader(readers, clients, known):
+    assert feedback_readers_known(Graph(readers, clients)) is known
+
+
+def test_wait_for_returns_as_soon_as_the_condition_holds():
+    clock, seen = FakeClock(0.0), []
+
+    def condition():
+        seen.append(clock.now)
+        return clock.now >= 0.3
+    assert wait_for(condition, 5.0, lambda: False, clock=clock, sleep=clock.sleep, poll_s=0.1)
+    assert clock.now == pytest.approx(0.3) and len(seen) == 4
+
+
+def test_wait_for_gives_up_at_its_timeout_or_when_stopping():
+    clock = FakeClock(0.0)
+    assert not wait_for(lambda: False, 1.0, lambda: False, clock=clock, sleep=clock.sleep,
+                        poll_s=0.25)
+    assert clock.now == pytest.approx(1.0)
+    clock = FakeClock(0.0)
+    assert not wait_for(lambda: False, 60.0, lambda: clock.now >= 0.5, clock=clock,
+                        sleep=clock.sleep, poll_s=0.25)
+    assert clock.now == pytest.approx(0.5)
