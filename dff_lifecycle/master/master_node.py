@@ -218,7 +218,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         with ros_process(sys.argv if argv is None else argv) as ros:
             master = MasterCoordinator()
             ros.start(master)  # single-threaded: no callback of the master blocks
-            return master.execute()
+            code = master.execute()
+            ros.done(code)
+            return code
     except (ConfigError, DataNotFoundError, PipelineError, BringUpError, ServiceCallError,
             ParameterError, RunFailed) as exc:
         print(f'master: error: {exc}', file=sys.stderr, flush=True)

@@ -260,6 +260,7 @@ def serve(argv: Optional[list[str]] = None) -> int:
                 pass
             server.get_logger().info('shutting down: saving and removing hosted layers')
             server.shutdown_layers()
+            ros.done(0)
     except ParameterError as exc:
         print(f'server_container: error: {exc}', file=sys.stderr, flush=True)
         return 2

@@ -19,6 +19,7 @@ import threading
 from typing import Iterator, NoReturn, Optional, Sequence
 
 from dff_lifecycle.ros.environment import configure_environment
+from dff_lifecycle.ros.exit_timer import ExitTimer
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
@@ -34,6 +35,11 @@ class RosProcess:
         self.executor: Optional[Executor] = None
         self._thread: Optional[threading.Thread] = None
         self._nodes: list[Node] = []
+        self.result: Optional[int] = None  # the work's exit code, once `done` says it
+
+    def done(self, code: int) -> None:
+        """Say the process's work ended with `code`: a teardown that hangs ends with it."""
+        self.result = code
 
     def start(self, *nodes: Node, threads: int = 1) -> Executor:
         """Create the executor (single-threaded for 1), add `nodes` and spin it."""
@@ -80,16 +86,28 @@ def ros_process(args: Optional[Sequence[str]] = None, *, own_context: bool = Fal
     rclpy.init(args=list(args) if args is not None else None, context=context,
                signal_handler_options=SignalHandlerOptions.NO)
     process = RosProcess(context)
+    failed = False
     try:
         yield process
+    except BaseException:
+        failed = True
+        raise
     finally:
-        # A close that hangs (once seen in CI: a container alive 35 s after SIGINT, its
-        # layers already saved) dumps every thread's stack and ends the process.
-        faulthandler.dump_traceback_later(4 * shutdown_timeout_s + 5, exit=True)
+        # A close that hangs inside the middleware holds the GIL (seen in CI after a
+        # peer's kill -9: a container stuck in destroy_node, its layers saved). Every
+        # thread's stack is dumped, then the exit timer ends the process with the
+        # work's own code; faulthandler's exit (code 1) is the fallback.
+        bound = 2 * shutdown_timeout_s + 5
+        code = 1 if failed or process.result is None else process.result
+        flush_output()  # the timer's _exit flushes nothing
+        timer = ExitTimer()
+        armed = timer.arm(bound + 1, code)
+        faulthandler.dump_traceback_later(bound, exit=not armed)
         try:
             process.close(shutdown_timeout_s)
         finally:
             faulthandler.cancel_dump_traceback_later()
+            timer.cancel()
 
 
 def exit_process(code: int) -> NoReturn:
@@ -99,9 +117,14 @@ def exit_process(code: int) -> NoReturn:
     Interpreter teardown runs the middleware's exit-time destructors, which have no
     bound; a server process has nothing left to flush but its output.
     """
+    flush_output()
+    os._exit(code)
+
+
+def flush_output() -> None:
+    """Flush stdout and stderr, whatever state they are in."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(code)
