@@ -7,9 +7,22 @@ silent. The DDS participant lease alone takes 20 s to notice a killed process; a
 server that has not beaten for `lease_s` is lost, which the supervisor sees within
 `lease_s` plus one streaming poll. Like nav2's bond, but one-way: the layers need
 nothing from the master to keep working.
+
+A fixed 1 s lease judged a merely slow server lost on a starved 2-core CI machine
+(a kill -9 of one container moved the other's layer too), so two guards, after
+the accrual detectors of Akka and Cassandra, keep a slow beat from passing for a
+dead one, while a server that beat steadily is still lost after `lease_s`:
+
+- jitter: a server is lost after twice the longest gap it showed lately
+  (`GAPS_KEPT` beats), never sooner than `lease_s`; a gap long enough to be a
+  loss is not learnt from;
+- the observer: while the master hears no beat from anyone, it may be the one
+  that is starved, so nobody is judged lost until `max_lease_s` (4 leases) of
+  silence, which is also when servers that all died together are named.
 """
 from __future__ import annotations
 
+from collections import deque
 import threading
 import time
 from typing import Callable, Iterable, Optional
@@ -18,6 +31,10 @@ from dff_lifecycle.common.liveness import HEARTBEAT_LEASE_S, HEARTBEAT_PERIOD_S,
 
 __all__ = ['HEARTBEAT_LEASE_S', 'HEARTBEAT_PERIOD_S', 'HeartbeatWatch', 'heartbeat_topic']
 
+JITTER_FACTOR = 2.0     # a server is lost after twice its longest recent gap ...
+MAX_LEASE_FACTOR = 4.0  # ... and after 4 leases whatever its gaps or anyone's
+GAPS_KEPT = 40          # recent gaps per server: about 10 s of beats
+
 
 class HeartbeatWatch:
     """Last beat of each watched server; thread-safe (callbacks write, the main thread reads)."""
@@ -25,21 +42,42 @@ class HeartbeatWatch:
     def __init__(self, servers: Iterable[str], *, lease_s: float = HEARTBEAT_LEASE_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.lease_s = lease_s
+        self.max_lease_s = MAX_LEASE_FACTOR * lease_s
         self.clock = clock
         self._lock = threading.Lock()
         self._last: dict[str, Optional[float]] = dict.fromkeys(servers)  # None: not heard
+        self._gaps: dict[str, deque[float]] = {s: deque(maxlen=GAPS_KEPT) for s in self._last}
+        self._newest: Optional[float] = None  # the latest beat of any server
 
     def beat(self, server: str) -> None:
         with self._lock:
-            if server in self._last:
-                self._last[server] = self.clock()
+            if server not in self._last:
+                return
+            now = self.clock()
+            last = self._last[server]
+            if last is not None and now - last <= self._tolerance(server):
+                self._gaps[server].append(now - last)
+            self._last[server] = now
+            self._newest = now
+
+    def tolerance(self, server: str) -> float:
+        """How long `server` may be silent before it is lost (observer heard others)."""
+        with self._lock:
+            return self._tolerance(server)
 
     def lost(self) -> dict[str, float]:
-        """{server: seconds since its last beat} of the servers silent for over lease_s."""
+        """{server: seconds since its last beat} of the servers judged lost now."""
         now = self.clock()
         with self._lock:
             return {s: now - t for s, t in self._last.items()
-                    if t is not None and now - t > self.lease_s}
+                    if t is not None and self._is_lost(s, now)}
+
+    def silent_for(self, server: str) -> Optional[float]:
+        """Seconds since `server` last beat; None if never heard."""
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(server)
+        return None if last is None else now - last
 
     def last_beat(self, server: str) -> Optional[float]:
         """Clock time of the server's last beat; None if never heard."""
@@ -47,11 +85,27 @@ class HeartbeatWatch:
             return self._last.get(server)
 
     def alive(self) -> list[str]:
-        """Return the servers heard within the lease, in the order they were given."""
+        """Return the servers heard and not lost, in the order they were given."""
         now = self.clock()
         with self._lock:
-            return [s for s, t in self._last.items() if t is not None and now - t <= self.lease_s]
+            return [s for s, t in self._last.items()
+                    if t is not None and not self._is_lost(s, now)]
 
     def heard(self) -> set[str]:
         with self._lock:
             return {s for s, t in self._last.items() if t is not None}
+
+    # The lock is held by the callers of these two.
+    def _tolerance(self, server: str) -> float:
+        longest = max(self._gaps[server], default=0.0)
+        return min(self.max_lease_s, max(self.lease_s, JITTER_FACTOR * longest))
+
+    def _is_lost(self, server: str, now: float) -> bool:
+        last = self._last[server]
+        if last is None:
+            return False
+        silent = now - last
+        if silent > self.max_lease_s:
+            return True
+        hearing = self._newest is not None and now - self._newest <= self.lease_s
+        return hearing and silent > self._tolerance(server)

@@ -72,17 +72,7 @@ class Supervisor:
             self.recovery.fence_returned()
         lost = self.lost_servers()
         if lost:
-            server, silent = max(lost.items(), key=lambda item: item[1])
-            layers = ', '.join(p.full_name for p in self.placements() if p.server in lost)
-            text = (f'server container {server} has not answered for {silent:.1f} s (dead or '
-                    f'hung); its layers: {layers or "none"}')
-            if self.recovery is None:
-                raise PipelineError(f'{what} stopped: {text}. {RESUME_HINT}')
-            self.recovery.log(f'{what}: {text}: recovering')
-            try:
-                recovered = self.recovery.recover_servers(lost)
-            except PipelineError as exc:
-                raise PipelineError(f'{what} stopped: {text}; {exc}. {RESUME_HINT}') from exc
+            recovered = self._recover(lost, what)
         finalized = [p for p in self.placements()
                      if self.layer_states().get(p.layer.index) == 'finalized'
                      and p.server not in lost]
@@ -94,8 +84,35 @@ class Supervisor:
             return recovered
         self._last_check = now
         gone = self.missing()
-        if gone:
-            listing = ', '.join(f'{p.full_name} (on {p.server})' for p in gone)
-            raise PipelineError(f'{what} stopped: {listing} left the ROS graph (server '
-                                f'container gone?). {RESUME_HINT}')
-        return None
+        if not gone:
+            return None
+        # The graph dropping a layer whose server is also silent past the lease confirms
+        # the loss, even before that server's jitter tolerance is used up.
+        confirmed = self._silent_past_lease({p.server for p in gone})
+        if confirmed:
+            return self._recover(confirmed, what)
+        listing = ', '.join(f'{p.full_name} (on {p.server})' for p in gone)
+        raise PipelineError(f'{what} stopped: {listing} left the ROS graph (server '
+                            f'container gone?). {RESUME_HINT}')
+
+    def _silent_past_lease(self, servers: set[str]) -> dict[str, float]:
+        if self.heartbeats is None:
+            return {}
+        done = self.recovery.lost if self.recovery is not None else set()
+        silent = {s: self.heartbeats.silent_for(s) for s in servers if s not in done}
+        return {s: t for s, t in silent.items()
+                if t is not None and t > self.heartbeats.lease_s}
+
+    def _recover(self, lost: dict[str, float], what: str) -> Recovered:
+        """Recover from the `lost` servers {server: seconds silent}, or raise PipelineError."""
+        server, silent = max(lost.items(), key=lambda item: item[1])
+        layers = ', '.join(p.full_name for p in self.placements() if p.server in lost)
+        text = (f'server container {server} has not answered for {silent:.1f} s (dead or '
+                f'hung); its layers: {layers or "none"}')
+        if self.recovery is None:
+            raise PipelineError(f'{what} stopped: {text}. {RESUME_HINT}')
+        self.recovery.log(f'{what}: {text}: recovering')
+        try:
+            return self.recovery.recover_servers(lost)
+        except PipelineError as exc:
+            raise PipelineError(f'{what} stopped: {text}; {exc}. {RESUME_HINT}') from exc

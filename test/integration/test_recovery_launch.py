@@ -87,15 +87,19 @@ def test_kill_9_of_a_server_mid_run_still_ends_cleanly_with_the_same_accuracy(
         stop(launcher)
     out = launcher.output
     assert code == 0, out
-    assert 'recovered: /mnist_small/layer_1 now on server_1' in out
+    assert re.search(r'recovered: .*/mnist_small/layer_1 now on server_\d', out), out
     assert 'server_2: exited with code 137 while the master was running: respawning' in out
     accuracy = float(ACCURACY.search(out).group(1))
     baseline = single_process_accuracy(data_root, tmp_path)
     print(f'accuracy after kill -9: {accuracy:.4f}; uninterrupted: {baseline:.4f}')
     assert abs(accuracy - baseline) <= 0.005
     metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
-    assert metrics['recoveries'][0]['lost'] == ['server_2']
-    assert [e['server'] for e in metrics['plan']] == ['server_1', 'server_1']
+    lost = [event['lost'] for event in metrics['recoveries']]
+    assert 'server_2' in lost[0]
+    if lost == [['server_2']]:
+        assert [e['server'] for e in metrics['plan']] == ['server_1', 'server_1']
+    # else: a starved machine judged server_1 lost for a moment too (a CI run did): it was
+    # fenced and its layer moved as well, and the run must still end as without the kill.
     for weight_file in (tmp_path / 'weights').rglob('*.pt'):  # none torn
         assert load_state(weight_file)['batches_seen'] > 0
 

@@ -87,3 +87,35 @@ def test_beats_of_unknown_servers_are_ignored():
     watch = HeartbeatWatch(['server_1'])
     watch.beat('server_9')
     assert watch.heard() == set()
+
+
+def slow_server_2_gone_from_the_graph(silence: float) -> Supervisor:
+    """server_2 beat every 0.9 s (tolerance 1.8 s), its layer left the graph, then `silence`."""
+    from dff_lifecycle.master.heartbeats import HeartbeatWatch
+    clock = FakeClock()
+    plan = build_plan(MODEL, ['server_1', 'server_2'])
+    watch = HeartbeatWatch(['server_1', 'server_2'], lease_s=1.0, clock=clock)
+    present = {p.full_name for p in plan.placements if p.server == 'server_1'}
+    supervisor = Supervisor(plan.placements, lambda: present, clock=clock, period_s=2.0,
+                            heartbeats=watch)
+    for step in range(1, 61):            # 9 s: server_1 every 0.15 s, server_2 every 0.9 s
+        clock.now += 0.15
+        watch.beat('server_1')
+        if step % 6 == 0:
+            watch.beat('server_2')
+    clock.now = watch.last_beat('server_2') + silence
+    watch.beat('server_1')
+    assert watch.lost() == {}            # within server_2's tolerance: the graph decides
+    return supervisor
+
+
+def test_a_layer_gone_from_the_graph_with_its_server_silent_past_the_lease_is_a_lost_server():
+    supervisor = slow_server_2_gone_from_the_graph(silence=1.2)
+    with pytest.raises(PipelineError, match='server_2 has not answered for 1.2 s.*layer_1'):
+        supervisor.check('training')
+
+
+def test_a_layer_gone_from_the_graph_while_its_server_beats_is_named_as_gone():
+    supervisor = slow_server_2_gone_from_the_graph(silence=0.5)
+    with pytest.raises(PipelineError, match=r'layer_1 \(on server_2\) left the ROS graph'):
+        supervisor.check('training')

@@ -1,0 +1,78 @@
+"""The failure detector: a steady server is lost after the lease, a slow one is not."""
+from __future__ import annotations
+
+from dff_lifecycle.master.heartbeats import HeartbeatWatch
+from fake_clock import FakeClock
+import pytest
+
+
+def watch_of(*servers: str) -> tuple[HeartbeatWatch, FakeClock]:
+    clock = FakeClock()
+    return HeartbeatWatch(servers, lease_s=1.0, clock=clock), clock
+
+
+def run(watch: HeartbeatWatch, clock: FakeClock, seconds: float, every: dict[str, float],
+        step: float = 0.05) -> None:
+    """Advance `seconds`; each server in `every` beats at its own period."""
+    due = {s: clock.now + p for s, p in every.items()}
+    end = clock.now + seconds
+    while clock.now < end - 1e-9:
+        clock.now += step
+        for server, at in due.items():
+            if clock.now >= at - 1e-9:
+                watch.beat(server)
+                due[server] = at + every[server]
+
+
+def test_a_steady_server_that_stops_is_lost_after_the_lease_while_others_beat():
+    watch, clock = watch_of('a', 'b')
+    run(watch, clock, 5.0, {'a': 0.25, 'b': 0.25})
+    run(watch, clock, 0.9, {'a': 0.25})
+    assert watch.lost() == {}
+    run(watch, clock, 0.3, {'a': 0.25})
+    assert set(watch.lost()) == {'b'} and watch.alive() == ['a']
+
+
+def test_a_server_with_long_gaps_gets_twice_its_longest_gap_before_it_is_lost():
+    watch, clock = watch_of('a', 'b')
+    run(watch, clock, 8.0, {'a': 0.25, 'b': 0.8})   # b is starved: a beat every 0.8 s
+    assert watch.tolerance('b') == pytest.approx(1.6, abs=0.06)
+    run(watch, clock, 1.3, {'a': 0.25})              # a fixed 1 s lease would drop b here
+    assert watch.lost() == {}
+    run(watch, clock, 0.5, {'a': 0.25})
+    assert set(watch.lost()) == {'b'}
+
+
+def test_gaps_are_learnt_step_by_step_and_the_tolerance_never_exceeds_four_leases():
+    watch, clock = watch_of('a', 'b')
+    run(watch, clock, 10.0, {'a': 0.25, 'b': 2.5})  # a gap over the tolerance: a loss each time
+    assert watch.tolerance('b') == pytest.approx(1.0)
+    for gap, tolerance in ((0.9, 1.8), (1.7, 3.4), (2.5, 4.0)):  # a server slowing down
+        run(watch, clock, 10 * gap, {'a': 0.25, 'b': gap})
+        assert watch.tolerance('b') == pytest.approx(tolerance, abs=0.11)
+
+
+def test_nobody_is_lost_while_the_master_hears_no_one_until_four_leases():
+    watch, clock = watch_of('a', 'b')
+    run(watch, clock, 3.0, {'a': 0.25, 'b': 0.25})
+    clock.now += 3.5                  # the master's executor starved, or both died
+    assert watch.lost() == {} and watch.alive() == ['a', 'b']
+    run(watch, clock, 0.25, {'a': 0.25, 'b': 0.25})  # the backlog arrives: both fine
+    assert watch.lost() == {}
+    clock.now += 4.1                  # both really silent
+    assert set(watch.lost()) == {'a', 'b'} and watch.alive() == []
+
+
+def test_a_loss_is_not_learnt_as_jitter_when_the_server_comes_back():
+    watch, clock = watch_of('a', 'b')
+    run(watch, clock, 3.0, {'a': 0.25, 'b': 0.25})
+    run(watch, clock, 3.0, {'a': 0.25})           # b lost (a respawn takes seconds)
+    assert set(watch.lost()) == {'b'}
+    run(watch, clock, 2.0, {'a': 0.25, 'b': 0.25})
+    assert watch.lost() == {} and watch.tolerance('b') == pytest.approx(1.0)
+
+
+def test_a_server_never_heard_is_neither_lost_nor_alive():
+    watch, clock = watch_of('a', 'b')
+    run(watch, clock, 10.0, {'a': 0.25})
+    assert watch.lost() == {} and watch.alive() == ['a'] and watch.heard() == {'a'}
