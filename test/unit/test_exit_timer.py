@@ -46,27 +46,24 @@ def test_a_cancelled_timer_leaves_the_process_alone():
     assert done.stdout == 'still here\n'
 
 
-def test_a_hung_teardown_ends_with_the_works_code_and_every_threads_stack():
-    done = python(f"""
+def hung_teardown(body: str) -> subprocess.CompletedProcess:
+    """Run `body` (one line) in a ros_process whose close hangs holding the GIL."""
+    return python(f"""
         from dff_lifecycle.ros import process
         def hang(self, timeout_s):
             {HOLD_THE_GIL}
         process.RosProcess.close = hang
         with process.ros_process([], own_context=True, shutdown_timeout_s=0.1) as ros:
-            ros.done(4)
+            {body}
         """)
+
+
+def test_a_hung_teardown_ends_with_the_works_code_and_every_threads_stack():
+    done = hung_teardown('ros.done(4)')
     assert done.returncode == 4, done.stderr
     assert 'in hang' in done.stderr  # faulthandler's dump names the stuck frame
 
 
 def test_a_hung_teardown_after_a_failure_ends_with_code_1():
-    done = python(f"""
-        from dff_lifecycle.ros import process
-        def hang(self, timeout_s):
-            {HOLD_THE_GIL}
-        process.RosProcess.close = hang
-        with process.ros_process([], own_context=True, shutdown_timeout_s=0.1) as ros:
-            ros.done(0)
-            raise SystemExit(5)
-        """)
+    done = hung_teardown('ros.done(0); raise SystemExit(5)')
     assert done.returncode == 1, done.stderr
