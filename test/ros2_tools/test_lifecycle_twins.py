@@ -21,7 +21,10 @@ pytestmark = pytest.mark.integration
 
 LAYER, OTHER = scenarios.TINY_LAYERS
 BROKEN = scenarios.BROKEN_LAYER
-ATTEMPTS = 3  # ros2 lifecycle answers from what it discovered within --spin-time: retry
+# ros2 lifecycle answers from what it discovered within --spin-time, which a starved
+# machine (six of them start at once on two cores) can make too short: ask again, with
+# a longer spin time each time
+SPIN_TIMES_S = (1.0, 2.0, 4.0, 8.0)
 Answer = tuple  # (exit code, stdout, stderr), or some of them
 
 
@@ -39,9 +42,9 @@ def dff(env: dict[str, str], verb: str, *args: str) -> subprocess.CompletedProce
 def ros2_like(env: dict[str, str], ros2_lifecycle, query: tuple[str, ...], ours: Answer,
               key: Callable[[subprocess.CompletedProcess], Answer] = answer
               ) -> subprocess.CompletedProcess:
-    """`ros2 lifecycle` with `query`, asked again (ATTEMPTS in all) while it differs from ours."""
-    for _ in range(ATTEMPTS):
-        theirs = ros2_lifecycle(env, *query)
+    """`ros2 lifecycle` with `query`, asked again with longer spin times while it differs."""
+    for spin_time_s in SPIN_TIMES_S:
+        theirs = ros2_lifecycle(env, *query, spin_time_s=spin_time_s)
         if key(theirs) == ours:
             break
     return theirs
