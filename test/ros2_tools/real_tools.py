@@ -23,6 +23,10 @@ BIN = Path(sys.executable).parent
 NEEDS = {'ros2 launch': ('ros2', ['ros2launch', 'launch_ros']),
          'ros2 lifecycle': ('ros2', ['ros2lifecycle']),
          'launch_test': ('launch_test', ['launch_testing', 'launch_ros'])}
+# `ros2 lifecycle` answers from what it discovered within --spin-time, which a starved
+# machine (training, or several of them started at once on two cores) can make too short:
+# a test asks again, with a longer spin time each time
+SPIN_TIMES_S = (1.0, 2.0, 4.0, 8.0)
 
 
 def find_tool(command: str) -> str:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from dff_processes import start_server, stop_all
 import pytest
-from real_tools import shown
+from real_tools import shown, SPIN_TIMES_S
 from ros_client import ros_client
 from ros_env import isolated_ros_env  # noqa: F401 - fixture
 import scenarios
@@ -21,10 +21,6 @@ pytestmark = pytest.mark.integration
 
 LAYER, OTHER = scenarios.TINY_LAYERS
 BROKEN = scenarios.BROKEN_LAYER
-# ros2 lifecycle answers from what it discovered within --spin-time, which a starved
-# machine (six of them start at once on two cores) can make too short: ask again, with
-# a longer spin time each time
-SPIN_TIMES_S = (1.0, 2.0, 4.0, 8.0)
 Answer = tuple  # (exit code, stdout, stderr), or some of them
 
 

@@ -22,7 +22,7 @@ from typing import Iterator
 
 from dff_processes import Proc
 import pytest
-from real_tools import find_tool, shown
+from real_tools import find_tool, shown, SPIN_TIMES_S
 from ros_client import ros_client
 from ros_env import allocate_domain_id, isolated_ros_env, release_domain_id
 import scenarios
@@ -32,7 +32,6 @@ pytestmark = pytest.mark.integration
 
 LAYER = scenarios.TINY_LAYERS[1]
 TOTAL = scenarios.PAUSE_EPOCHS * scenarios.TINY_BATCHES_PER_EPOCH
-ATTEMPTS = 3  # under training load ros2 lifecycle may not discover a layer within --spin-time
 
 
 class Launch:
@@ -85,8 +84,8 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
 
 def ask(launch: Launch, ros2_lifecycle, *args: str) -> subprocess.CompletedProcess:
     """`ros2 lifecycle` with args, asked again while it has not discovered the layer yet."""
-    for _ in range(ATTEMPTS):
-        result = ros2_lifecycle(launch.env, *args, spin_time_s=1.0)
+    for spin_time_s in SPIN_TIMES_S:
+        result = ros2_lifecycle(launch.env, *args, spin_time_s=spin_time_s)
         if result.stderr != 'Node not found\n':
             break
     return result
