@@ -17,6 +17,7 @@ import sys
 import time
 from types import SimpleNamespace
 
+from action_msgs.srv import CancelGoal
 from dff_lifecycle.master.parameters import TRAIN_ACTION
 from dff_msgs.action import Train
 from dff_processes import Proc, REPO
@@ -90,6 +91,16 @@ class Goal:
     def result(self, timeout_s: float = 120.0):
         response = wait_done(self.handle.get_result_async(), timeout_s, 'the result')
         return response.status, response.result
+
+
+def cancel_every_goal(ros) -> None:
+    """Cancel the server's goals (a zero goal id and stamp): a killed client's goal runs on."""
+    cancel = ros.node.create_client(CancelGoal, f'{TRAIN_ACTION}/_action/cancel_goal')
+    try:
+        ros.wait_until(cancel.service_is_ready, 30, 'the cancel service')
+        wait_done(cancel.call_async(CancelGoal.Request()), 30, 'the cancel response')
+    finally:
+        ros.node.destroy_client(cancel)
 
 
 def done_count(feedback) -> int:
@@ -188,7 +199,7 @@ def client_command(*args: str) -> list[str]:
     return [sys.executable, '-m', 'dff_lifecycle.cli.train_action', *args]
 
 
-def test_the_client_cli_trains_and_ctrl_c_cancels(deployment):
+def test_the_client_cli_trains_and_ctrl_c_cancels(deployment, action):
     env = deployment[0]
     done = subprocess.run(client_command('--epochs', '1'), env=env, capture_output=True,
                           text=True, timeout=120, cwd=REPO)
@@ -204,7 +215,9 @@ def test_the_client_cli_trains_and_ctrl_c_cancels(deployment):
         os.killpg(long.popen.pid, signal.SIGINT)  # Ctrl-C
         assert long.wait(60) == 130, long.output
     finally:
-        long.kill()
+        if long.popen.poll() is None:  # failed before the client ended: free the server
+            long.kill()
+            cancel_every_goal(action.ros)
     assert 'status: CANCELED' in long.lines, long.output
     assert 'error: CANCELED' in '\n'.join(long.lines)
 
