@@ -16,9 +16,15 @@ dead one, while a server that beat steadily is still lost after `lease_s`:
 - jitter: a server is lost after twice the longest gap it showed lately
   (`GAPS_KEPT` beats), never sooner than `lease_s`; a gap long enough to be a
   loss is not learnt from;
-- the observer: while the master hears no beat from anyone, it may be the one
-  that is starved, so nobody is judged lost until `max_lease_s` (4 leases) of
-  silence, which is also when servers that all died together are named.
+- the observer: the master may be the one that is starved (its executor took
+  no beats for a while, then takes the backlog in one burst), so a server is
+  only judged lost on evidence that the master hears: another server's beat
+  that arrived after the silent one's deadline, and at least `EVIDENCE_AGE_S`
+  before now (a beat of the same burst is no evidence). "Someone beat lately"
+  was not enough: CI saw a master stall of about a second drop a server whose
+  last beat was a quarter period older than the other's. With no evidence,
+  nobody is lost until `max_lease_s` (4 leases) of silence, which is also when
+  servers that all died together, or the only one, are named.
 """
 from __future__ import annotations
 
@@ -34,6 +40,8 @@ __all__ = ['HEARTBEAT_LEASE_S', 'HEARTBEAT_PERIOD_S', 'HeartbeatWatch', 'heartbe
 JITTER_FACTOR = 2.0     # a server is lost after twice its longest recent gap ...
 MAX_LEASE_FACTOR = 4.0  # ... and after 4 leases whatever its gaps or anyone's
 GAPS_KEPT = 40          # recent gaps per server: about 10 s of beats
+BEATS_KEPT = 4          # recent arrival times per server, for the evidence
+EVIDENCE_AGE_S = 0.1    # a beat counts as evidence once this old (bursts take ms)
 
 
 class HeartbeatWatch:
@@ -47,7 +55,8 @@ class HeartbeatWatch:
         self._lock = threading.Lock()
         self._last: dict[str, Optional[float]] = dict.fromkeys(servers)  # None: not heard
         self._gaps: dict[str, deque[float]] = {s: deque(maxlen=GAPS_KEPT) for s in self._last}
-        self._newest: Optional[float] = None  # the latest beat of any server
+        self._arrivals: dict[str, deque[float]] = {s: deque(maxlen=BEATS_KEPT)
+                                                   for s in self._last}
 
     def beat(self, server: str) -> None:
         with self._lock:
@@ -58,7 +67,7 @@ class HeartbeatWatch:
             if last is not None and now - last <= self._tolerance(server):
                 self._gaps[server].append(now - last)
             self._last[server] = now
-            self._newest = now
+            self._arrivals[server].append(now)
 
     def tolerance(self, server: str) -> float:
         """How long `server` may be silent before it is lost (observer heard others)."""
@@ -107,5 +116,9 @@ class HeartbeatWatch:
         silent = now - last
         if silent > self.max_lease_s:
             return True
-        hearing = self._newest is not None and now - self._newest <= self.lease_s
-        return hearing and silent > self._tolerance(server)
+        if silent <= self._tolerance(server):
+            return False
+        deadline = last + self._tolerance(server)
+        return any(deadline <= t <= now - EVIDENCE_AGE_S
+                   for other, times in self._arrivals.items() if other != server
+                   for t in times)

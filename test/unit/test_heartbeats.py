@@ -1,7 +1,11 @@
-"""The failure detector: a steady server is lost after the lease, a slow one is not."""
+"""The failure detector: a steady server is lost after the lease, a slow one is not.
+
+A loss is named once another server's beat, taken after the silent one's deadline, is
+EVIDENCE_AGE_S old: at most one beat period (0.25 s here) plus that age after the deadline.
+"""
 from __future__ import annotations
 
-from dff_lifecycle.master.heartbeats import HeartbeatWatch
+from dff_lifecycle.master.heartbeats import EVIDENCE_AGE_S, HeartbeatWatch
 from fake_clock import FakeClock
 import pytest
 
@@ -29,7 +33,7 @@ def test_a_steady_server_that_stops_is_lost_after_the_lease_while_others_beat():
     run(watch, clock, 5.0, {'a': 0.25, 'b': 0.25})
     run(watch, clock, 0.9, {'a': 0.25})
     assert watch.lost() == {}
-    run(watch, clock, 0.3, {'a': 0.25})
+    run(watch, clock, 0.25 + 0.25 + EVIDENCE_AGE_S, {'a': 0.25})
     assert set(watch.lost()) == {'b'} and watch.alive() == ['a']
 
 
@@ -39,7 +43,7 @@ def test_a_server_with_long_gaps_gets_twice_its_longest_gap_before_it_is_lost():
     assert watch.tolerance('b') == pytest.approx(1.6, abs=0.06)
     run(watch, clock, 1.3, {'a': 0.25})              # a fixed 1 s lease would drop b here
     assert watch.lost() == {}
-    run(watch, clock, 0.5, {'a': 0.25})
+    run(watch, clock, 0.3 + 0.25 + EVIDENCE_AGE_S, {'a': 0.25})
     assert set(watch.lost()) == {'b'}
 
 
@@ -61,6 +65,32 @@ def test_nobody_is_lost_while_the_master_hears_no_one_until_four_leases():
     assert watch.lost() == {}
     clock.now += 4.1                  # both really silent
     assert set(watch.lost()) == {'a', 'b'} and watch.alive() == []
+
+
+def test_a_master_stall_shorter_than_the_lease_drops_nobody_whatever_the_phase_of_the_beats():
+    """The case CI met: b's last beat a fifth of a second older than a's, then a stall."""
+    watch, clock = watch_of('a', 'b')
+    for _ in range(20):
+        watch.beat('b')
+        clock.now += 0.2
+        watch.beat('a')
+        clock.now += 0.05
+    clock.now += 0.8                  # the master takes no beats: b silent 1.05 s, a 0.85 s
+    assert watch.lost() == {}
+    watch.beat('a')                   # the backlog, a's beat taken first ...
+    assert watch.lost() == {}
+    clock.now += 0.002
+    watch.beat('b')                   # ... and b's a moment later
+    assert watch.lost() == {} and watch.alive() == ['a', 'b']
+
+
+def test_a_lone_server_is_lost_after_four_leases_since_nobody_else_can_vouch_for_the_master():
+    watch, clock = watch_of('a')
+    run(watch, clock, 3.0, {'a': 0.25})
+    clock.now += 3.9
+    assert watch.lost() == {}
+    clock.now += 0.2
+    assert set(watch.lost()) == {'a'}
 
 
 def test_a_loss_is_not_learnt_as_jitter_when_the_server_comes_back():
