@@ -7,24 +7,48 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
+
+from dff_lifecycle.ros.process import STACK_DUMP_SIGNAL
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LAYER_CONFIG = REPO / 'params' / 'layers.yaml'
 
 
+def own_pid(proc: 'Proc') -> list[int]:
+    """Return the process itself: a DFF node process (it dumps stacks on STACK_DUMP_SIGNAL)."""
+    return [proc.popen.pid]
+
+
+LAUNCHED = re.compile(r'process started with pid \[(\d+)\]$'  # ros2 launch
+                      r'|^\[dff_launch\] \S+: started with pid (\d+)$', re.M)  # dff_launch
+
+
+def launched_pids(proc: 'Proc') -> list[int]:
+    """Return the node processes a launcher (ros2 launch or dff_launch) said it started."""
+    return [int(a or b) for a, b in LAUNCHED.findall(proc.output)]
+
+
 class Proc:
-    """A child process whose output is collected line by line."""
+    """A child process whose output is collected line by line.
+
+    stacks: the pids of DFF node processes (the child, or children of a launcher) that
+    are asked for every thread's stack when a wait fails, so the failure shows where
+    each one was, not only what it had printed.
+    """
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str],
-                 cwd: Optional[Path] = None) -> None:
+                 cwd: Optional[Path] = None,
+                 stacks: Optional[Callable[['Proc'], list[int]]] = None) -> None:
         self.name = name
+        self.stacks = stacks
         self.weight_dir: Optional[Path] = None
         self.lines: list[str] = []
         self._cond = threading.Condition()
@@ -57,9 +81,25 @@ class Proc:
                         return line
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.popen.poll() is not None and not self._pending()):
-                    raise AssertionError(f'{self.name}: no line with {text!r} within '
-                                         f'{timeout_s} s; output:\n' + '\n'.join(self.lines))
+                    break
                 self._cond.wait(min(left, 0.2))
+        self.dump_stacks()
+        raise AssertionError(f'{self.name}: no line with {text!r} within {timeout_s} s; '
+                             'output:\n' + self.output)
+
+    def dump_stacks(self, settle_s: float = 2.0) -> None:
+        """Ask the `stacks` processes still running to print every thread's stack."""
+        if self.stacks is None or self.popen.poll() is not None:
+            return
+        asked = 0
+        for pid in self.stacks(self):
+            try:
+                os.kill(pid, STACK_DUMP_SIGNAL)
+                asked += 1
+            except (ProcessLookupError, PermissionError):
+                continue
+        if asked:
+            time.sleep(settle_s)  # the dumps reach this process's pipe through the launcher
 
     def _pending(self) -> bool:
         return self.popen.stdout is not None and not self.popen.stdout.closed
@@ -68,6 +108,7 @@ class Proc:
         try:
             return self.popen.wait(timeout_s)
         except subprocess.TimeoutExpired:
+            self.dump_stacks()
             self.kill()
             raise AssertionError(f'{self.name} did not exit within {timeout_s} s; output:\n'
                                  + self.output)
@@ -115,7 +156,8 @@ def start_servers(env: dict[str, str], weight_dirs: list[Path], name: Optional[s
         settings = {'weight_dir': str(weight_dir), 'torch_threads': 1, **params}
         if name:
             settings['server_name'] = name
-        proc = Proc(name or 'server', [str(BIN / 'server_container'), *ros_args(settings)], env)
+        proc = Proc(name or 'server', [str(BIN / 'server_container'), *ros_args(settings)], env,
+                    stacks=own_pid)
         proc.weight_dir = weight_dir  # the claimed name decides the order below, not this list
         procs.append(proc)
     try:
@@ -131,7 +173,7 @@ def start_servers(env: dict[str, str], weight_dirs: list[Path], name: Optional[s
 def start_master(env: dict[str, str], model_config: Path, **params) -> Proc:
     params = {'model_config': str(model_config), 'layer_config': str(LAYER_CONFIG),
               'progress': False, **params}
-    return Proc('master', [str(BIN / 'master'), *ros_args(params)], env)
+    return Proc('master', [str(BIN / 'master'), *ros_args(params)], env, stacks=own_pid)
 
 
 def stop_all(procs: list[Proc]) -> None:

@@ -27,7 +27,7 @@ from dff_lifecycle.ros.service_calls import call, ClientCache
 from dff_lifecycle.transport import STATUS_QOS
 from dff_msgs.msg import LayerSpec, LayerStatus
 from dff_msgs.srv import CreateLayers
-from dff_processes import Proc
+from dff_processes import launched_pids, Proc
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 import yaml
@@ -96,7 +96,8 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
 # ------------------------------------------------------------------------ dff_launch
 
 def start_launcher(env: dict[str, str], deployment: Path, *args: str) -> Proc:
-    return Proc('dff_launch', [str(BIN / 'dff_launch'), str(deployment), *args], env)
+    return Proc('dff_launch', [str(BIN / 'dff_launch'), str(deployment), *args], env,
+                stacks=launched_pids)
 
 
 def child_pids(output: str) -> dict[str, int]:

@@ -8,12 +8,17 @@ their nodes this way: the main thread does the work (blocking service calls,
 streaming) while the executor thread runs the callbacks, so nothing ever waits
 on a future inside a callback of its own executor. rclpy's own signal handlers
 are off: each process decides what SIGINT and SIGTERM mean for it.
+
+`kill -USR1 <pid>` makes any of them print every thread's Python stack to its
+stderr (under ros2 launch: the launch output and log) and go on running: the
+first thing to ask of a process that seems stuck.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 import faulthandler
 import os
+import signal
 import sys
 import threading
 from typing import Iterator, NoReturn, Optional, Sequence
@@ -25,6 +30,17 @@ from rclpy.context import Context
 from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+
+
+STACK_DUMP_SIGNAL = signal.SIGUSR1
+
+
+def enable_stack_dumps() -> None:
+    """STACK_DUMP_SIGNAL prints every thread's stack to stderr; the process goes on."""
+    try:
+        faulthandler.register(STACK_DUMP_SIGNAL, file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError, RuntimeError):  # no usable stderr, etc.
+        pass
 
 
 class RosProcess:
@@ -82,6 +98,7 @@ def ros_process(args: Optional[Sequence[str]] = None, *, own_context: bool = Fal
     own_context: a private context, for tools and tests that share a process.
     """
     configure_environment()
+    enable_stack_dumps()
     context = Context() if own_context else None
     rclpy.init(args=list(args) if args is not None else None, context=context,
                signal_handler_options=SignalHandlerOptions.NO)

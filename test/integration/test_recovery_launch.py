@@ -21,7 +21,7 @@ from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.core.data import load_dataset
 from dff_lifecycle.core.experiment import run_single_process
 from dff_lifecycle.core.weights import load_state, WeightFileError
-from dff_processes import LAYER_CONFIG, Proc, REPO
+from dff_processes import launched_pids, LAYER_CONFIG, Proc, REPO
 import pytest
 from ros_env import isolated_ros_env
 import scenarios
@@ -55,7 +55,7 @@ def launch(env: dict[str, str], tmp_path: Path, *extra: str) -> Proc:
         str(scenarios.BIN / 'dff_launch'), str(DEPLOYMENT),
         '-p', f'master.model_config:={small_model(tmp_path)}', '-p', f'epochs:={EPOCHS}',
         '-p', 'master.progress:=false', '-p', f'master.out_dir:={tmp_path / "run"}',
-        '-p', f'servers.weight_dir:={tmp_path / "weights"}', *extra], env)
+        '-p', f'servers.weight_dir:={tmp_path / "weights"}', *extra], env, stacks=launched_pids)
 
 
 def stop(launcher: Proc) -> None:

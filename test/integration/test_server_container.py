@@ -5,6 +5,7 @@ import os
 import signal
 
 from dff_lifecycle.core.weights import layer_weight_path
+from dff_lifecycle.ros.process import STACK_DUMP_SIGNAL
 from dff_lifecycle.ros.service_calls import call
 from dff_msgs.msg import LayerSpec
 from dff_msgs.srv import CreateLayers, DeleteModel, ListLayers, SaveModel
@@ -78,5 +79,30 @@ def test_signal_saves_configured_layers_and_exits_cleanly(ros_domain, tmp_path, 
         assert server.wait(30) == 0, server.output
         assert path.is_file(), server.output
         assert 'saved weights' in server.output
+    finally:
+        server.kill()
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_container_goes_on(ros_domain, tmp_path):
+    """`kill -USR1`: where a seemingly stuck process is, without stopping it."""
+    server = start_server(os.environ.copy(), tmp_path)
+    try:
+        os.kill(server.popen.pid, STACK_DUMP_SIGNAL)
+        server.wait_for('most recent call first', 15)
+        with ros_client() as client:  # still serving
+            assert create(client, server.name, spec(0)).success
+        os.killpg(server.popen.pid, signal.SIGINT)
+        assert server.wait(30) == 0, server.output
+        assert 'Thread 0x' in server.output and 'in serve' in server.output, server.output
+    finally:
+        server.kill()
+
+
+def test_a_failed_wait_shows_where_the_process_was(ros_domain, tmp_path):
+    server = start_server(os.environ.copy(), tmp_path)
+    try:
+        with pytest.raises(AssertionError) as failed:
+            server.wait_for('a line no container prints', 1)
+        assert 'most recent call first' in str(failed.value)
     finally:
         server.kill()

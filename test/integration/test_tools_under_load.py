@@ -7,7 +7,7 @@ nodes (the issue saw `nodes` list 2 of 4: discovery had not settled).
 """
 from __future__ import annotations
 
-from dff_processes import Proc, REPO
+from dff_processes import launched_pids, Proc, REPO
 import pytest
 from ros_env import isolated_ros_env
 import scenarios
@@ -23,7 +23,8 @@ def test_lifecycle_status_and_graph_tools_see_every_layer_while_it_trains(
     launcher = Proc('dff_launch', [
         str(scenarios.BIN / 'dff_launch'), str(deployment), '-p', 'epochs:=50',
         '-p', 'master.progress:=false', '-p', f'master.out_dir:={tmp_path / "run"}',
-        '-p', f'servers.weight_dir:={tmp_path / "weights"}', '-p', 'load_weights:=false'], env)
+        '-p', f'servers.weight_dir:={tmp_path / "weights"}', '-p', 'load_weights:=false'], env,
+        stacks=launched_pids)
     try:
         launcher.wait_for('bring-up:', 180)
         nodes = scenarios.run_tool(env, 'dff_lifecycle', 'nodes')

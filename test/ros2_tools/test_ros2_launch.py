@@ -20,7 +20,7 @@ import signal
 import subprocess
 from typing import Iterator
 
-from dff_processes import Proc
+from dff_processes import launched_pids, Proc
 import pytest
 from real_tools import find_tool, shown, SPIN_TIMES_S
 from ros_client import ros_client
@@ -68,7 +68,8 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
             patch.setenv(name, value)
         try:
             proc = Proc('ros2 launch', [ros2, 'launch', 'dff_lifecycle', 'dff.launch.py',
-                                        f'deployment:={deployment}'], env, cwd=run)
+                                        f'deployment:={deployment}'], env, cwd=run,
+                        stacks=launched_pids)
             yield Launch(proc, env, run)
         finally:
             if proc is not None:
