@@ -7,7 +7,7 @@ from pathlib import Path
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
 from dff_lifecycle.master.checkpoints import Checkpoint, CheckpointKeeper
 from dff_lifecycle.master.errors import PipelineError
-from dff_lifecycle.master.heartbeats import HeartbeatWatch
+from dff_lifecycle.master.heartbeats import EVIDENCE_AGE_S, HeartbeatWatch
 from dff_lifecycle.master.pipeline_watch import PipelineWatch
 from dff_lifecycle.master.plan import build_plan, move_layers
 from dff_lifecycle.master.recovery import Recovered, Recovery, trained_through
@@ -187,6 +187,7 @@ def test_the_supervisor_recovers_instead_of_stopping_and_returns_the_notice():
     assert supervisor.check('training') is None
     clock.now += 2.0
     beats.beat('server_1')
+    clock.now += EVIDENCE_AGE_S  # server_1's beat after server_2's deadline is evidence now
     notice = supervisor.check('training')
     assert isinstance(notice, Recovered) and deployer.moved
     assert supervisor.check('training') is None  # recovered from: not lost again
@@ -200,6 +201,7 @@ def test_without_recovery_a_silent_server_stops_the_run_with_its_layers():
     beats.beat('server_2')
     clock.now += 2.0
     beats.beat('server_1')
+    clock.now += EVIDENCE_AGE_S
     supervisor = Supervisor(plan.placements, lambda: set(), clock=clock, heartbeats=beats)
     with pytest.raises(PipelineError, match='server_2 has not answered.*/m/layer_1'):
         supervisor.check('training')
