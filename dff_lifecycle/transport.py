@@ -17,6 +17,7 @@ import traceback
 from typing import Optional, TYPE_CHECKING, Union
 
 from builtin_interfaces.msg import Time
+from dff_lifecycle.common.liveness import HEARTBEAT_LEASE_S
 from dff_lifecycle.core.chunking import (ChunkError, ChunkMeta, crc32_of, DEFAULT_CHUNK_ELEMENTS,
                                          Reassembler, split_tensor, TensorKey, WIRE_DTYPE)
 from dff_lifecycle.core.tensor_cdr import CdrError, ChunkHeader, decode_chunk, encode_chunk
@@ -25,7 +26,9 @@ import numpy as np
 from rclpy.clock import Clock
 from rclpy.impl.rcutils_logger import RcutilsLogger
 from rclpy.publisher import Publisher
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.duration import Duration
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile,
+                       ReliabilityPolicy)
 
 if TYPE_CHECKING:  # torch costs ~2 s to import; ROS-only processes never need it
     import torch
@@ -68,8 +71,13 @@ HEARTBEAT_QOS = QoSProfile(
     depth=1,
     reliability=ReliabilityPolicy.BEST_EFFORT,
     durability=DurabilityPolicy.VOLATILE,
+    liveliness=LivelinessPolicy.AUTOMATIC,
+    liveliness_lease_duration=Duration(seconds=HEARTBEAT_LEASE_S),
 )
-"""Container heartbeats: only the latest beat matters, and a lost one is no loss."""
+"""Container heartbeats: only the latest beat matters, and a lost one is no loss. The
+writer's liveliness is AUTOMATIC with the heartbeat lease: Fast DDS asserts it from its own
+threads every 2/3 lease, so the master's liveliness event says "process gone" (dead, frozen,
+cut off) independently of whether the server's Python is busy (master/heartbeats.py)."""
 
 LAYER_STATUS_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,

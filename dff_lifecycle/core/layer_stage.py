@@ -19,6 +19,7 @@ import math
 import time
 from typing import Any, Callable, Iterable, NamedTuple, Optional
 
+from dff_lifecycle.common.duty_cycle import DutyCycle
 from dff_lifecycle.core.batch_codec import (CodecError, expand_candidates, Kind, pack_pair,
                                             unpack_labelled, unpack_pair)
 from dff_lifecycle.core.local_trainer import LocalTrainer
@@ -77,7 +78,8 @@ class LayerStage:
         self.save = save
         self.warn = warn
         self.clock = clock
-        self._saved_at = clock()
+        # Checkpoints take at most a tenth of the time, however large the layer is.
+        self._checkpoints = DutyCycle(settings.save_every_s, clock=clock)
         self.scalars = StageScalars()
         self._pending: OrderedDict[tuple[str, int], dict[int, Tensor]] = OrderedDict()
         self._joining: OrderedDict[tuple[str, int, int], dict[int, Tensor]] = OrderedDict()
@@ -249,11 +251,15 @@ class LayerStage:
 
     def _maybe_checkpoint(self) -> None:
         every, every_s = self.settings.save_every_batches, self.settings.save_every_s
-        now = self.clock()
-        if ((every and self.trainer.batches_seen % every == 0)
-                or (every_s and now - self._saved_at >= every_s)):
-            self._saved_at = now
-            self.save()
+        cycle = self._checkpoints
+        if ((every and self.trainer.batches_seen % every == 0 and cycle.affordable())
+                or (every_s and cycle.due())):
+            cycle.run(self.save)
+
+    @property
+    def checkpoint_interval_s(self) -> float:
+        """Seconds between time-triggered checkpoints now (longer when saving is costly)."""
+        return self._checkpoints.interval_s
 
     def _infer(self, x: Tensor) -> list[Output]:
         raw = self.trainer.infer(x)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import threading
+import time
 from typing import Callable, Iterable, Optional
+
+from dff_lifecycle.common.duty_cycle import DutyCycle
 
 Log = Callable[[str], None]
 
@@ -32,7 +35,8 @@ class CheckpointKeeper:
     """Newest checkpoint of each layer of one model; thread-safe."""
 
     def __init__(self, model: str, fetch: Fetch, servers: Callable[[], Iterable[str]],
-                 period_s: float, log: Log = print) -> None:
+                 period_s: float, log: Log = print,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.model = model
         self._fetch = fetch
         self._servers = servers        # the servers to ask now (lost ones left out)
@@ -44,6 +48,8 @@ class CheckpointKeeper:
         self._thread: Optional[threading.Thread] = None
         self.pulls = 0                 # checkpoints received, for reports and tests
         self._silent: set[str] = set()
+        self.clock = clock
+        self._cycles: dict[str, DutyCycle] = {}  # per server: how often it may be asked
 
     def get(self, node: str) -> Optional[Checkpoint]:
         with self._lock:
@@ -62,11 +68,22 @@ class CheckpointKeeper:
                 self._held[checkpoint.node] = checkpoint
                 self.pulls += 1
 
-    def pull(self) -> None:
-        """Ask every server once; an unreachable one is skipped (the supervisor judges it)."""
+    def interval_s(self, server: str) -> float:
+        """Seconds between two pulls from `server` now (longer when its pulls are costly)."""
+        cycle = self._cycles.get(server)
+        return cycle.interval_s if cycle is not None else self.period_s
+
+    def pull(self, force: bool = False) -> None:
+        """
+        Ask every server whose duty cycle allows it (all of them with `force`); an
+        unreachable one is skipped (the supervisor judges it).
+        """
         for server in list(self._servers()):
+            cycle = self._cycles.setdefault(server, DutyCycle(0.0, clock=self.clock))
+            if not (force or cycle.affordable()):
+                continue
             try:
-                received = self._fetch(server, self.model, self.held())
+                received = cycle.run(lambda s=server: self._fetch(s, self.model, self.held()))
             except Exception as exc:  # noqa: BLE001 - a lost server must not stop the others
                 if server not in self._silent:  # once until it answers again
                     self._silent.add(server)

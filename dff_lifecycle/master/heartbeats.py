@@ -25,6 +25,27 @@ dead one, while a server that beat steadily is still lost after `lease_s`:
   last beat was a quarter period older than the other's. With no evidence,
   nobody is lost until `max_lease_s` (4 leases) of silence, which is also when
   servers that all died together, or the only one, are named.
+
+A busy device is not a dead one. The rules above judge silence, and silence is
+what a device shows when its Python is busy: a 0.4-core device sending a wide
+layer's checkpoint, or a step holding the GIL, fell silent for 1.3 to 3.7 s and
+was "recovered" while alive. So the beat has a second channel that no compute
+can hold back: the heartbeat topic's DDS liveliness (AUTOMATIC, lease `lease_s`),
+which Fast DDS asserts from its own C++ threads (no GIL, no executor). Once the
+master has heard a server's liveliness (`liveliness()`):
+
+- **gone** is the middleware's word: liveliness lost (the process is dead,
+  frozen or cut off), no beat within the lease, and the observer's evidence as
+  above (or `max_lease_s` of it). A steady server that is killed is named about
+  1.1 to 1.4 s after its last beat, as before.
+- **busy** is silence while the middleware still vouches for the process: never
+  a loss, only reported (`busy()`), until `hang_s` without progress, when it is
+  judged hung. Progress is a beat whose stamp (the server executor's last tick)
+  moved: beats come from their own thread, so an executor stuck in a callback
+  beats on with a frozen stamp and is still found out.
+
+Servers whose liveliness was never heard (another rmw, an old server) keep the
+silence rules alone.
 """
 from __future__ import annotations
 
@@ -42,23 +63,31 @@ MAX_LEASE_FACTOR = 4.0  # ... and after 4 leases whatever its gaps or anyone's
 GAPS_KEPT = 40          # recent gaps per server: about 10 s of beats
 BEATS_KEPT = 4          # recent arrival times per server, for the evidence
 EVIDENCE_AGE_S = 0.1    # a beat counts as evidence once this old (bursts take ms)
+HANG_S = 60.0           # alive by the middleware but no progress this long: hung
 
 
 class HeartbeatWatch:
     """Last beat of each watched server; thread-safe (callbacks write, the main thread reads)."""
 
     def __init__(self, servers: Iterable[str], *, lease_s: float = HEARTBEAT_LEASE_S,
+                 hang_s: float = HANG_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.lease_s = lease_s
         self.max_lease_s = MAX_LEASE_FACTOR * lease_s
+        self.hang_s = max(hang_s, self.max_lease_s)
         self.clock = clock
         self._lock = threading.Lock()
         self._last: dict[str, Optional[float]] = dict.fromkeys(servers)  # None: not heard
         self._gaps: dict[str, deque[float]] = {s: deque(maxlen=GAPS_KEPT) for s in self._last}
         self._arrivals: dict[str, deque[float]] = {s: deque(maxlen=BEATS_KEPT)
                                                    for s in self._last}
+        # The middleware's word, once heard: None = alive, else when it said "not alive".
+        self._dds: dict[str, Optional[float]] = {}
+        self._stamp: dict[str, object] = {}           # the last beat's stamp
+        self._progress: dict[str, float] = {}         # when the stamp last moved
 
-    def beat(self, server: str) -> None:
+    def beat(self, server: str, stamp: object = None) -> None:
+        """A beat arrived; `stamp` (the server executor's last tick) tells progress."""
         with self._lock:
             if server not in self._last:
                 return
@@ -68,6 +97,32 @@ class HeartbeatWatch:
                 self._gaps[server].append(now - last)
             self._last[server] = now
             self._arrivals[server].append(now)
+            if stamp is None or stamp != self._stamp.get(server):
+                self._progress[server] = now
+            self._stamp[server] = stamp
+
+    def liveliness(self, server: str, alive: bool) -> None:
+        """The middleware says whether the server's heartbeat writer lives (DDS liveliness)."""
+        with self._lock:
+            if server not in self._last:
+                return
+            if alive:
+                self._dds[server] = None
+            elif self._dds.get(server) is None:
+                self._dds[server] = self.clock()
+
+    def busy(self) -> dict[str, float]:
+        """{server: seconds silent} of servers silent past the lease whose process lives."""
+        now = self.clock()
+        with self._lock:
+            return {s: now - t for s, t in self._last.items()
+                    if t is not None and s in self._dds and self._dds[s] is None
+                    and now - t > self.lease_s and not self._is_lost(s, now)}
+
+    def vouched(self, server: str) -> bool:
+        """True when the middleware has said this server's process lives, and not since retracted."""
+        with self._lock:
+            return server in self._dds and self._dds[server] is None
 
     def tolerance(self, server: str) -> float:
         """How long `server` may be silent before it is lost (observer heard others)."""
@@ -114,11 +169,26 @@ class HeartbeatWatch:
         if last is None:
             return False
         silent = now - last
+        if server in self._dds:
+            return self._is_lost_by_liveliness(server, now, last)
         if silent > self.max_lease_s:
             return True
         if silent <= self._tolerance(server):
             return False
-        deadline = last + self._tolerance(server)
+        return self._evidence(server, last + self._tolerance(server), now)
+
+    def _is_lost_by_liveliness(self, server: str, now: float, last: float) -> bool:
+        gone_since = self._dds[server]
+        if gone_since is None:  # the process lives: busy, or hung once progress stops
+            return now - self._progress.get(server, last) > self.hang_s
+        if now - last <= self.lease_s:
+            return False
+        if now - gone_since > self.max_lease_s:
+            return True
+        return self._evidence(server, max(gone_since, last + self.lease_s), now)
+
+    def _evidence(self, server: str, deadline: float, now: float) -> bool:
+        """Another server's beat taken after `deadline`, old enough not to be one burst."""
         return any(deadline <= t <= now - EVIDENCE_AGE_S
                    for other, times in self._arrivals.items() if other != server
                    for t in times)

@@ -49,7 +49,12 @@ MASTER_PARAMETERS = {
     'batch_timeout_s': Param(float, 20.0, 'No progress for this long: resend or report.', 0.1),
     'pause_timeout_s': Param(float, 600.0, 'How long to wait for a paused layer.', 0.0),
     'heartbeats': Param(bool, True, 'Stop with the names of its layers when a server container '
-                                    'stops beating for 1 s (dead or hung).'),
+                                    'is gone (its DDS liveliness lost and no beat for 1 s: '
+                                    'dead, frozen or cut off) or hung.'),
+    'hang_timeout_s': Param(float, 60.0, 'A server whose process the middleware still vouches '
+                                         'for (DDS liveliness) but whose executor made no '
+                                         'progress for this long is judged hung and its layers '
+                                         'move; silence alone is only "busy".', 4.0),
     'max_resends': Param(int, 3, 'Resends of stalled batches before giving up.', 0),
     'teardown': Param(bool, True, 'Deactivate, clean up and delete the layers at the end.'),
     'out_dir': Param(str, '', 'Where metrics.json and training.png go; empty: none.'),

@@ -13,13 +13,14 @@ from typing import Optional, Sequence
 from builtin_interfaces.msg import Time
 from dff_lifecycle.common.liveness import heartbeat_topic
 from dff_lifecycle.master.errors import PipelineError
-from dff_lifecycle.master.heartbeats import HeartbeatWatch
+from dff_lifecycle.master.heartbeats import HANG_S, HeartbeatWatch
 from dff_lifecycle.master.pipeline_watch import PipelineWatch
 from dff_lifecycle.master.plan import DistributionPlan, model_topics
 from dff_lifecycle.transport import (HEARTBEAT_QOS, STATUS_QOS, TENSOR_QOS, TensorReceiver,
                                      TensorSender)
 from dff_msgs.msg import LayerStatus, TensorChunk
 import numpy as np
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 
 
@@ -27,7 +28,7 @@ class PipelineIO:
     """Publishers, subscriptions and senders of one plan, opened and closed together."""
 
     def __init__(self, node: Node, plan: DistributionPlan, chunk_elements: int,
-                 servers: Optional[Sequence[str]] = None) -> None:
+                 servers: Optional[Sequence[str]] = None, hang_s: float = HANG_S) -> None:
         self.node = node
         self.plan = plan  # recovery replaces it when layers move
         self.chunk_elements = chunk_elements
@@ -35,7 +36,7 @@ class PipelineIO:
                                    {p.layer.index: p.server for p in plan.placements})
         # Every server's beat: the idle ones are where a lost server's layers can go.
         self.servers = list(servers) if servers else sorted({p.server for p in plan.placements})
-        self.heartbeats = HeartbeatWatch(self.servers)
+        self.heartbeats = HeartbeatWatch(self.servers, hang_s=hang_s)
         self._entities: list = []
         self._senders: dict[str, TensorSender] = {}
 
@@ -62,9 +63,14 @@ class PipelineIO:
             self._entities.append(node.create_subscription(LayerStatus, p.topics.status,
                                                            self.watch.on_status, STATUS_QOS))
         for server in self.servers:
+            # The beat's stamp tells progress; the liveliness event tells "process gone".
+            events = SubscriptionEventCallbacks(
+                liveliness=lambda info, s=server: self.heartbeats.liveliness(
+                    s, info.alive_count > 0))
             self._entities.append(node.create_subscription(
-                Time, heartbeat_topic(server), lambda _beat, s=server: self.heartbeats.beat(s),
-                HEARTBEAT_QOS))
+                Time, heartbeat_topic(server),
+                lambda beat, s=server: self.heartbeats.beat(s, (beat.sec, beat.nanosec)),
+                HEARTBEAT_QOS, event_callbacks=events))
 
     def close(self) -> None:
         for entity in self._entities:

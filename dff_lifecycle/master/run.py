@@ -155,7 +155,8 @@ class DeployedRun:
         except ConfigError as exc:  # e.g. a layer pinned to a server that is not there
             raise RunFailed('servers', str(exc)) from exc
         self.log(f'distribution plan for {model.name} ({s["placement"]}):\n{plan.table()}')
-        io = PipelineIO(self.node, plan, s['chunk_elements'], servers)
+        io = PipelineIO(self.node, plan, s['chunk_elements'], servers,
+                        hang_s=s['hang_timeout_s'])
         try:
             manager = self.deployer.deploy(plan, servers, io)
         except FAILURES as exc:

@@ -44,6 +44,7 @@ class Supervisor:
         self.layer_states = layer_states
         self.recovery = recovery
         self._last_check = clock()
+        self._busy: set[str] = set()  # servers reported busy (silent, their process alive)
 
     def placements(self) -> tuple[LayerPlacement, ...]:
         return self.recovery.plan.placements if self.recovery is not None else self._placements
@@ -70,6 +71,7 @@ class Supervisor:
         recovered: Optional[Recovered] = None
         if self.recovery is not None:
             self.recovery.fence_returned()
+        self._report_busy()
         lost = self.lost_servers()
         if lost:
             recovered = self._recover(lost, what)
@@ -94,6 +96,20 @@ class Supervisor:
         listing = ', '.join(f'{p.full_name} (on {p.server})' for p in gone)
         raise PipelineError(f'{what} stopped: {listing} left the ROS graph (server '
                             f'container gone?). {RESUME_HINT}')
+
+    def _report_busy(self) -> None:
+        """Say once when a server falls silent while the middleware vouches for it, and when it
+        beats again: slow is not lost, and the operator should know which device is slow."""
+        if self.heartbeats is None or self.recovery is None:
+            return
+        busy = self.heartbeats.busy()
+        for server in sorted(set(busy) - self._busy):
+            self.recovery.log(f'{server} is busy: no beat for {busy[server]:.1f} s, but its '
+                              'process is alive (DDS liveliness); waiting for it, it is not lost')
+        for server in sorted(self._busy - set(busy)):
+            if server in self.heartbeats.alive():
+                self.recovery.log(f'{server} beats again')
+        self._busy = set(busy)
 
     def _silent_past_lease(self, servers: set[str]) -> dict[str, float]:
         if self.heartbeats is None:

@@ -13,7 +13,6 @@ import sys
 import threading
 from typing import Any, NoReturn, Optional
 
-from builtin_interfaces.msg import Time
 from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
 from dff_lifecycle.common.names import NAMESPACE
 from dff_lifecycle.core.weights import layer_weight_path, save_bytes_atomic
@@ -21,9 +20,9 @@ from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_PARAMETERS
 from dff_lifecycle.nodes.server_naming import claimed_server_name
 from dff_lifecycle.ros.diagnostics import ContainerDiagnostics
+from dff_lifecycle.ros.heartbeat import Heartbeat
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import exit_process, ros_process
-from dff_lifecycle.transport import HEARTBEAT_QOS
 from dff_msgs.msg import LayerCheckpoint, LayerInfo
 from dff_msgs.srv import CreateLayers, DeleteModel, GetCheckpoints, ListLayers, SaveModel
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -49,10 +48,9 @@ class ServerContainer(Node):
         self.create_service(SaveModel, '~/save_model', self._on_save, callback_group=group)
         self.create_service(GetCheckpoints, '~/get_checkpoints', self._on_get_checkpoints,
                             callback_group=group)
-        # Beats from the executor: a dead process and a stuck executor both fall silent.
-        beat = self.create_publisher(Time, '~/heartbeat', HEARTBEAT_QOS)
-        self.create_timer(HEARTBEAT_PERIOD_S,
-                          lambda: beat.publish(self.get_clock().now().to_msg()))
+        # Beats from a thread of their own, with the middleware's liveliness beside them:
+        # a busy executor is not a dead one (ros/heartbeat.py).
+        self.heartbeat = Heartbeat(self)
         # A layer shut down by hand (finalized) can never run again: remove it, as rclcpp
         # containers unload a finalized component, so that it can be created anew.
         self.create_timer(HEARTBEAT_PERIOD_S, self._remove_finalized, callback_group=group)
@@ -260,6 +258,7 @@ def serve(argv: Optional[list[str]] = None) -> int:
                 pass
             server.get_logger().info('shutting down: saving and removing hosted layers')
             server.shutdown_layers()
+            server.heartbeat.stop()
             ros.done(0)
     except ParameterError as exc:
         print(f'server_container: error: {exc}', file=sys.stderr, flush=True)

@@ -106,3 +106,93 @@ def test_a_server_never_heard_is_neither_lost_nor_alive():
     watch, clock = watch_of('a', 'b')
     run(watch, clock, 10.0, {'a': 0.25})
     assert watch.lost() == {} and watch.alive() == ['a'] and watch.heard() == {'a'}
+
+
+# ------------------------------------------------ the middleware's liveliness: busy != dead
+def alive_by_middleware(watch: HeartbeatWatch, *servers: str) -> None:
+    for server in servers:
+        watch.liveliness(server, True)
+
+
+def test_a_busy_server_whose_process_lives_is_never_lost_only_reported_busy():
+    watch, clock = watch_of('server_1', 'server_2')
+    run(watch, clock, 2.0, {'server_1': 0.25, 'server_2': 0.25})
+    alive_by_middleware(watch, 'server_1', 'server_2')
+    # server_2's Python is busy for 30 s (a wide layer's step, a checkpoint holding the GIL):
+    # no beat, but Fast DDS keeps asserting its liveliness from its own threads.
+    run(watch, clock, 30.0, {'server_1': 0.25})
+    assert watch.lost() == {}
+    assert set(watch.busy()) == {'server_2'}
+    assert watch.alive() == ['server_1', 'server_2']
+    watch.beat('server_2', stamp=1)
+    assert watch.busy() == {}
+
+
+def test_a_killed_server_is_named_soon_after_the_middleware_says_it_is_gone():
+    watch, clock = watch_of('server_1', 'server_2')
+    run(watch, clock, 2.0, {'server_1': 0.25, 'server_2': 0.25})
+    alive_by_middleware(watch, 'server_1', 'server_2')
+    killed_at = clock.now
+    run(watch, clock, 1.0, {'server_1': 0.25})
+    watch.liveliness('server_2', False)        # the liveliness lease (1 s) ran out
+    named = None
+    for step in range(1, 41):
+        clock.sleep(0.05)
+        if step % 5 == 0:
+            watch.beat('server_1')
+        if 'server_2' in watch.lost():
+            named = clock.now - killed_at
+            break
+    assert named is not None and named <= 1.0 + 0.25 + EVIDENCE_AGE_S + 0.05 + 1e-9
+
+
+def test_a_late_beat_after_the_middleware_gave_up_does_not_revive_a_dead_server():
+    watch, clock = watch_of('server_1', 'server_2')
+    run(watch, clock, 2.0, {'server_1': 0.25, 'server_2': 0.25})
+    alive_by_middleware(watch, 'server_1', 'server_2')
+    run(watch, clock, 0.9, {'server_1': 0.25})
+    watch.liveliness('server_2', False)
+    watch.beat('server_2')                     # delivered late by the master's executor
+    run(watch, clock, 1.5, {'server_1': 0.25})
+    assert 'server_2' in watch.lost()
+
+
+def test_an_executor_stuck_in_a_callback_is_hung_once_its_stamp_stops_moving():
+    watch, clock = watch_of('server_1', 'server_2')
+    alive_by_middleware(watch, 'server_1', 'server_2')
+    for tick in range(8):                      # both progress
+        clock.sleep(0.25)
+        watch.beat('server_1', stamp=tick)
+        watch.beat('server_2', stamp=tick)
+    stuck = clock.now
+    while clock.now - stuck < watch.hang_s - 0.5:
+        clock.sleep(0.25)
+        watch.beat('server_1', stamp=clock.now)
+        watch.beat('server_2', stamp=7)        # its beat thread lives, its executor does not
+    assert watch.lost() == {}
+    clock.sleep(1.0)
+    watch.beat('server_2', stamp=7)
+    assert set(watch.lost()) == {'server_2'}
+
+
+def test_when_the_middleware_drops_everyone_at_once_nobody_is_lost_before_four_leases():
+    """The master's own DDS starved: every lease ran out together, nobody can vouch."""
+    watch, clock = watch_of('server_1', 'server_2')
+    run(watch, clock, 2.0, {'server_1': 0.25, 'server_2': 0.25})
+    alive_by_middleware(watch, 'server_1', 'server_2')
+    clock.sleep(1.0)
+    watch.liveliness('server_1', False)
+    watch.liveliness('server_2', False)
+    clock.sleep(watch.max_lease_s - 1.1)
+    assert watch.lost() == {}
+    alive_by_middleware(watch, 'server_1', 'server_2')   # the master's DDS caught up
+    clock.sleep(5.0)
+    assert watch.lost() == {}
+
+
+def test_a_server_that_beats_within_the_lease_is_not_lost_whatever_the_middleware_said():
+    watch, clock = watch_of('server_1', 'server_2')
+    alive_by_middleware(watch, 'server_1', 'server_2')
+    watch.liveliness('server_2', False)
+    run(watch, clock, 3.0, {'server_1': 0.25, 'server_2': 0.25})
+    assert watch.lost() == {}

@@ -165,3 +165,26 @@ def test_a_repeat_sends_the_activities_of_the_first_time_while_cached():
     tiny.process('train', 1, Kind.TRAIN_PAIR, first_pair)
     tiny.process('train', 2, Kind.TRAIN_PAIR, later_pair)
     assert list(tiny._sent) == [('train', 2)]
+
+
+def test_costly_checkpoints_are_spaced_out_to_a_tenth_of_the_time():
+    """A 2 s save (a wide layer on a slow device) may not run every second: every 20 s."""
+    now = [0.0]
+    saves = []
+    layer, _ = build_layer('FFDense', D, [8], 0)
+
+    def save():
+        saves.append(now[0])
+        now[0] += 2.0
+
+    s = LayerStage(LocalTrainer(layer, FFHyperParams(lr=0.05)),
+                   StageSettings(in_features=D, save_every_batches=1, save_every_s=1.0),
+                   save=save, clock=lambda: now[0])
+    pair = pack_pair(images(seed=1), images(seed=2))
+    for seq in range(40):
+        s.process('train', seq, Kind.TRAIN_PAIR, pair)
+        now[0] += 1.0
+    assert s.checkpoint_interval_s == pytest.approx(20.0)
+    gaps = [b - a for a, b in zip(saves, saves[1:])]
+    assert saves and all(gap >= 20.0 for gap in gaps)
+    assert 2 <= len(saves) <= 4   # not 40

@@ -69,7 +69,8 @@ def test_the_keeper_keeps_the_newest_copy_and_skips_silent_servers():
             raise answer
         return answer
 
-    keeper = CheckpointKeeper('m', fetch, lambda: ['server_1', 'server_2'], 1.0, logs.append)
+    keeper = CheckpointKeeper('m', fetch, lambda: ['server_1', 'server_2'], 1.0, logs.append,
+                              clock=FakeClock())
     keeper.pull()
     keeper.pull()
     assert keeper.get('/m/layer_0').data == b'a'
@@ -205,3 +206,26 @@ def test_without_recovery_a_silent_server_stops_the_run_with_its_layers():
     supervisor = Supervisor(plan.placements, lambda: set(), clock=clock, heartbeats=beats)
     with pytest.raises(PipelineError, match='server_2 has not answered.*/m/layer_1'):
         supervisor.check('training')
+
+
+def test_the_keeper_asks_a_server_whose_pulls_are_costly_less_often():
+    clock = FakeClock(0.0)
+    asked = []
+
+    def fetch(server, model_name, held):
+        asked.append((server, clock.now))
+        clock.sleep(1.0 if server == 'server_1' else 0.01)  # server_1 sends a wide layer
+        return []
+
+    keeper = CheckpointKeeper('m', fetch, lambda: ['server_1', 'server_2'], 1.0,
+                              clock=clock)
+    for _ in range(12):
+        keeper.pull()
+        clock.sleep(1.0)
+    by = {s: [t for x, t in asked if x == s] for s in ('server_1', 'server_2')}
+    first, second = by['server_1']           # its 1 s pull buys 10 s of quiet
+    assert second - first >= 10.0
+    assert len(by['server_2']) >= 10         # a cheap one keeps the period
+    assert keeper.interval_s('server_1') == pytest.approx(10.0)
+    keeper.pull(force=True)
+    assert asked[-2][0] == 'server_1'        # forced: everyone is asked
