@@ -25,7 +25,7 @@ from dff_lifecycle.master.plan import DistributionPlan, LayerPlacement
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
 from dff_lifecycle.ros.service_calls import call, ClientCache, ServiceCallError
 from dff_msgs.msg import LayerSpec
-from dff_msgs.srv import CreateLayers, DeleteModel, GetCheckpoints, SaveModel
+from dff_msgs.srv import CreateLayers, DeleteModel, GetCheckpoints, ListLayers, SaveModel
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -101,6 +101,15 @@ class Deployer:
             if response.removed_nodes:
                 stale = 'stale ' if quiet else ''
                 self.log(f'{server}: removed {stale}{", ".join(response.removed_nodes)}')
+
+    def probe(self, server: str, timeout_s: float) -> bool:
+        """True if the server answers `list_layers` within `timeout_s` (it lives)."""
+        try:
+            self._server_call(server, ListLayers, 'list_layers', ListLayers.Request(),
+                              timeout_s=timeout_s)
+        except ServiceCallError:
+            return False
+        return True
 
     def save_model(self, model: str, servers: list[str]) -> list[str]:
         """Every server saves the model's layers; the files written."""

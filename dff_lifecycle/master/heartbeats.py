@@ -101,6 +101,13 @@ class HeartbeatWatch:
                 self._progress[server] = now
             self._stamp[server] = stamp
 
+    def answered(self, server: str) -> None:
+        """The server answered a call: as good as a beat with progress, and proof it lives."""
+        self.beat(server, stamp=('answered', self.clock()))
+        with self._lock:
+            if server in self._dds:
+                self._dds[server] = None
+
     def liveliness(self, server: str, alive: bool) -> None:
         """The middleware says whether the server's heartbeat writer lives (DDS liveliness)."""
         with self._lock:

@@ -14,6 +14,15 @@ follows*:
   respawn): it is fenced, i.e. the model's stale layers on it are deleted
   without saving, so no layer runs twice.
 
+Fencing comes before moving, so that two nodes of one name never answer at
+once: the lost server is asked once more (`probe`); if it answers it was slow,
+not lost, and its layers stay where they are. If it does not, the master waits
+(at most `FENCE_TIMEOUT_S`, the participant lease and some) until the lost
+layers have left the ROS graph, i.e. the middleware has dropped their process,
+before it creates their copies elsewhere; a process the middleware still vouches
+for (judged hung: its executor is stuck) cannot answer while it stays stuck, and
+is fenced by deletion if it ever beats again.
+
 "Consistent" for FF: every layer trains on its own loss, so layers need not
 agree on one global step. A restored layer resumes from its checkpoint; the
 batches it trained after that checkpoint and whose results were already
@@ -35,6 +44,9 @@ from dff_lifecycle.master.pipeline_watch import PipelineWatch
 from dff_lifecycle.master.plan import DistributionPlan, LayerPlacement, move_layers
 
 Log = Callable[[str], None]
+
+PROBE_TIMEOUT_S = 1.0   # a lost server asked once more before its layers move
+FENCE_TIMEOUT_S = 5.0   # waiting for lost layers to leave the graph (participant lease: 3 s)
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,10 @@ class LayerMover(Protocol):
     def delete_model(self, model: str, servers: list[str], quiet: bool = False,
                      save: bool = True) -> None: ...
 
+    def probe(self, server: str, timeout_s: float) -> bool: ...
+
+    def present_nodes(self) -> set[str]: ...
+
 
 class Recovery:
     """Keeps the current plan; moves layers off lost servers and fences returning ones."""
@@ -108,10 +124,23 @@ class Recovery:
         return [s for s in self.servers if s not in self.lost]
 
     # ---------------------------------------------------------------- lost servers
-    def recover_servers(self, lost: Iterable[str]) -> Recovered:
-        """Move every layer of the `lost` servers; raise PipelineError if that cannot be done."""
+    def recover_servers(self, lost: Iterable[str]) -> Optional[Recovered]:
+        """
+        Move every layer of the `lost` servers; None if every one of them answered after all
+        (slow, not lost: nothing moves). Raise PipelineError if the move cannot be done.
+        """
         started = self.clock()
         lost = set(lost) - self.lost
+        for server in sorted(lost):
+            if self.deployer.probe(server, PROBE_TIMEOUT_S):
+                self.heartbeats.answered(server)
+                self.events.append({'false_loss': server})
+                self.log(f'{server} answered a call: slow, not lost; its layers stay')
+                lost.discard(server)
+        if not lost:
+            return None
+        self._fence({p.full_name for p in self.plan.placements if p.server in lost},
+                    [s for s in lost if not self.heartbeats.vouched(s)])
         for server in lost:
             self._fenced_at[server] = self.heartbeats.last_beat(server)
         self.lost |= lost
@@ -131,6 +160,22 @@ class Recovery:
             self.log('recovered: ' + ', '.join(f'{p.full_name} now on {p.server}'
                                                for p in moved) + f' ({seconds:.1f} s)')
         return Recovered(through)
+
+    def _fence(self, names: set[str], gone: list[str]) -> None:
+        """Wait until the lost layers left the graph, so their copies never share a name."""
+        if not names or not gone:
+            return
+        deadline = self.clock() + FENCE_TIMEOUT_S
+        while True:
+            stale = names & self.deployer.present_nodes()
+            if not stale:
+                return
+            if self.clock() > deadline:
+                self.log(f'{", ".join(sorted(stale))} still in the ROS graph after '
+                         f'{FENCE_TIMEOUT_S:g} s: moving anyway; they are deleted if their '
+                         'server beats again')
+                return
+            self.sleep(0.1)
 
     def _wait_for_return(self) -> str:
         """No server left beating: wait for one (a respawned container) and fence it."""

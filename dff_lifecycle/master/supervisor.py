@@ -119,7 +119,7 @@ class Supervisor:
         return {s: t for s, t in silent.items()
                 if t is not None and t > self.heartbeats.lease_s}
 
-    def _recover(self, lost: dict[str, float], what: str) -> Recovered:
+    def _recover(self, lost: dict[str, float], what: str) -> Optional[Recovered]:
         """Recover from the `lost` servers {server: seconds silent}, or raise PipelineError."""
         server, silent = max(lost.items(), key=lambda item: item[1])
         layers = ', '.join(p.full_name for p in self.placements() if p.server in lost)

@@ -10,7 +10,7 @@ from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.heartbeats import EVIDENCE_AGE_S, HeartbeatWatch
 from dff_lifecycle.master.pipeline_watch import PipelineWatch
 from dff_lifecycle.master.plan import build_plan, move_layers
-from dff_lifecycle.master.recovery import Recovered, Recovery, trained_through
+from dff_lifecycle.master.recovery import FENCE_TIMEOUT_S, Recovered, Recovery, trained_through
 from dff_lifecycle.master.supervisor import Supervisor
 from fake_clock import FakeClock
 import pytest
@@ -96,6 +96,15 @@ class FakeDeployer:
 
     def delete_model(self, model_name, servers, quiet=False, save=True):
         self.deleted += [(s, save) for s in servers]
+
+    answering: set = set()        # servers that answer a probe (slow, not lost)
+    graph: set = set()            # node names the master still sees
+
+    def probe(self, server, timeout_s):
+        return server in self.answering
+
+    def present_nodes(self):
+        return set(self.graph)
 
 
 def checkpoint_bytes(trained) -> bytes:
@@ -229,3 +238,55 @@ def test_the_keeper_asks_a_server_whose_pulls_are_costly_less_often():
     assert keeper.interval_s('server_1') == pytest.approx(10.0)
     keeper.pull(force=True)
     assert asked[-2][0] == 'server_1'        # forced: everyone is asked
+
+
+# ------------------------------------------------------------- fence before moving
+def test_a_lost_server_that_answers_a_call_is_slow_not_lost_and_nothing_moves():
+    recovery, deployer, beats, clock, replanned = make_recovery()
+    deployer.answering = {'server_2'}
+    clock.now += 2.0
+    beats.beat('server_1')
+    assert recovery.recover_servers({'server_2'}) is None
+    assert deployer.moved == [] and replanned == []
+    assert recovery.lost == set() and 'server_2' in beats.alive()
+    assert recovery.events == [{'false_loss': 'server_2'}]
+
+
+def test_copies_are_created_only_once_the_lost_layers_left_the_graph():
+    recovery, deployer, beats, clock, _ = make_recovery()
+    deployer.graph = {'/m/layer_0', '/m/layer_1'}   # the lost participant's lease runs
+    left_at = clock.now + 2.5
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        if clock.now >= left_at:
+            deployer.graph = {'/m/layer_0'}
+    recovery.sleep = sleep
+    recovery.recover_servers({'server_2'})
+    assert deployer.moved and clock.now >= left_at   # not before /m/layer_1 had gone
+
+
+def test_a_layer_that_never_leaves_the_graph_is_moved_after_the_fence_timeout():
+    recovery, deployer, beats, clock, _ = make_recovery()
+    deployer.graph = {'/m/layer_1'}
+    logs = []
+    recovery.log = logs.append
+
+    def sleep(seconds):          # server_1 beats on while the master waits
+        clock.sleep(seconds)
+        beats.beat('server_1')
+    recovery.sleep = sleep
+    started = clock.now
+    recovery.recover_servers({'server_2'})
+    assert deployer.moved
+    assert FENCE_TIMEOUT_S <= clock.now - started <= FENCE_TIMEOUT_S + 0.5
+    assert any('/m/layer_1' in line and 'still in the ROS graph' in line for line in logs)
+
+
+def test_a_hung_server_the_middleware_vouches_for_is_not_waited_for():
+    recovery, deployer, beats, clock, _ = make_recovery()
+    beats.liveliness('server_2', True)               # alive, but its executor is stuck
+    deployer.graph = {'/m/layer_1'}
+    started = clock.now
+    recovery.recover_servers({'server_2'})
+    assert deployer.moved and clock.now == started
