@@ -24,9 +24,9 @@ from dff_lifecycle.core.tensor_cdr import CdrError, ChunkHeader, decode_chunk, e
 from dff_msgs.msg import TensorChunk
 import numpy as np
 from rclpy.clock import Clock
+from rclpy.duration import Duration
 from rclpy.impl.rcutils_logger import RcutilsLogger
 from rclpy.publisher import Publisher
-from rclpy.duration import Duration
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile,
                        ReliabilityPolicy)
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from typing import Optional, Sequence
 
+from dff_lifecycle.cli.arguments import non_negative_float, output_file
 from dff_lifecycle.cli.graph_view import (Endpoint, format_text, label_of, layered_layout,
                                           NODE_PREFIX, RosGraph, to_dot, Topic)
 from dff_lifecycle.cli.tool_node import settle, tool_node
@@ -31,14 +32,14 @@ PROG = 'dff_graph'
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description='List the live ROS graph and draw it.')
-    parser.add_argument('--wait', type=float, default=1.0, metavar='S',
+    parser.add_argument('--wait', type=non_negative_float, default=1.0, metavar='S',
                         help='least discovery time; then it waits until the graph stops '
                              'changing (default 1.0)')
-    parser.add_argument('--timeout', type=float, default=10.0, metavar='S',
+    parser.add_argument('--timeout', type=non_negative_float, default=10.0, metavar='S',
                         help='most discovery time (default 10.0)')
-    parser.add_argument('--dot', type=Path, default=None, metavar='FILE',
+    parser.add_argument('--dot', type=output_file, default=None, metavar='FILE',
                         help='write Graphviz DOT here')
-    parser.add_argument('--png', type=Path, default=None, metavar='FILE',
+    parser.add_argument('--png', type=output_file, default=None, metavar='FILE',
                         help='draw a PNG here')
     parser.add_argument('--all', action='store_true', help='include hidden nodes and topics')
     parser.add_argument('--debug', action='store_true',
@@ -138,6 +139,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.png:
         args.png.parent.mkdir(parents=True, exist_ok=True)
         how = write_png(graph, args.png)
+        if not args.png.is_file():
+            print(f'{PROG}: error: {args.png} was not written ({how})', file=sys.stderr)
+            return 1
         print(f'wrote {args.png} ({how})')
     return 0
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 import sys
 from typing import Sequence
 
 from dff_lifecycle.cli.arguments import non_negative_int, positive_int
+from dff_lifecycle.common.package_files import resolve_config_path
 from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_model_config,
                                        ModelConfig)
 from dff_lifecycle.core.data import DATA_ROOT_ENV, DataNotFoundError, load_dataset
@@ -33,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--config', required=True, type=Path,
                         help='model config (params/models/*.yaml)')
     parser.add_argument('--layers', type=Path, default=None,
-                        help='layer config (default: layers.yaml above the model config folder)')
+                        help='layer config (default: layers.yaml above the model config folder, '
+                             "else the package's params/layers.yaml)")
     parser.add_argument('--data-root', type=Path, default=None,
                         help=f'dataset folder (default: ${DATA_ROOT_ENV}, else ./data)')
     parser.add_argument('--download', action='store_true',
@@ -65,7 +68,10 @@ def resolve_device(choice: str) -> torch.device:
 def load_config(args: argparse.Namespace) -> ModelConfig:
     """Return the model config with command-line overrides applied."""
     # params/models/x.yaml -> params/layers.yaml, in the repo and in the installed share/ folder.
+    # A model config elsewhere (a copy in your own folder) gets the package's layer config.
     layers_path = args.layers or args.config.parent.parent / 'layers.yaml'
+    if args.layers is None and not layers_path.is_file():
+        layers_path = Path(resolve_config_path('params/layers.yaml'))
     layer_types = load_layer_config(layers_path)
     model_cfg = load_model_config(args.config, layer_types)
     if args.seed is not None:  # layer seeds derive from it, so the layers are resolved again
@@ -84,6 +90,18 @@ def load_config(args: argparse.Namespace) -> ModelConfig:
                                training=dataclasses.replace(model_cfg.training, **overrides))
 
 
+def make_out_dir(out_dir: Path) -> None:
+    """Create the run's output folder; ValueError in one line if it cannot be one."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f'--out {out_dir}: exists and is not a folder') from None
+    except OSError as exc:
+        raise ValueError(f'--out {out_dir}: cannot create it ({exc.strerror})') from None
+    if not os.access(out_dir, os.W_OK):
+        raise ValueError(f'--out {out_dir}: not writable')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads is not None:
@@ -94,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Before the data and the layers take memory: a model that cannot fit says so,
         # instead of being OOM-killed without a word.
         check_fits(model_bytes(model_cfg), f'model {model_cfg.name!r} in one process')
+        out_dir = args.out or Path('runs') / model_cfg.name
+        make_out_dir(out_dir)  # before hours of training, not after
         dataset = load_dataset(model_cfg.dataset, args.data_root, download=args.download,
                                train_limit=model_cfg.training.train_limit,
                                test_limit=model_cfg.training.test_limit,
@@ -101,7 +121,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataNotFoundError, ValueError, DoesNotFit) as err:
         print(f'{PROG}: error: {err}', file=sys.stderr)
         return 2
-    out_dir = args.out or Path('runs') / model_cfg.name
     print(f'{PROG}: {model_cfg.name} on {device} ({torch.get_num_threads()} threads), '
           f'{len(dataset.x_train)} train / {len(dataset.x_test)} test samples -> {out_dir}')
     metrics = run_single_process(model_cfg, dataset, device, out_dir,

@@ -38,15 +38,15 @@ class DutyCycle:
 
     @property
     def interval_s(self) -> float:
-        """The wait between two starts now: the period, or longer if the chore is costly."""
+        """Return the wait between two starts now: the period, or longer if it is costly."""
         return max(self.period_s, self._took / self.fraction)
 
     def due(self) -> bool:
-        """True once the interval since the last run's start has passed."""
+        """Return True once the interval since the last run's start has passed."""
         return self.clock() - self._started >= self.interval_s
 
     def affordable(self) -> bool:
-        """True once the chore's own cost allows it again, whatever the period."""
+        """Return True once the chore's own cost allows it again, whatever the period."""
         return self.clock() - self._started >= self._took / self.fraction
 
     def run(self, chore: Callable[[], object]) -> object:

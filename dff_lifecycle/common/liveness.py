@@ -4,8 +4,9 @@ from __future__ import annotations
 from dff_lifecycle.common.names import join, NAMESPACE
 
 HEARTBEAT_PERIOD_S = 0.25   # a container beats this often, from a thread of its own
-HEARTBEAT_LEASE_S = 1.0     # silent this long (four beats), and the middleware's liveliness
-                            # lease of the heartbeat writer: gone once the middleware agrees
+# Silent this long (four beats), and the middleware's liveliness lease of the heartbeat
+# writer: a server is gone once the middleware agrees.
+HEARTBEAT_LEASE_S = 1.0
 
 
 def heartbeat_topic(server: str) -> str:

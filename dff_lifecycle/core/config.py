@@ -13,6 +13,7 @@ from pathlib import Path
 import re
 from typing import Any, Mapping, Sequence
 
+from dff_lifecycle.common.ports import INPUT_PORTS, OUTPUT_PORTS
 from dff_lifecycle.core.ff_layers import LAYER_TYPES
 from dff_lifecycle.core.head import HeadConfig
 from dff_lifecycle.core.hyperparams import FFHyperParams, field_names
@@ -290,18 +291,28 @@ def load_layer_config(path_or_dict: str | Path | Mapping[str, Any]) -> dict[str,
             continue
         body = read.keys(key, body, known=('inputs', 'outputs', 'fused'),
                          required=('inputs', 'outputs'))
-        ports = {side: _ports(read, f'{key}.{side}', body[side]) for side in ('inputs', 'outputs')}
+        ports = {side: _ports(read, f'{key}.{side}', body[side], side)
+                 for side in ('inputs', 'outputs')}
         specs[str(name)] = LayerTypeSpec(str(name), ports['inputs'], ports['outputs'])
     return specs
 
 
-def _ports(read: _Reader, key: str, value: Any) -> dict[str, str]:
+def _ports(read: _Reader, key: str, value: Any, side: str) -> dict[str, str]:
     ports = read.mapping(key, value)
     if not ports:
         raise read.error(key, 'must name at least one port')
+    known = INPUT_PORTS if side == 'inputs' else OUTPUT_PORTS
     for port, msg_type in ports.items():
         read.pattern(f'{key}.{port}', port, PORT_RE, 'a lower_case port name')
         read.pattern(f'{key}.{port}', msg_type, MSG_TYPE_RE, 'a message type like pkg/msg/Name')
+        # A layer node knows these ports and carries one message type on each: a config
+        # naming another would be accepted here and fail (or be ignored) at deployment.
+        if port not in known:
+            raise read.error(f'{key}.{port}', f'a layer node has no {side[:-1]} port {port!r} '
+                             f'(known: {", ".join(known)})')
+        if msg_type != known[port]:
+            raise read.error(f'{key}.{port}', f'port {port!r} carries {known[port]}, '
+                             f'not {msg_type}')
     return ports
 
 

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 import gzip
 import os
 from pathlib import Path
+import zipfile
+import zlib
 
 from dff_lifecycle.core.download import download_dataset, DownloadError, MIRROR_ENV
 import numpy as np
@@ -111,13 +113,24 @@ def _not_found_message(name: str, root: Path, how: str, missing: list[str],
             f'Pass --data-root DIR (master: data_root), set ${DATA_ROOT_ENV}{remedy}.')
 
 
+def _unreadable(path: Path, exc: BaseException) -> DataNotFoundError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DataNotFoundError(f'{path}: unreadable, truncated or corrupt ({reason}); delete it '
+                             'and fetch it again (dff_train --download, master: download)')
+
+
 def _read_idx(path: Path) -> np.ndarray:
     """Decode one gzipped idx file (magic: 0, 0, dtype, ndim; then big-endian uint32 dims)."""
-    with gzip.open(path, 'rb') as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = np.frombuffer(raw, '>u4', count=ndim, offset=4).astype(np.int64)
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    try:
+        with gzip.open(path, 'rb') as f:
+            raw = f.read()
+        if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+            raise ValueError('not an idx file')
+        ndim = raw[3]
+        dims = np.frombuffer(raw, '>u4', count=ndim, offset=4).astype(np.int64)
+        return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    except (EOFError, OSError, ValueError, zlib.error) as exc:
+        raise _unreadable(path, exc) from None
 
 
 def _load_mnist(root: Path, train_limit: int | None, test_limit: int | None) -> Dataset:
@@ -141,9 +154,12 @@ def _read_cifar10_files(files: list[Path], limit: int | None) -> tuple[np.ndarra
     needed = len(files) if limit is None else min(len(files), -(-limit // CIFAR10_BATCH_SIZE))
     xs, ys = [], []
     for path in files[:needed]:
-        with np.load(path) as batch:
-            xs.append(batch['x'])
-            ys.append(batch['y'])
+        try:
+            with np.load(path) as batch:
+                xs.append(batch['x'])
+                ys.append(batch['y'])
+        except (EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+            raise _unreadable(path, exc) from None
     return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit]
 
 

@@ -75,8 +75,9 @@ class CheckpointKeeper:
 
     def pull(self, force: bool = False) -> None:
         """
-        Ask every server whose duty cycle allows it (all of them with `force`); an
-        unreachable one is skipped (the supervisor judges it).
+        Ask every server whose duty cycle allows it (all of them with `force`).
+
+        An unreachable one is skipped (the supervisor judges it).
         """
         for server in list(self._servers()):
             cycle = self._cycles.setdefault(server, DutyCycle(0.0, clock=self.clock))

@@ -103,7 +103,7 @@ class Deployer:
                 self.log(f'{server}: removed {stale}{", ".join(response.removed_nodes)}')
 
     def probe(self, server: str, timeout_s: float) -> bool:
-        """True if the server answers `list_layers` within `timeout_s` (it lives)."""
+        """Return True if the server answers `list_layers` within `timeout_s` (it lives)."""
         try:
             self._server_call(server, ListLayers, 'list_layers', ListLayers.Request(),
                               timeout_s=timeout_s)

@@ -87,7 +87,7 @@ class HeartbeatWatch:
         self._progress: dict[str, float] = {}         # when the stamp last moved
 
     def beat(self, server: str, stamp: object = None) -> None:
-        """A beat arrived; `stamp` (the server executor's last tick) tells progress."""
+        """Take a beat; `stamp` (the server executor's last tick) tells progress."""
         with self._lock:
             if server not in self._last:
                 return
@@ -102,14 +102,14 @@ class HeartbeatWatch:
             self._stamp[server] = stamp
 
     def answered(self, server: str) -> None:
-        """The server answered a call: as good as a beat with progress, and proof it lives."""
+        """Take an answered call as a beat with progress, and as proof that the server lives."""
         self.beat(server, stamp=('answered', self.clock()))
         with self._lock:
             if server in self._dds:
                 self._dds[server] = None
 
     def liveliness(self, server: str, alive: bool) -> None:
-        """The middleware says whether the server's heartbeat writer lives (DDS liveliness)."""
+        """Take the middleware's word on whether the heartbeat writer lives (DDS liveliness)."""
         with self._lock:
             if server not in self._last:
                 return
@@ -127,7 +127,7 @@ class HeartbeatWatch:
                     and now - t > self.lease_s and not self._is_lost(s, now)}
 
     def vouched(self, server: str) -> bool:
-        """True when the middleware has said this server's process lives, and not since retracted."""
+        """Return True when the middleware said the server's process lives (not retracted)."""
         with self._lock:
             return server in self._dds and self._dds[server] is None
 

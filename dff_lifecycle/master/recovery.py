@@ -126,8 +126,10 @@ class Recovery:
     # ---------------------------------------------------------------- lost servers
     def recover_servers(self, lost: Iterable[str]) -> Optional[Recovered]:
         """
-        Move every layer of the `lost` servers; None if every one of them answered after all
-        (slow, not lost: nothing moves). Raise PipelineError if the move cannot be done.
+        Move every layer of the `lost` servers.
+
+        None if every one of them answered after all (slow, not lost: nothing moves).
+        Raise PipelineError if the move cannot be done.
         """
         started = self.clock()
         lost = set(lost) - self.lost

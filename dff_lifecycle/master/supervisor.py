@@ -98,8 +98,12 @@ class Supervisor:
                             f'container gone?). {RESUME_HINT}')
 
     def _report_busy(self) -> None:
-        """Say once when a server falls silent while the middleware vouches for it, and when it
-        beats again: slow is not lost, and the operator should know which device is slow."""
+        """
+        Say once when a server falls silent while the middleware vouches for it.
+
+        And when it beats again: slow is not lost, and the operator should know which
+        device is slow.
+        """
         if self.heartbeats is None or self.recovery is None:
             return
         busy = self.heartbeats.busy()

@@ -8,6 +8,7 @@ every hosted layer down (weights saved) before it exits.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import signal
 import sys
 import threading
@@ -227,9 +228,26 @@ def read_settings() -> dict[str, Any]:
                  enable_rosout=False)
     try:
         declare_all(probe, SERVER_PARAMETERS)
-        return read_all(probe, SERVER_PARAMETERS)
+        settings = read_all(probe, SERVER_PARAMETERS)
     finally:
         probe.destroy_node()
+    check_weight_dir(settings['weight_dir'])
+    return settings
+
+
+def check_weight_dir(value: str) -> None:
+    """Refuse a weight_dir that is no writable folder now, not at the first save."""
+    if not value.strip():
+        raise ParameterError("weight_dir is empty: name the folder for the layers' weights")
+    path = Path(value).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ParameterError(f'weight_dir {value}: exists and is not a folder') from None
+    except OSError as exc:
+        raise ParameterError(f'weight_dir {value}: cannot create it ({exc.strerror})') from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ParameterError(f'weight_dir {value}: not writable')
 
 
 def main(argv: Optional[list[str]] = None) -> NoReturn:

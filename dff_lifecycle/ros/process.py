@@ -25,6 +25,7 @@ from typing import Iterator, NoReturn, Optional, Sequence
 
 from dff_lifecycle.ros.environment import configure_environment
 from dff_lifecycle.ros.exit_timer import ExitTimer
+from dff_lifecycle.ros.parameters import ParameterError
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
@@ -100,8 +101,11 @@ def ros_process(args: Optional[Sequence[str]] = None, *, own_context: bool = Fal
     configure_environment()
     enable_stack_dumps()
     context = Context() if own_context else None
-    rclpy.init(args=list(args) if args is not None else None, context=context,
-               signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=list(args) if args is not None else None, context=context,
+                   signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as exc:  # rcl's RCLError: e.g. "-p name:=" with no value
+        raise ParameterError(f'cannot use the ROS arguments: {rcl_reason(exc)}') from None
     process = RosProcess(context)
     failed = False
     try:
@@ -125,6 +129,12 @@ def ros_process(args: Optional[Sequence[str]] = None, *, own_context: bool = Fal
         finally:
             faulthandler.cancel_dump_traceback_later()
             timer.cancel()
+
+
+def rcl_reason(exc: BaseException) -> str:
+    """Return rcl's message without its C source location ("Couldn't parse ...")."""
+    text = str(exc).split(', at /', 1)[0]
+    return text.split('failed to initialize rcl: ', 1)[-1].replace('. Error: error not set', '')
 
 
 def exit_process(code: int) -> NoReturn:

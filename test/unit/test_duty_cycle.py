@@ -1,4 +1,4 @@
-"""The duty cycle that paces checkpoints: a costly chore runs less often, a cheap one keeps its period."""
+"""The duty cycle that paces checkpoints: a costly chore runs less often, a cheap one not."""
 from __future__ import annotations
 
 from dff_lifecycle.common.duty_cycle import DutyCycle
