@@ -85,6 +85,7 @@ class HeartbeatWatch:
         self._dds: dict[str, Optional[float]] = {}
         self._stamp: dict[str, object] = {}           # the last beat's stamp
         self._progress: dict[str, float] = {}         # when the stamp last moved
+        self._longest: dict[str, float] = {}          # the longest gap between two beats
 
     def beat(self, server: str, stamp: object = None) -> None:
         """Take a beat; `stamp` (the server executor's last tick) tells progress."""
@@ -93,6 +94,8 @@ class HeartbeatWatch:
                 return
             now = self.clock()
             last = self._last[server]
+            if last is not None:
+                self._longest[server] = max(self._longest.get(server, 0.0), now - last)
             if last is not None and now - last <= self._tolerance(server):
                 self._gaps[server].append(now - last)
             self._last[server] = now
@@ -117,6 +120,11 @@ class HeartbeatWatch:
                 self._dds[server] = None
             elif self._dds.get(server) is None:
                 self._dds[server] = self.clock()
+
+    def longest_silences(self) -> dict[str, float]:
+        """Return {server: the longest gap between two of its beats so far}."""
+        with self._lock:
+            return dict(self._longest)
 
     def busy(self) -> dict[str, float]:
         """{server: seconds silent} of servers silent past the lease whose process lives."""

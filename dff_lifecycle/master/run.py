@@ -235,6 +235,9 @@ class DeployedRun:
                          ) -> tuple[DistributionPlan, set[str]]:
         """Return the plan as it ends (layers may have moved) and the lost servers."""
         lost = set(io.heartbeats.lost())
+        # The longest silence each server showed: what a fixed-lease rule would have judged.
+        metrics['longest_silence_s'] = {s: round(t, 3)
+                                        for s, t in io.heartbeats.longest_silences().items()}
         if recovery is not None:
             plan, lost = recovery.plan, lost | recovery.lost
             metrics.update(plan=_placements(plan), recoveries=recovery.events)

@@ -313,3 +313,29 @@ def test_training_completes_with_ten_percent_packet_loss(cluster, tmp_path):
             launcher.interrupt(90)
     assert code == 0, launcher.output[-4000:]
     assert float(ACCURACY.search(launcher.output).group(1)) >= 0.70  # as without loss
+
+
+def test_a_device_whose_step_outlasts_the_heartbeat_lease_trains_to_the_end_with_no_loss(
+        cluster, tmp_path):
+    """
+    A busy device is not a dead one: d2's 3000 -> 3000 layer takes longer per step than the
+    1 s heartbeat lease on 0.12 core, and its 108 MB checkpoints are written and pulled
+    during training; no server may be judged lost, and the run ends by itself.
+    """
+    from dff_lifecycle.common.liveness import HEARTBEAT_LEASE_S
+    cluster.up('--devices', '2', '--cpus', '0.12', '--memory', '2048', '--rate', '1gbit')
+    out = tmp_path / 'run'
+    done = subprocess.run(
+        [sys.executable, '-m', 'dff_lifecycle.cli.launcher', 'params/mnist_2servers.yaml',
+         '--cluster', cluster.name, '--cluster-state-dir', str(cluster.state),
+         '-p', 'master.model_config:=test/fixtures/mnist_wide_slow.yaml', '-p', 'epochs:=1',
+         '-p', 'load_weights:=false', '-p', 'master.progress:=false',
+         '-p', f'master.out_dir:={out}'],
+        capture_output=True, text=True, env=cluster.env, cwd=REPO, timeout=400)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['recoveries'] == [], metrics['recoveries']
+    assert metrics['batches_done'] == 8
+    # The pipeline moves at the pace of its slowest step: longer than the lease.
+    assert metrics['train_seconds'] / metrics['batches_done'] > HEARTBEAT_LEASE_S
+    assert 0.0 <= metrics['test_accuracy'] <= 1.0

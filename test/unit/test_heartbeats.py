@@ -196,3 +196,15 @@ def test_a_server_that_beats_within_the_lease_is_not_lost_whatever_the_middlewar
     watch.liveliness('server_2', False)
     run(watch, clock, 3.0, {'server_1': 0.25, 'server_2': 0.25})
     assert watch.lost() == {}
+
+
+def test_the_longest_silence_of_each_server_is_kept_for_the_runs_metrics():
+    watch, clock = watch_of('server_1', 'server_2')
+    watch.beat('server_1')
+    watch.beat('server_2')
+    clock.sleep(0.25)
+    watch.beat('server_1')
+    clock.sleep(3.0)
+    watch.beat('server_1')
+    watch.beat('server_2')
+    assert watch.longest_silences() == pytest.approx({'server_1': 3.0, 'server_2': 3.25})
