@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Iterator, Optional
 
+from dff_lifecycle.ros.domain_lease import allocate_domain_id
 from portable import scrub
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +41,8 @@ class Bench:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.state = tmp / 'state'
-        self.env = {**os.environ, 'ROS_DOMAIN_ID': str(70 + os.getpid() % 30),
+        # A leased domain, as the tests lease theirs: never one a test or run is using.
+        self.env = {**os.environ, 'ROS_DOMAIN_ID': str(allocate_domain_id()),
                     'DFF_DATA_ROOT': os.environ.get('DFF_DATA_ROOT',
                                                     str(REPO.parent / 'shared' / 'data')),
                     'PYTHONUNBUFFERED': '1'}

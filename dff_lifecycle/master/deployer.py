@@ -18,13 +18,14 @@ import time
 from typing import Any, Callable, Mapping, Optional, Protocol
 
 from dff_lifecycle.common.names import join, NAMESPACE, node_names, server_indices, server_name
+from dff_lifecycle.core.file_pieces import Assembly, Piece, PIECE_BYTES
 from dff_lifecycle.master.checkpoints import Checkpoint
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.lifecycle_manager import BringUpError, LifecycleManager
 from dff_lifecycle.master.plan import DistributionPlan, LayerPlacement
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
 from dff_lifecycle.ros.service_calls import call, ClientCache, ServiceCallError
-from dff_msgs.msg import LayerSpec
+from dff_msgs.msg import LayerCheckpoint, LayerSpec
 from dff_msgs.srv import CreateLayers, DeleteModel, GetCheckpoints, ListLayers, SaveModel
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -166,14 +167,38 @@ class Deployer:
                           held: Mapping[str, int]) -> list[Checkpoint]:
         """Return the server's checkpoints of `model` newer than those `held` ({node: batches})."""
         request = GetCheckpoints.Request(model=model, node_names=list(held),
-                                         batches_seen=list(held.values()))
-        # Short: the next pull comes within seconds, and a lost server must not hold it up.
-        response = self._server_call(server, GetCheckpoints, 'get_checkpoints', request,
-                                     timeout_s=min(5.0, self.settings.service_timeout_s))
+                                         batches_seen=list(held.values()),
+                                         max_bytes=PIECE_BYTES)
+        response = self._checkpoint_call(server, request)
         if not response.success:
             self.log(f'{server}: some checkpoints unreadable: {response.message}')
-        return [Checkpoint(c.node_name, c.batches_seen, bytes(c.data))
-                for c in response.checkpoints]
+        fetched = []
+        for first in response.checkpoints:
+            # The rest of a large file, piece by piece: the server serves other calls, and
+            # asserts its liveliness, in between. A file replaced meanwhile is dropped: the
+            # next pull brings the newer one.
+            assembly = Assembly(_piece(first))
+            while not assembly.complete:
+                more = self._checkpoint_call(server, GetCheckpoints.Request(
+                    model=model, node_name=first.node_name, etag=assembly.etag,
+                    offset=assembly.received, max_bytes=PIECE_BYTES))
+                if not more.success or len(more.checkpoints) != 1:
+                    break
+                try:
+                    assembly.add(_piece(more.checkpoints[0]))
+                except ValueError as exc:  # not the continuation asked for: drop it
+                    self.log(f'{server}: checkpoint of {first.node_name}: {exc}')
+                    break
+            if assembly.complete:
+                fetched.append(Checkpoint(first.node_name, first.batches_seen,
+                                          assembly.bytes()))
+        return fetched
+
+    def _checkpoint_call(self, server: str, request: GetCheckpoints.Request
+                         ) -> GetCheckpoints.Response:
+        # Short: the next pull comes within seconds, and a lost server must not hold it up.
+        return self._server_call(server, GetCheckpoints, 'get_checkpoints', request,
+                                 timeout_s=min(5.0, self.settings.service_timeout_s))
 
     def deploy(self, plan: DistributionPlan, servers: list[str],
                endpoints: PipelineEndpoints) -> LifecycleManager:
@@ -214,3 +239,7 @@ class Deployer:
                                        if join(NAMESPACE, s) in present and s not in lost])
         if problems:
             self.log('teardown problems: ' + '; '.join(problems))
+
+
+def _piece(message: LayerCheckpoint) -> Piece:
+    return Piece(bytes(message.data), message.offset, message.total_bytes, message.etag)

@@ -16,6 +16,7 @@ from typing import Any, NoReturn, Optional
 
 from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
 from dff_lifecycle.common.names import NAMESPACE
+from dff_lifecycle.core.file_pieces import FileChanged, read_piece
 from dff_lifecycle.core.weights import layer_weight_path, save_bytes_atomic
 from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_PARAMETERS
@@ -152,24 +153,39 @@ class ServerContainer(Node):
 
     def _on_get_checkpoints(self, request: GetCheckpoints.Request,
                             response: GetCheckpoints.Response) -> GetCheckpoints.Response:
-        """Send each layer's newest checkpoint file, if newer than the caller's."""
+        """
+        Send each layer's newest checkpoint file, if newer than the caller's.
+
+        Whole, or at most `max_bytes` of each from `offset`; with `node_name`, only the
+        next piece of that layer's file named by `etag` (core/file_pieces.py).
+        """
         held = dict(zip(request.node_names, request.batches_seen))
         response.success = True
         for node in self._layers_of(request.model):
             name = node.get_fully_qualified_name()
+            if request.node_name and name != request.node_name:
+                continue
             checkpoint = node.last_checkpoint()
-            if checkpoint is None or checkpoint[0] <= held.get(name, -1):
+            if checkpoint is None or (not request.node_name
+                                      and checkpoint[0] <= held.get(name, -1)):
                 continue
             batches, path = checkpoint
             try:
-                data = path.read_bytes()  # written atomically: the old file or the new one
-            except OSError as exc:
+                # Written atomically: the old file or the new one, never half of one.
+                piece = read_piece(path, request.offset if request.node_name else 0,
+                                   request.max_bytes, request.etag)
+            except FileChanged:
+                response.success = False
+                response.message += f'{name}: changed; '
+                continue
+            except (OSError, ValueError) as exc:
                 response.success = False
                 response.message += f'{name}: {exc}; '
                 continue
             response.checkpoints.append(LayerCheckpoint(
                 node_name=name, layer_index=node.get_parameter('layer_index').value,
-                batches_seen=batches, data=data))
+                batches_seen=batches, data=piece.data, offset=piece.offset,
+                total_bytes=piece.total_bytes, etag=piece.etag))
         return response
 
     def _remove_finalized(self) -> None:

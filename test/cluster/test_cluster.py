@@ -318,9 +318,10 @@ def test_training_completes_with_ten_percent_packet_loss(cluster, tmp_path):
 def test_a_device_whose_step_outlasts_the_heartbeat_lease_trains_to_the_end_with_no_loss(
         cluster, tmp_path):
     """
-    A busy device is not a dead one: d2's 3000 -> 3000 layer takes longer per step than the
-    1 s heartbeat lease on 0.12 core, and its 108 MB checkpoints are written and pulled
-    during training; no server may be judged lost, and the run ends by itself.
+    A busy device is not a dead one: no server is judged lost, the run ends by itself.
+
+    d2's 3000 -> 3000 layer takes longer per step than the 1 s heartbeat lease on 0.12
+    core, and its 108 MB checkpoints are written and pulled during training.
     """
     from dff_lifecycle.common.liveness import HEARTBEAT_LEASE_S
     cluster.up('--devices', '2', '--cpus', '0.12', '--memory', '2048', '--rate', '1gbit')
