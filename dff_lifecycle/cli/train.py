@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 import sys
 from typing import Sequence
 
 from dff_lifecycle.cli.arguments import non_negative_int, positive_int
+from dff_lifecycle.common.folders import writable_folder
 from dff_lifecycle.common.package_files import resolve_config_path
 from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_model_config,
                                        ModelConfig)
@@ -90,18 +90,6 @@ def load_config(args: argparse.Namespace) -> ModelConfig:
                                training=dataclasses.replace(model_cfg.training, **overrides))
 
 
-def make_out_dir(out_dir: Path) -> None:
-    """Create the run's output folder; ValueError in one line if it cannot be one."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ValueError(f'--out {out_dir}: exists and is not a folder') from None
-    except OSError as exc:
-        raise ValueError(f'--out {out_dir}: cannot create it ({exc.strerror})') from None
-    if not os.access(out_dir, os.W_OK):
-        raise ValueError(f'--out {out_dir}: not writable')
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads is not None:
@@ -113,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # instead of being OOM-killed without a word.
         check_fits(model_bytes(model_cfg), f'model {model_cfg.name!r} in one process')
         out_dir = args.out or Path('runs') / model_cfg.name
-        make_out_dir(out_dir)  # before hours of training, not after
+        writable_folder(out_dir, f'--out {out_dir}')  # before hours of training, not after
         dataset = load_dataset(model_cfg.dataset, args.data_root, download=args.download,
                                train_limit=model_cfg.training.train_limit,
                                test_limit=model_cfg.training.test_limit,

@@ -14,6 +14,7 @@ import sys
 import threading
 from typing import Any, NoReturn, Optional
 
+from dff_lifecycle.common.folders import writable_folder
 from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
 from dff_lifecycle.common.names import NAMESPACE
 from dff_lifecycle.core.file_pieces import FileChanged, read_piece
@@ -255,15 +256,10 @@ def check_weight_dir(value: str) -> None:
     """Refuse a weight_dir that is no writable folder now, not at the first save."""
     if not value.strip():
         raise ParameterError("weight_dir is empty: name the folder for the layers' weights")
-    path = Path(value).expanduser()
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ParameterError(f'weight_dir {value}: exists and is not a folder') from None
-    except OSError as exc:
-        raise ParameterError(f'weight_dir {value}: cannot create it ({exc.strerror})') from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ParameterError(f'weight_dir {value}: not writable')
+        writable_folder(Path(value).expanduser(), f'weight_dir {value}')
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
 
 
 def main(argv: Optional[list[str]] = None) -> NoReturn:
