@@ -188,9 +188,9 @@ def main() -> int:
                     entry['runs'].append(row)
                     print(f'cpus {cpus} run {i}: {json.dumps(row)}', flush=True)
                     entry['summary'] = summary(entry)
-                    path.write_text(json.dumps(scrub(report), indent=2) + '\n')
+                    path.write_text(scrub(json.dumps(report, indent=2)) + '\n')
             entry['summary'] = summary(entry)
-            path.write_text(json.dumps(scrub(report), indent=2) + '\n')
+            path.write_text(scrub(json.dumps(report, indent=2)) + '\n')
             print(f'cpus {cpus}: {json.dumps(entry["summary"])}', flush=True)
     print(f'saved {path}')
     return 0
