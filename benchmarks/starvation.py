@@ -2,12 +2,13 @@
 Starvation harness: DFF on devices far below need, beside CPU hogs and tool churn (root).
 
     python benchmarks/starvation.py [--runs 20] [--cpus 0.15 0.25 0.4] [--hogs 2]
-                                    [--kill-run 3] [--model test/fixtures/mnist_wide_slow.yaml]
+                                    [--kill-run 3] [--model benchmarks/configs/starved_wide.yaml]
 
 One emulated cluster of two devices per CPU quota, then `--runs` runs of the shipped
 deployment (params/mnist_2servers.yaml) with a model whose step takes seconds on such a
-device (default: test/fixtures/mnist_wide_slow.yaml, 3000 -> 3000, about 1.4 s a step on
-0.12 core, 108 MB checkpoints). During every run:
+device (default: benchmarks/configs/starved_wide.yaml, 3000 -> 3000, about 1.4 s a step on
+0.15 core, 108 MB checkpoints, 20 batches: enough to leave chance, so a lost or repeated
+batch shows in the accuracy). During every run:
 
 - `--hogs` processes spin on the host's cores (`while True: pass`), beside the master;
 - tool participants join and leave the graph in a loop on the master's namespace:
@@ -47,7 +48,7 @@ from cluster_bench import Bench, PY, ready_for_clusters, REPO, RESULTS
 from fault_bench import fresh_disks, LiveRun
 from portable import scrub
 
-MODEL = 'test/fixtures/mnist_wide_slow.yaml'
+MODEL = 'benchmarks/configs/starved_wide.yaml'
 LOST = re.compile(r'server container (server_\d+) has not answered')
 BUSY = re.compile(r'(server_\d+) is busy: no beat')
 RESENDS = re.compile(r'resending (\d+) batch')
