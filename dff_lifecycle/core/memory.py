@@ -52,6 +52,19 @@ def dense_layer_bytes(in_features: int, out_features: int, optimizer: str = 'ada
                 + activation_bytes(in_features, out_features, batch_size, infer_rows)) * SLACK)
 
 
+def layer_node_bytes(in_features: int, out_features: int, optimizer: str, train_rows: int,
+                     infer_rows: int, params: int, resend_cache_mib: float) -> int:
+    """
+    Return what one layer node needs on its device.
+
+    The check its configure makes, and the master's before it moves a layer there
+    (`train_rows`: positives and negatives).
+    """
+    return (dense_layer_bytes(in_features, out_features, optimizer, train_rows // 2,
+                              infer_rows, params=params)
+            + int(resend_cache_mib * 2**20))
+
+
 def check_fits(needed: int, what: str, available: Optional[int] = None) -> None:
     """Raise DoesNotFit with a one-line reason when `needed` exceeds what is available."""
     room = available_bytes() if available is None else available

@@ -11,11 +11,13 @@ travel, so a quiet model costs one small request per server and period.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 import threading
 import time
 from typing import Callable, Iterable, Optional
 
 from dff_lifecycle.common.duty_cycle import DutyCycle
+from dff_lifecycle.core.weights import save_bytes_atomic
 
 Log = Callable[[str], None]
 
@@ -67,6 +69,22 @@ class CheckpointKeeper:
             if held is None or checkpoint.batches_seen > held.batches_seen:
                 self._held[checkpoint.node] = checkpoint
                 self.pulls += 1
+
+    def save(self, folder: Path) -> list[Path]:
+        """
+        Write every copy held under `folder`; return the files.
+
+        They are laid out as a server's weight_dir holds them (`<model>/layer_<i>.pt`),
+        so a server started on that folder loads them.
+        """
+        with self._lock:
+            held = list(self._held.values())
+        files = []
+        for checkpoint in held:
+            path = folder / self.model / (checkpoint.node.rsplit('/', 1)[-1] + '.pt')
+            save_bytes_atomic(path, checkpoint.data)
+            files.append(path)
+        return files
 
     def interval_s(self, server: str) -> float:
         """Seconds between two pulls from `server` now (longer when its pulls are costly)."""

@@ -112,6 +112,15 @@ class Deployer:
             return False
         return True
 
+    def memory_room(self, server: str, timeout_s: float) -> Optional[int]:
+        """Bytes the server may still allocate; None: unknown or no answer."""
+        try:
+            response = self._server_call(server, ListLayers, 'list_layers',
+                                         ListLayers.Request(), timeout_s=timeout_s)
+        except ServiceCallError:
+            return None
+        return response.memory_room_bytes or None
+
     def save_model(self, model: str, servers: list[str]) -> list[str]:
         """Every server saves the model's layers; the files written."""
         files = []

@@ -146,7 +146,7 @@ class MasterCoordinator(Node):
         dataset = self.load_data(model) if command in RUN_COMMANDS else None
         servers = self.discover()
         run = DeployedRun(self, self.deployer, self.settings, run_id or self.run_id, self.log,
-                          self.progress)
+                          self.progress, out_dir=Path(out_dir) if out_dir else None)
         outcome = run.execute(command, model, dataset, servers, control)
         if out_dir:
             write_metrics(outcome.metrics, Path(out_dir))

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 import math
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Collection, Mapping, Optional, Sequence
 
+from dff_lifecycle.common.memory_limit import mib
 from dff_lifecycle.common.parameter_table import coerce
 from dff_lifecycle.common.ports import encode_shape, INPUT_PORTS, OUTPUT_PORTS, PortBinding
 from dff_lifecycle.common.text_table import format_table
 from dff_lifecycle.core.config import ConfigError, LayerSpecConfig, ModelConfig
 from dff_lifecycle.core.ff_layers import LAYER_TYPES
+from dff_lifecycle.core.memory import layer_node_bytes, parameter_count
 from dff_lifecycle.core.model_graph import MODEL_INPUT, Stage
 from dff_lifecycle.master.parameters import PLACEMENTS
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
@@ -335,25 +337,61 @@ def parse_pins(items: Sequence[str]) -> dict[int, str]:
     return pins
 
 
-def move_layers(plan: DistributionPlan, lost: Collection[str], targets: Sequence[str]
+class NoRoom(ValueError):
+    """A moved layer fits on no surviving server (one line: the layer, its need, the rooms)."""
+
+
+def placement_bytes(p: LayerPlacement) -> int:
+    """Return what the layer node of `p` needs on its device (the check its configure makes)."""
+    values = {name: p.parameters.get(name, LAYER_PARAMETERS[name].default)
+              for name in ('in_features', 'out_features', 'optimizer', 'train_rows',
+                           'infer_rows', 'resend_cache_mib')}
+    return layer_node_bytes(values['in_features'], values['out_features'], values['optimizer'],
+                            values['train_rows'], values['infer_rows'], parameter_count(p.layer),
+                            values['resend_cache_mib'])
+
+
+def move_layers(plan: DistributionPlan, lost: Collection[str], targets: Sequence[str],
+                room: Mapping[str, Optional[int]] | None = None,
+                extra_bytes: Mapping[str, int] | None = None
                 ) -> tuple[DistributionPlan, list[LayerPlacement]]:
     """
     Re-plan the layers of `lost` servers onto `targets`: (new plan, moved placements).
 
     Each moved layer goes to the target hosting the fewest layers so far (the first
-    such target on a tie), so the survivors share the load. Names, topics and
-    parameters stay: the pipeline's wiring does not depend on where a layer runs.
+    such target on a tie), so the survivors share the load, among the targets where
+    it fits: `room` is what each target may still allocate (None or missing: unknown,
+    taken as enough), and a layer needs `placement_bytes` plus its `extra_bytes`
+    (the checkpoint it is created from). The largest layers are placed first. Raise
+    NoRoom if one fits nowhere. Names, topics and parameters stay: the pipeline's
+    wiring does not depend on where a layer runs.
     """
     if not targets:
         raise ConfigError(PARAMETERS, 'servers', 'no surviving server container to move '
                           f'the layers of {", ".join(sorted(lost))} to')
     load = {t: sum(1 for p in plan.placements if p.server == t) for t in targets}
+    left = {t: (room or {}).get(t) for t in targets}
+    leaving = [p for p in plan.placements if p.server in lost]
+    needs = {p.full_name: placement_bytes(p) + (extra_bytes or {}).get(p.full_name, 0)
+             for p in leaving}
+    chosen: dict[str, str] = {}
+    for p in sorted(leaving, key=lambda p: -needs[p.full_name]):  # stable: plan order on ties
+        need = needs[p.full_name]
+        fits = [t for t in targets if left[t] is None or left[t] >= need]
+        if not fits:
+            rooms = ', '.join(f'{t} {mib(left[t])}' for t in targets)
+            raise NoRoom(f'{p.full_name} needs about {mib(need)} (weights, optimiser state, '
+                         f'a batch, its checkpoint) and no surviving device has that much free '
+                         f'({rooms})')
+        target = min(fits, key=lambda t: load[t])  # min keeps the first of equals
+        load[target] += 1
+        if left[target] is not None:
+            left[target] -= need
+        chosen[p.full_name] = target
     placements, moved = [], []
     for p in plan.placements:
-        if p.server in lost:
-            target = min(targets, key=lambda t: load[t])  # min keeps the first of equals
-            load[target] += 1
-            p = replace(p, server=target)
+        if p.full_name in chosen:
+            p = replace(p, server=chosen[p.full_name])
             moved.append(p)
         placements.append(p)
     return DistributionPlan(plan.model, tuple(placements)), moved

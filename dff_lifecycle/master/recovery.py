@@ -5,9 +5,12 @@ The supervisor decides *that* something is lost; this part decides *what
 follows*:
 
 - a server that stopped beating (dead, hung or cut off): its layers are
-  re-planned onto the servers still beating (`plan.move_layers`), created there
-  from the master's newest copy of their checkpoints (`checkpoints.py`), and
-  brought up; with no server left beating, it waits for a respawned one;
+  re-planned onto the servers still beating where they fit (`plan.move_layers`,
+  from the memory each server says it may still allocate), created there from
+  the master's newest copy of their checkpoints (`checkpoints.py`), and brought
+  up; with no server left beating, it waits for a respawned one; a layer that
+  fits nowhere stops the run with a one-line error, and the master writes its
+  checkpoint copies to disk first;
 - a layer finalized by hand on a living server: it is created again on the same
   server, which reloads the weights its shutdown saved;
 - a lost server that beats again (a hung process resumed, a link back up, a
@@ -33,6 +36,7 @@ layers that trained one already forward it without a second update.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 import time
 from typing import Callable, Iterable, Optional, Protocol
 
@@ -41,7 +45,7 @@ from dff_lifecycle.master.checkpoints import CheckpointKeeper
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.heartbeats import HeartbeatWatch
 from dff_lifecycle.master.pipeline_watch import PipelineWatch
-from dff_lifecycle.master.plan import DistributionPlan, LayerPlacement, move_layers
+from dff_lifecycle.master.plan import DistributionPlan, LayerPlacement, move_layers, NoRoom
 
 Log = Callable[[str], None]
 
@@ -93,6 +97,8 @@ class LayerMover(Protocol):
 
     def probe(self, server: str, timeout_s: float) -> bool: ...
 
+    def memory_room(self, server: str, timeout_s: float) -> Optional[int]: ...
+
     def present_nodes(self) -> set[str]: ...
 
 
@@ -104,7 +110,8 @@ class Recovery:
                  keeper: Optional[CheckpointKeeper], *, timeout_s: float,
                  on_replan: Callable[[DistributionPlan], None] = lambda _plan: None,
                  log: Log = print, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 keep_dir: Optional[Path] = None) -> None:
         self.plan = plan
         self.servers = list(servers)
         self.deployer = deployer
@@ -116,6 +123,7 @@ class Recovery:
         self.log = log
         self.clock = clock
         self.sleep = sleep
+        self.keep_dir = keep_dir      # where checkpoint copies go when a recovery cannot fit
         self.lost: set[str] = set()
         self._fenced_at: dict[str, Optional[float]] = {}  # lost server -> its last beat then
         self.events: list[dict] = []  # what happened, for the run's metrics
@@ -151,8 +159,17 @@ class Recovery:
         if moving and not targets:
             targets = [self._wait_for_return()]
         # This call's `lost` (earlier ones were moved already); not self.lost, which a
-        # fenced respawned server has left again to take its layers back.
-        plan, moved = move_layers(self.plan, lost, targets)
+        # fenced respawned server has left again to take its layers back. A layer goes only
+        # where it fits: a move onto a device near its cap would end in an OOM kill.
+        rooms = {t: self.deployer.memory_room(t, PROBE_TIMEOUT_S) for t in targets}
+        held = ({p.full_name: self.keeper.get(p.full_name) for p in moving}
+                if self.keeper is not None else {})
+        try:
+            plan, moved = move_layers(self.plan, lost, targets, rooms,
+                                      {n: 2 * len(c.data) for n, c in held.items() if c})
+        except NoRoom as exc:
+            raise PipelineError(f'recovery of {", ".join(sorted(lost))} stopped: {exc}; '
+                                f'{self._keep_checkpoints()}') from exc
         through = self._install(plan, moved)
         seconds = self.clock() - started
         self.events.append({'lost': sorted(lost), 'moved': {p.full_name: p.server
@@ -162,6 +179,20 @@ class Recovery:
             self.log('recovered: ' + ', '.join(f'{p.full_name} now on {p.server}'
                                                for p in moved) + f' ({seconds:.1f} s)')
         return Recovered(through)
+
+    def _keep_checkpoints(self) -> str:
+        """Write the master's checkpoint copies to `keep_dir`; say where every copy is."""
+        own = "each layer's own checkpoint stays on its server's disk"
+        if self.keeper is None or self.keep_dir is None:
+            return own
+        try:
+            files = self.keeper.save(self.keep_dir)
+        except OSError as exc:
+            return f'{own}; the master could not write its copies: {exc}'
+        if not files:
+            return own
+        copies = 'copy' if len(files) == 1 else 'copies'
+        return f'{own}; the master wrote its {len(files)} {copies} to {self.keep_dir}'
 
     def _fence(self, names: set[str], gone: list[str]) -> None:
         """Wait until the lost layers left the graph, so their copies never share a name."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import math
+from pathlib import Path
 import time
 from typing import Callable, Optional
 
@@ -88,8 +89,9 @@ class DeployedRun:
     """Runs one command of one model over the server containers."""
 
     def __init__(self, node: Node, deployer: Deployer, settings: dict, run_id: str,
-                 log: Log, progress: Progress) -> None:
+                 log: Log, progress: Progress, out_dir: Optional[Path] = None) -> None:
         self.node = node
+        self.out_dir = out_dir  # the run's metrics; a recovery that cannot fit keeps copies here
         self.deployer = deployer
         self.settings = settings
         self.run_id = run_id
@@ -133,7 +135,8 @@ class DeployedRun:
         def replanned(new_plan: DistributionPlan) -> None:
             io.plan = new_plan
         recovery = Recovery(plan, servers, self.deployer, io.heartbeats, io.watch, keeper,
-                            timeout_s=s['recovery_timeout_s'], on_replan=replanned, log=self.log)
+                            timeout_s=s['recovery_timeout_s'], on_replan=replanned, log=self.log,
+                            keep_dir=self.out_dir / 'checkpoints' if self.out_dir else None)
         return recovery, keeper
 
     def save(self, model: str, servers: list[str]) -> list[str]:

@@ -20,7 +20,7 @@ from dff_lifecycle.core.ff_layers import build_row
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.layer_stage import InputRejected, LayerStage, StageSettings
 from dff_lifecycle.core.local_trainer import LocalTrainer
-from dff_lifecycle.core.memory import check_fits, dense_layer_bytes
+from dff_lifecycle.core.memory import check_fits, layer_node_bytes
 from dff_lifecycle.core.weights import layer_weight_path, load_state, save_state_atomic
 from dff_lifecycle.nodes.compute_worker import ComputeWorker
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
@@ -97,10 +97,9 @@ class FFLayerNode(LifecycleNode):
                 # Refuse before allocating: on a capped device an oversized layer would
                 # otherwise take the whole container down with an OOM kill.
                 wiring = StageWiring.from_parameters(s)
-                check_fits(dense_layer_bytes(s['in_features'], s['out_features'],
-                                             hparams.optimizer, s['train_rows'] // 2,
-                                             s['infer_rows'], params=wiring.parameter_count)
-                           + int(s['resend_cache_mib'] * 2**20),
+                check_fits(layer_node_bytes(s['in_features'], s['out_features'],
+                                            hparams.optimizer, s['train_rows'], s['infer_rows'],
+                                            wiring.parameter_count, s['resend_cache_mib']),
                            f'layer {self.get_fully_qualified_name()}')
                 layer, _ = build_row(s['layer_type'], [wiring.in_shape], list(wiring.layer_args),
                                      s['seed'])

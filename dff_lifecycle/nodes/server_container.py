@@ -16,6 +16,7 @@ from typing import Any, NoReturn, Optional
 
 from dff_lifecycle.common.folders import writable_folder
 from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
+from dff_lifecycle.common.memory_limit import available_bytes
 from dff_lifecycle.common.names import NAMESPACE
 from dff_lifecycle.core.file_pieces import FileChanged, read_piece
 from dff_lifecycle.core.weights import layer_weight_path, save_bytes_atomic
@@ -137,6 +138,8 @@ class ServerContainer(Node):
                 layer_type=node.get_parameter('layer_type').value,
                 node_name=node.get_fully_qualified_name(), state_id=state_id,
                 state_label=label))
+        # The master's recovery moves a layer here only if it fits (master/plan.py).
+        response.memory_room_bytes = max(0, available_bytes() or 0)
         return response
 
     def _on_save(self, request: SaveModel.Request,

@@ -4,12 +4,14 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from dff_lifecycle.common.memory_limit import mib
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
+from dff_lifecycle.core.memory import layer_node_bytes
 from dff_lifecycle.master.checkpoints import Checkpoint, CheckpointKeeper
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.heartbeats import EVIDENCE_AGE_S, HeartbeatWatch
 from dff_lifecycle.master.pipeline_watch import PipelineWatch
-from dff_lifecycle.master.plan import build_plan, move_layers
+from dff_lifecycle.master.plan import build_plan, move_layers, NoRoom, placement_bytes
 from dff_lifecycle.master.recovery import FENCE_TIMEOUT_S, Recovered, Recovery, trained_through
 from dff_lifecycle.master.supervisor import Supervisor
 from fake_clock import FakeClock
@@ -43,6 +45,36 @@ def test_no_survivor_to_move_to_is_a_config_error():
     plan = build_plan(model(), ['server_1'])
     with pytest.raises(ConfigError, match='no surviving server'):
         move_layers(plan, {'server_1'}, [])
+
+
+def test_a_moved_layer_goes_only_where_it_fits():
+    plan = build_plan(model((8, 8, 8, 8)), SERVERS, 'round_robin')  # s1: 0, 3; s2: 1; s3: 2
+    need = placement_bytes(plan.placements[0])
+    # server_2 is less loaded but has room for one layer only; the second goes to server_3.
+    new, moved = move_layers(plan, {'server_1'}, ['server_2', 'server_3'],
+                             {'server_2': need + 10, 'server_3': None})
+    assert [(p.layer.index, p.server) for p in moved] == [(0, 'server_2'), (3, 'server_3')]
+    # The checkpoint a layer is created from counts too.
+    _, moved = move_layers(plan, {'server_1'}, ['server_2', 'server_3'],
+                           {'server_2': 3 * need, 'server_3': 3 * need},
+                           {'/m/layer_0': 2 * need})
+    assert [(p.layer.index, p.server) for p in moved] == [(0, 'server_2'), (3, 'server_3')]
+
+
+def test_a_layer_that_fits_nowhere_is_refused_with_its_need_and_the_rooms():
+    plan = build_plan(model((8, 8)), ['server_1', 'server_2'])
+    need = placement_bytes(plan.placements[1])
+    pattern = rf'/m/layer_1 needs about {mib(need)} .*server_1 {mib(need // 2)}'
+    with pytest.raises(NoRoom, match=pattern):
+        move_layers(plan, {'server_2'}, ['server_1'], {'server_1': need // 2})
+
+
+def test_the_layer_need_is_the_one_its_node_checks():
+    plan = build_plan(model((500,)), ['server_1'])
+    p = plan.placements[0]
+    s = p.parameters
+    assert placement_bytes(p) == layer_node_bytes(784, 500, 'adam', s['train_rows'],
+                                                  s['infer_rows'], 785 * 500, 64.0)
 
 
 def test_trained_through_is_what_every_restored_layer_trained():
@@ -99,6 +131,10 @@ class FakeDeployer:
 
     answering: set = set()        # servers that answer a probe (slow, not lost)
     graph: set = set()            # node names the master still sees
+    rooms: dict = {}              # server -> bytes it may still allocate (missing: unknown)
+
+    def memory_room(self, server, timeout_s):
+        return self.rooms.get(server)
 
     def probe(self, server, timeout_s):
         return server in self.answering
@@ -143,6 +179,25 @@ def test_a_lost_servers_layers_move_with_their_checkpoint_copy():
     assert recovery.live_servers() == ['server_1'] and recovery.lost == {'server_2'}
     assert recovery.watch.state_of(1) == 'active'
     assert recovery.events[0]['moved'] == {'/m/layer_1': 'server_1'}
+
+
+def test_a_recovery_that_fits_nowhere_stops_clearly_and_keeps_the_checkpoints(tmp_path):
+    keeper = CheckpointKeeper('m', lambda *a: [], lambda: [], 0.0)
+    keeper.offer(Checkpoint('/m/layer_1', 40, checkpoint_bytes([['train_a', 39]])))
+    recovery, deployer, beats, clock, _ = make_recovery(keeper=keeper)
+    recovery.keep_dir = tmp_path / 'checkpoints'
+    deployer.rooms = {'server_1': 1 << 20}
+    clock.now += 2.0
+    beats.beat('server_1')
+    with pytest.raises(PipelineError) as caught:
+        recovery.recover_servers({'server_2'})
+    message = str(caught.value)
+    assert '\n' not in message
+    assert '/m/layer_1 needs about' in message and 'server_1 1 MiB' in message
+    assert str(tmp_path / 'checkpoints') in message
+    assert (tmp_path / 'checkpoints' / 'm' / 'layer_1.pt').read_bytes() == \
+        keeper.get('/m/layer_1').data
+    assert deployer.moved == []  # nothing was created anywhere
 
 
 def test_a_lost_server_that_beats_again_is_fenced_once():
