@@ -29,11 +29,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Callable
 
 from cluster_bench import Bench, PY, ready_for_clusters, REPO, RESULTS
+from dff_lifecycle.testing.processes import Proc
 from portable import scrub
 
 DEPLOYMENT = REPO / 'params' / 'mnist_2servers.yaml'
@@ -42,57 +42,38 @@ PID = re.compile(r'^\[dff_launch\] (server_\d+): started with pid (\d+)$', re.M)
 
 
 class LiveRun:
-    """One dff_launch on a cluster, its output read line by line with arrival times."""
+    """One dff_launch on a cluster (a `Proc`: its output line by line, with arrival times)."""
 
     def __init__(self, bench: Bench, name: str, out: Path, epochs: int,
                  extra: tuple[str, ...] = ()) -> None:
-        self.lines: list[tuple[float, str]] = []
         self.out = out
-        self.started = time.monotonic()
-        self.popen = subprocess.Popen(
-            [PY, '-m', 'dff_lifecycle.cli.launcher', str(DEPLOYMENT), '--cluster', name,
-             '--cluster-state-dir', str(bench.state), '-p', f'epochs:={epochs}',
-             '-p', 'master.progress:=false', '-p', f'master.out_dir:={out}', *extra],
-            env=bench.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
-        self._cond = threading.Condition()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.popen.stdout:
-            with self._cond:
-                self.lines.append((time.monotonic(), line.rstrip('\n')))
-                self._cond.notify_all()
+        self.proc = Proc('dff_launch', [
+            PY, '-m', 'dff_lifecycle.cli.launcher', str(DEPLOYMENT), '--cluster', name,
+            '--cluster-state-dir', str(bench.state), '-p', f'epochs:={epochs}',
+            '-p', 'master.progress:=false', '-p', f'master.out_dir:={out}', *extra],
+            bench.env)
 
     def wait_for(self, text: str, timeout_s: float) -> float:
         """Return the arrival time of the first line containing `text`."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while True:
-                for at, line in self.lines:
-                    if text in line:
-                        return at
-                if time.monotonic() > deadline or self.popen.poll() is not None:
-                    raise RuntimeError(f'no line with {text!r}:\n{self.text()[-3000:]}')
-                self._cond.wait(0.2)
+        self.proc.wait_for(text, timeout_s)
+        return self.proc.arrived(text)
 
     def text(self) -> str:
-        return '\n'.join(line for _, line in self.lines)
+        return self.proc.output
 
     def pid(self, server: str) -> int:
         return int(dict(PID.findall(self.text()))[server])
 
     def finish(self, timeout_s: float = 1800) -> dict:
         try:
-            code = self.popen.wait(timeout_s)
+            self.proc.popen.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGINT)
-            code = self.popen.wait(120)
-        time.sleep(0.2)  # the last lines
+            pass  # not ended by itself: Ctrl-C, so that dff_launch stops its servers
+        code = self.proc.interrupt(120)
         text = self.text()
         match = ACCURACY.search(text)
         result = {'returncode': code, 'accuracy': float(match.group(1)) if match else None,
-                  'wall_seconds': round(time.monotonic() - self.started, 2)}
+                  'wall_seconds': round(time.monotonic() - self.proc.started, 2)}
         metrics = self.out / 'metrics.json'
         if metrics.is_file():
             data = json.loads(metrics.read_text())

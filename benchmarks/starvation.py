@@ -46,6 +46,7 @@ from typing import Iterator, Optional
 
 from cluster_bench import Bench, PY, ready_for_clusters, REPO, RESULTS
 from fault_bench import fresh_disks, LiveRun
+from load import cpu_hogs
 from portable import scrub
 
 MODEL = 'benchmarks/configs/starved_wide.yaml'
@@ -54,18 +55,6 @@ BUSY = re.compile(r'(server_\d+) is busy: no beat')
 RESENDS = re.compile(r'resending (\d+) batch')
 STALLS = re.compile(r'no progress for')
 BIN = Path(sys.executable).parent
-
-
-@contextmanager
-def cpu_hogs(count: int) -> Iterator[None]:
-    """`count` processes that spin on the host's cores until the block ends."""
-    hogs = [subprocess.Popen([sys.executable, '-c', 'while True: pass']) for _ in range(count)]
-    try:
-        yield
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
 
 
 class ToolChurn:

@@ -6,13 +6,13 @@ server containers' services, topics.
 from __future__ import annotations
 
 from contextlib import contextmanager
-import time
 from typing import Callable, Iterator
 
 from dff_lifecycle.common.names import node_names
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
 from dff_lifecycle.ros.process import ros_process
 from dff_lifecycle.ros.service_calls import ClientCache
+from dff_lifecycle.testing.waiting import wait_until
 from rclpy.node import Node
 
 
@@ -28,11 +28,7 @@ class RosClient:
 
     def wait_until(self, condition: Callable[[], bool], timeout_s: float = 30.0,
                    what: str = 'condition') -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f'timed out after {timeout_s} s waiting for {what}')
-            time.sleep(0.1)
+        wait_until(condition, timeout_s, what, poll_s=0.1)
 
 
 @contextmanager

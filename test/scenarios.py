@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import Callable
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
@@ -24,6 +23,7 @@ from dff_lifecycle.master.parameters import MASTER_PARAMETERS
 from dff_lifecycle.master.plan import build_plan
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
 from dff_lifecycle.ros.service_calls import call, ClientCache
+from dff_lifecycle.testing.waiting import wait_until
 from dff_lifecycle.transport import STATUS_QOS
 from dff_msgs.msg import LayerSpec, LayerStatus
 from dff_msgs.srv import CreateLayers
@@ -83,14 +83,6 @@ def cli(env: dict[str, str], *args: str, code: int = 0) -> subprocess.CompletedP
     result = run_tool(env, 'dff_lifecycle', verb, '--spin-time', '1', '--timeout', '15', *rest)
     assert result.returncode == code, _show(result)
     return result
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout_s} s waiting for {what}')
-        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------------ dff_launch

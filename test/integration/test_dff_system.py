@@ -55,7 +55,7 @@ def weights(tmp_path_factory) -> Path:
 def servers(env, weights):
     # Both servers share one weight directory, as machines sharing storage would;
     # it lets a different placement find every layer's weights.
-    procs = start_servers(env, [weights, weights])
+    procs = start_servers(env, [weights, weights], claim=True)  # the suite's claiming test
     try:
         yield procs
     finally:

@@ -6,6 +6,7 @@ import signal
 import time
 
 from dff_lifecycle.core.weights import layer_weight_path, load_state
+from dff_lifecycle.testing.waiting import wait_until
 from dff_processes import REPO, start_master, start_servers, stop_all
 import pytest
 
@@ -23,11 +24,9 @@ def test_without_recovery_a_dead_server_stops_training_clearly_and_keeps_weights
                               recovery=False)
         procs.append(master)
         master.wait_for('activate   /mnist_small/layer_1: ok', 120)
-        deadline = time.monotonic() + 150  # generous: CI machines may be loaded
         saved = layer_weight_path(second.weight_dir, 'mnist_small', 1)
-        while not saved.exists():  # layer_1 has trained and saved at least once
-            assert time.monotonic() < deadline, master.output
-            time.sleep(0.2)
+        wait_until(saved.exists, 150, 'layer_1 to train and save once',
+                   detail=lambda: master.output)
         os.killpg(second.popen.pid, signal.SIGKILL)
         assert master.wait(120) == 2, master.output
         # The heartbeat names it first (within a second); the graph would take the 20 s lease.
@@ -57,7 +56,9 @@ def test_a_silent_server_is_named_within_two_seconds(ros_domain, tmp_path, sig):
         master = start_master(env, SMALL, servers=2, epochs=3)
         procs.append(master)
         master.wait_for('bring-up:', 120)
-        time.sleep(2.0)  # training is streaming
+        wait_until(layer_weight_path(second.weight_dir, 'mnist_small', 1).exists, 120,
+                   'layer_1 to train and save once (training is streaming)',
+                   detail=lambda: master.output)
         silenced_at = time.monotonic()
         os.killpg(second.popen.pid, sig)
         line = master.wait_for('has not answered for', 30)

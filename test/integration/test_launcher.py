@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 
+from dff_lifecycle.testing.waiting import wait_until
 import pytest
 from ros_env import isolated_ros_env  # noqa: F401 - fixture
 import scenarios
@@ -38,7 +38,9 @@ def test_ctrl_c_stops_master_then_servers_and_keeps_weights(ros_domain, tmp_path
     launcher = scenarios.start_launcher(env, deployment)
     try:
         launcher.wait_for('[master]   activate   /mnist_tiny/layer_1: ok', 120)
-        time.sleep(2.0)  # in the middle of training
+        wait_until(lambda: scenarios.weight_files(tmp_path), 120,
+                   'a first checkpoint (in the middle of training)',
+                   detail=lambda: launcher.output)
         os.killpg(launcher.popen.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         code = launcher.wait(90)
     finally:

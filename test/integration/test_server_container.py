@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import signal
 
 from dff_lifecycle.core.weights import layer_weight_path
@@ -52,6 +53,9 @@ def test_create_list_save_delete_and_graph_removal(ros_domain, tmp_path):
                           ListLayers.Request(model='demo'), 10.0)
             assert [(layer.node_name, layer.state_label) for layer in listed.layers] == [
                 ('/demo/layer_0', 'unconfigured'), ('/demo/layer_1', 'unconfigured')]
+            # What it may still allocate, for the master's recovery to place layers by.
+            total = int(Path('/proc/meminfo').read_text().split()[1]) * 1024  # MemTotal
+            assert 0 < listed.memory_room_bytes <= total
             client.lifecycle.transition('/demo/layer_0', 'configure')
             saved = call(client.clients.get(SaveModel, f'/dff/{server.name}/save_model'),
                          SaveModel.Request(model='demo'), 10.0)

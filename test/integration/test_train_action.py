@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 from action_msgs.srv import CancelGoal
 from dff_lifecycle.master.parameters import TRAIN_ACTION
+from dff_lifecycle.testing.waiting import wait_until
 from dff_msgs.action import Train
 from dff_processes import Proc, REPO
 import pytest
@@ -79,10 +80,7 @@ def action(deployment):
 
 
 def wait_done(future, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while not future.done():
-        assert time.monotonic() < deadline, f'timed out after {timeout_s} s waiting for {what}'
-        time.sleep(0.05)
+    wait_until(future.done, timeout_s, what)
     return future.result()
 
 

@@ -9,10 +9,10 @@ import shutil
 import signal
 import sys
 import threading
-import time
 
 from dff_lifecycle.cli import launcher
 from dff_lifecycle.deploy.deployment import ProcessSpec
+from dff_lifecycle.testing.waiting import wait_until
 import pytest
 import yaml
 
@@ -128,9 +128,8 @@ def test_a_server_that_dies_before_it_is_up_stops_everything(run):
 
 def test_ctrl_c_interrupts_the_master_first(run):
     def interrupt_when_training(job, out):
-        deadline = time.monotonic() + 30
-        while '[master] training' not in out.getvalue() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: '[master] training' in out.getvalue(), 30, 'the master to train',
+                   detail=out.getvalue)
         job.on_signal(signal.SIGINT, None)
 
     code, out = run([spec('server_1', 'ok'), spec('master', 'long')], then=interrupt_when_training)
