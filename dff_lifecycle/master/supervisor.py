@@ -15,7 +15,7 @@ import time
 from typing import Callable, Iterable, Optional
 
 from dff_lifecycle.master.errors import PipelineError
-from dff_lifecycle.master.heartbeats import HeartbeatWatch
+from dff_lifecycle.master.heartbeats import HeartbeatWatch, MAX_LEASE_FACTOR
 from dff_lifecycle.master.plan import LayerPlacement
 from dff_lifecycle.master.recovery import Recovered, Recovery
 
@@ -45,6 +45,7 @@ class Supervisor:
         self.recovery = recovery
         self._last_check = clock()
         self._busy: set[str] = set()  # servers reported busy (silent, their process alive)
+        self._gone_at: Optional[float] = None  # when layers were first seen gone from the graph
 
     def placements(self) -> tuple[LayerPlacement, ...]:
         return self.recovery.plan.placements if self.recovery is not None else self._placements
@@ -87,12 +88,21 @@ class Supervisor:
         self._last_check = now
         gone = self.missing()
         if not gone:
+            self._gone_at = None
             return None
+        servers = {p.server for p in gone}
         # The graph dropping a layer whose server is also silent past the lease confirms
         # the loss, even before that server's jitter tolerance is used up.
-        confirmed = self._silent_past_lease({p.server for p in gone})
+        confirmed = self._silent_past_lease(servers)
         if confirmed:
             return self._recover(confirmed, what)
+        if self._gone_at is None:
+            self._gone_at = now
+        if self._maybe_dying(servers, now):
+            # A killed process can leave the graph before its heartbeat lease ends: the
+            # heartbeat rule names it (and recovery moves its layers) on a coming call.
+            self._last_check = now - self.period_s  # look at the graph again next call
+            return None
         listing = ', '.join(f'{p.full_name} (on {p.server})' for p in gone)
         raise PipelineError(f'{what} stopped: {listing} left the ROS graph (server '
                             f'container gone?). {RESUME_HINT}')
@@ -114,6 +124,24 @@ class Supervisor:
             if server in self.heartbeats.alive():
                 self.recovery.log(f'{server} beats again')
         self._busy = set(busy)
+
+    def _maybe_dying(self, servers: set[str], now: float) -> bool:
+        """
+        Whether the servers of layers gone from the graph may be dying rather than alive.
+
+        True while none of them beat since the layers were seen gone, for at most the
+        longest lease the heartbeat rule allows; a server that beats since is alive, so
+        its layer really left the graph.
+        """
+        if self.heartbeats is None or self._gone_at is None:
+            return False
+        if now - self._gone_at > self.heartbeats.lease_s * MAX_LEASE_FACTOR:
+            return False
+        for server in servers:
+            last = self.heartbeats.last_beat(server)
+            if last is not None and last > self._gone_at:
+                return False
+        return True
 
     def _silent_past_lease(self, servers: set[str]) -> dict[str, float]:
         if self.heartbeats is None:

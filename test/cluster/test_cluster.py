@@ -15,6 +15,7 @@ import sys
 import time
 
 from dff_lifecycle.cluster.spec import ClusterSpec
+from dff_lifecycle.testing.waiting import wait_until
 import pytest
 from ros_env import isolated_ros_env
 
@@ -250,11 +251,9 @@ def test_a_device_killed_mid_run_costs_seconds_not_the_run(cluster, tmp_path):
     checkpoint = cluster.data / 'd2' / 'weights' / 'mnist_small' / 'layer_1.pt'
     try:
         launcher.wait_for('bring-up:', 300)
-        deadline = time.monotonic() + 300
-        while not checkpoint.exists():
-            assert time.monotonic() < deadline and launcher.popen.poll() is None, \
-                launcher.output
-            time.sleep(0.1)
+        wait_until(lambda: checkpoint.exists() or launcher.popen.poll() is not None, 300,
+                   "layer_1's first checkpoint", detail=lambda: launcher.output)
+        assert launcher.popen.poll() is None, launcher.output
         time.sleep(1.5)  # the master pulls a copy every second
         pid = int(re.search(r'server_2: started with pid (\d+)', launcher.output).group(1))
         os.killpg(pid, signal.SIGKILL)
@@ -268,6 +267,51 @@ def test_a_device_killed_mid_run_costs_seconds_not_the_run(cluster, tmp_path):
     assert re.search(r'layer_1: moving to server_1 from its checkpoint at \d+ batches', out)
     assert float(ACCURACY.search(out).group(1)) >= 0.70
     assert (cluster.data / 'd1' / 'weights' / 'mnist_small' / 'layer_1.pt').is_file()
+
+
+def test_a_layer_that_fits_on_no_surviving_device_stops_the_run_clearly(cluster, tmp_path):
+    """
+    Recovery checks memory before it moves: no OOM kill of the survivor, one line instead.
+
+    d1 holds layers 0 and 1, d2 layer 2 (4500 -> 4500, about 540 MiB with its Adam state
+    as the layer's own check counts it); caps of 1200 MiB. Once training runs, d2 dies:
+    layer 2 does not fit beside d1's two, so the master stops with the layer's need and
+    d1's room, its checkpoint copies written, and d1's container is never OOM-killed.
+    """
+    from dff_processes import Proc
+    cluster.up('--devices', '2', '--cpus', '1', '--memory', '1200', '--rate', '1gbit')
+    out = tmp_path / 'run'
+    launcher = Proc('dff_launch', [
+        sys.executable, '-m', 'dff_lifecycle.cli.launcher', 'params/mnist_2servers.yaml',
+        '--cluster', cluster.name, '--cluster-state-dir', str(cluster.state), '--no-respawn',
+        '-p', 'master.model_config:=test/fixtures/mnist_no_room.yaml', '-p', 'epochs:=1',
+        '-p', 'load_weights:=false', '-p', 'master.progress:=false',
+        '-p', f'master.out_dir:={out}'], cluster.env)
+    trained = cluster.data / 'd1' / 'weights' / 'no_room' / 'layer_1.pt'
+    try:
+        launcher.wait_for('bring-up:', 300)
+        # Training runs on d1 (its Adam state is allocated): then d2 dies.
+        wait_until(lambda: trained.exists() or launcher.popen.poll() is not None, 300,
+                   "layer_1's first checkpoint", detail=lambda: launcher.output)
+        pid = int(re.search(r'server_2: started with pid (\d+)', launcher.output).group(1))
+        os.killpg(pid, signal.SIGKILL)
+        code = launcher.wait(120)
+    finally:
+        if launcher.popen.poll() is None:
+            launcher.interrupt(90)
+    output = launcher.output
+    assert code != 0, output[-4000:]
+    refusal = re.search(r'recovery of server_2 stopped: /no_room/layer_2 needs about ([\d,]+) '
+                        r'MiB .* \(server_1 ([\d,]+) MiB\)', output)
+    assert refusal, output[-4000:]
+    need, room = (int(g.replace(',', '')) for g in refusal.groups())
+    assert room < need
+    assert 'recovered:' not in output
+    assert 'server_1: finished cleanly' in output  # stopped by the launcher, not the kernel
+    oom = Path('/sys/fs/cgroup/memory/dff') / cluster.name / 'd1' / 'memory.oom_control'
+    if oom.is_file():  # "oom_kill N" where the kernel counts them
+        kills = re.search(r'oom_kill (\d+)', oom.read_text())
+        assert kills is None or kills.group(1) == '0'
 
 
 def _launch_small(cluster: Cluster, tmp_path: Path, epochs: int):

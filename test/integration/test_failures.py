@@ -30,7 +30,8 @@ def test_without_recovery_a_dead_server_stops_training_clearly_and_keeps_weights
         os.killpg(second.popen.pid, signal.SIGKILL)
         assert master.wait(120) == 2, master.output
         # The heartbeat names it first (within a second); the graph would take the 20 s lease.
-        assert 'has not answered' in master.output and '/mnist_small/layer_1' in master.output
+        assert 'has not answered' in master.output and '/mnist_small/layer_1' in master.output, \
+            master.output[-3000:]
         # The surviving layer was saved at teardown, the dead one by its periodic saves.
         survivor = load_state(layer_weight_path(first.weight_dir, 'mnist_small', 0))
         assert survivor['batches_seen'] > 20

@@ -117,5 +117,23 @@ def test_a_layer_gone_from_the_graph_with_its_server_silent_past_the_lease_is_a_
 
 def test_a_layer_gone_from_the_graph_while_its_server_beats_is_named_as_gone():
     supervisor = slow_server_2_gone_from_the_graph(silence=0.5)
+    assert supervisor.check('training') is None  # server_2 may be dying: its lease decides
+    supervisor.clock.now += 0.3
+    supervisor.heartbeats.beat('server_2')        # it lives: its layer really left the graph
+    supervisor.heartbeats.beat('server_1')
     with pytest.raises(PipelineError, match=r'layer_1 \(on server_2\) left the ROS graph'):
         supervisor.check('training')
+
+
+def test_a_killed_server_whose_layers_leave_the_graph_first_is_a_lost_server():
+    """Fast DDS may drop a killed process from the graph before the heartbeat lease ends."""
+    supervisor = slow_server_2_gone_from_the_graph(silence=0.3)
+    watch = supervisor.heartbeats
+    killed_at = watch.last_beat('server_2')
+    with pytest.raises(PipelineError) as err:
+        for _ in range(30):                       # server_1 beats on, server_2 never again
+            assert supervisor.check('training') is None
+            supervisor.clock.now += 0.15
+            watch.beat('server_1')
+    assert 'server_2 has not answered' in str(err.value) and 'layer_1' in str(err.value)
+    assert supervisor.clock.now - killed_at < 1.5  # named by the lease, not 4 s later
