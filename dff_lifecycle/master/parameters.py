@@ -54,7 +54,9 @@ MASTER_PARAMETERS = {
     'hang_timeout_s': Param(float, 60.0, 'A server whose process the middleware still vouches '
                                          'for (DDS liveliness) but whose executor made no '
                                          'progress for this long is judged hung and its layers '
-                                         'move; silence alone is only "busy".', 4.0),
+                                         'move; silence alone is only "busy". Also how '
+                                         'long a layer that says it is still computing a '
+                                         'batch counts as progress.', 4.0),
     'max_resends': Param(int, 3, 'Resends of stalled batches before giving up.', 0),
     'teardown': Param(bool, True, 'Deactivate, clean up and delete the layers at the end.'),
     'out_dir': Param(str, '', 'Where metrics.json and training.png go; empty: none.'),

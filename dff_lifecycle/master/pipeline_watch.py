@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 import threading
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -35,7 +36,10 @@ class PipelineWatch:
     """Per-layer state of one deployed model, keyed by layer index."""
 
     def __init__(self, layer_of_node: dict[str, int],
-                 server_of_layer: Optional[dict[int, str]] = None) -> None:
+                 server_of_layer: Optional[dict[int, str]] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._computing_at: Optional[float] = None  # the last "still computing" beacon
         self.layer_of_node = dict(layer_of_node)
         # Where each layer runs now: a stale node of the same name on a lost server that
         # came back (being removed, or still running for a moment) is not heard.
@@ -53,6 +57,10 @@ class PipelineWatch:
         with self._changed:
             expected = self.server_of_layer.get(index)
             if expected and msg.server and msg.server != expected:
+                return
+            if getattr(msg, 'computing', False):  # a beacon: nothing else in it is news
+                self._computing_at = self.clock()
+                self._changed.notify_all()
                 return
             view = self._layers[index]
             view.state = msg.state
@@ -103,6 +111,11 @@ class PipelineWatch:
             seqs = [self._layers[i].last_seq if self._layers[i].stream == stream else -1
                     for i in leaves]
         return min(seqs, default=-1)
+
+    def computing_at(self) -> Optional[float]:
+        """When a layer last said it is still computing a batch (`clock` time); None: never."""
+        with self._changed:
+            return self._computing_at
 
     def not_active(self) -> dict[int, str]:
         """{layer: state} of the layers known to be in a state other than active."""

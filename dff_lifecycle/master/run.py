@@ -111,7 +111,8 @@ class DeployedRun:
         replay = int(s['replay_mib'] * 2**20 // batch_bytes) if recovery is not None else 0
         settings = StreamSettings(window=1 if full_batch else s['window'], stall_limit_s=stall,
                                   pause_timeout_s=s['pause_timeout_s'],
-                                  max_resends=s['max_resends'], replay=replay)
+                                  max_resends=s['max_resends'], replay=replay,
+                                  hang_limit_s=s['hang_timeout_s'])
         supervisor = Supervisor(plan.placements, self.deployer.present_nodes,
                                 heartbeats=io.heartbeats if s['heartbeats'] else None,
                                 layer_states=io.watch.not_active, recovery=recovery)

@@ -56,6 +56,9 @@ class PipelineView(Protocol):
     def errors(self) -> Mapping[int, str]:
         """{layer: last error} of the layers that reported one."""
 
+    def computing_at(self) -> Optional[float]:
+        """When a layer last said it is still computing a batch (the streamer's clock)."""
+
 
 @dataclass(frozen=True)
 class StreamSettings:
@@ -65,6 +68,9 @@ class StreamSettings:
     max_resends: int            # resends in a row without progress before giving up
     poll_s: float = 0.2         # longest wait between looks at the pipeline
     replay: int = 0             # completed items kept to resend after a recovery
+    # A layer that says it is still computing (a step of seconds on a starved device) is
+    # progress, for at most this long without a completed item; then it is a stall.
+    hang_limit_s: float = 60.0
 
 
 def _no_check(what: str) -> Optional[Resume]:
@@ -104,7 +110,7 @@ class Streamer:
         recent: deque[T] = deque(maxlen=s.replay)
         source = iter(items)
         exhausted, resends = False, 0
-        last_progress = self.clock()
+        last_progress = last_done = self.clock()  # last_done: an item completed
         while True:
             while not exhausted and len(inflight) < s.window:
                 item = next(source, None)
@@ -120,7 +126,8 @@ class Streamer:
             if resume is not None:
                 self._replay(resume, stream_id, recent, send, what)
                 self._resend(inflight, send, f'{what}: pipeline recovered')
-                last_progress, resends = self.clock(), 0
+                last_progress = last_done = self.clock()
+                resends = 0
                 continue
             done = done_through()
             finished = [seq for seq in inflight if seq <= done]
@@ -129,10 +136,11 @@ class Streamer:
                 recent.append(item)
                 on_done(item)
             if finished:
-                last_progress, resends = self.clock(), 0
+                last_progress = last_done = self.clock()
+                resends = 0
                 continue
             paused = dict(self.pipeline.not_active())
-            stalled = self.clock() - last_progress > s.stall_limit_s
+            stalled = self._quiet_s(last_progress, last_done) > s.stall_limit_s
             if not paused and not stalled:
                 continue
             if paused:
@@ -144,6 +152,21 @@ class Streamer:
                 resends = self._count_resend(resends, what, len(inflight))
             self._resend(inflight, send)
             last_progress = self.clock()
+
+    def _quiet_s(self, last_progress: float, last_done: float) -> float:
+        """
+        Return the seconds without evidence of progress.
+
+        Evidence: an item completed or resent (`last_progress`), or a layer's beacon
+        that it is still computing, which counts for `hang_limit_s` after the last
+        completed item (`last_done`) at most.
+        """
+        now = self.clock()
+        beacon = self.pipeline.computing_at()
+        if beacon is not None and beacon > last_progress and \
+                now - last_done <= self.settings.hang_limit_s:
+            return now - beacon
+        return now - last_progress
 
     def _replay(self, resume: Resume, stream_id: str, recent: Iterable[T],
                 send: Callable[[T], None], what: str) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Optional
 
 _STOP = object()
 
@@ -32,6 +33,7 @@ class ComputeWorker:
         self._generation = 0
         self._idle = threading.Event()
         self._idle.set()
+        self._busy_since: Optional[float] = None  # time.monotonic() the current item began
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -47,6 +49,11 @@ class ComputeWorker:
     def reset(self) -> None:
         """Drop what is queued (the worker skips items of older generations)."""
         self._generation += 1
+
+    @property
+    def busy_since(self) -> Optional[float]:
+        """When the item being worked on began (time.monotonic()); None when idle."""
+        return self._busy_since
 
     def backlog(self) -> int:
         return self._queue.qsize()
@@ -75,7 +82,11 @@ class ComputeWorker:
             worked = True
             generation, item = entry
             if generation == self._generation:
-                self._call(self._work, item, generation)
+                self._busy_since = time.monotonic()
+                try:
+                    self._call(self._work, item, generation)
+                finally:
+                    self._busy_since = None
             if self._queue.empty():
                 self._idle.set()
 

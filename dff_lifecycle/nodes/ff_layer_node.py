@@ -16,6 +16,7 @@ import time
 import traceback
 from typing import Any, Optional
 
+from dff_lifecycle.common.memory_limit import process_budget
 from dff_lifecycle.core.ff_layers import build_row
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.layer_stage import InputRejected, LayerStage, StageSettings
@@ -41,6 +42,9 @@ FAILURE = TransitionCallbackReturn.FAILURE
 ERROR = TransitionCallbackReturn.ERROR
 
 __all__ = ['FFLayerNode', 'InputRejected']
+
+
+COMPUTING_BEACON_S = 2.0  # a batch computing longer than this is announced this often
 
 
 class FFLayerNode(LifecycleNode):
@@ -83,6 +87,9 @@ class FFLayerNode(LifecycleNode):
                                      on_idle=self._flush_status)
         self._status_sent_at = 0.0
         self._status_due = False
+        # While one batch computes for seconds (a wide layer on a starved device), say so
+        # every few seconds from the executor: the master's stall rule takes it as progress.
+        self.create_timer(COMPUTING_BEACON_S, self._computing_beacon)
         # /diagnostics: read from self._status at 1 Hz, told of failures and changes below.
         self._diagnostics = LayerDiagnostics(self, self._status)
 
@@ -97,10 +104,14 @@ class FFLayerNode(LifecycleNode):
                 # Refuse before allocating: on a capped device an oversized layer would
                 # otherwise take the whole container down with an OOM kill.
                 wiring = StageWiring.from_parameters(s)
-                check_fits(layer_node_bytes(s['in_features'], s['out_features'],
-                                            hparams.optimizer, s['train_rows'], s['infer_rows'],
-                                            wiring.parameter_count, s['resend_cache_mib']),
-                           f'layer {self.get_fully_qualified_name()}')
+                # The whole need is claimed now (gradients, optimiser state and activations
+                # come later): a second layer of this container sees what will be left.
+                need = layer_node_bytes(s['in_features'], s['out_features'], hparams.optimizer,
+                                        s['train_rows'], s['infer_rows'], wiring.parameter_count,
+                                        s['resend_cache_mib'])
+                name = self.get_fully_qualified_name()
+                process_budget().claim(name, need,
+                                       lambda room: check_fits(need, f'layer {name}', room))
                 layer, _ = build_row(s['layer_type'], [wiring.in_shape], list(wiring.layer_args),
                                      s['seed'])
                 self._trainer = LocalTrainer(layer, hparams, device=s['device'])
@@ -135,7 +146,7 @@ class FFLayerNode(LifecycleNode):
                 self._status_pub = self._status_pub or self.create_publisher(
                     LayerStatus, wiring.output_topic('status'), LAYER_STATUS_QOS)
             except Exception as exc:  # noqa: BLE001 - any failure must reach the caller
-                return self._fail('configure', exc, FAILURE)
+                return self._fail('configure', exc, FAILURE)  # releases its claim
         self._publish_status('inactive')
         return SUCCESS
 
@@ -293,6 +304,18 @@ class FFLayerNode(LifecycleNode):
             else:
                 self._status_due = True
 
+    def _computing_beacon(self) -> None:
+        started = self._worker.busy_since
+        publisher = self._status_pub
+        if started is None or publisher is None or \
+                time.monotonic() - started < COMPUTING_BEACON_S:
+            return
+        # Its own message, without the lock the compute thread holds during the step.
+        publisher.publish(LayerStatus(
+            stamp=self.get_clock().now().to_msg(), node_name=self.get_fully_qualified_name(),
+            server=self.get_parameter('server').value or '', state=self.lifecycle_label,
+            computing=True))
+
     def _flush_status(self) -> None:
         with self._lock:
             if self._status_due:
@@ -328,6 +351,7 @@ class FFLayerNode(LifecycleNode):
 
     def _release_all(self) -> None:
         self._release_io()
+        process_budget().release(self.get_fully_qualified_name())
         self._trainer = None
         self._stage = None
         self._settings = None

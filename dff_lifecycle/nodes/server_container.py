@@ -16,7 +16,7 @@ from typing import Any, NoReturn, Optional
 
 from dff_lifecycle.common.folders import writable_folder
 from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
-from dff_lifecycle.common.memory_limit import available_bytes
+from dff_lifecycle.common.memory_limit import process_budget
 from dff_lifecycle.common.names import NAMESPACE
 from dff_lifecycle.core.file_pieces import FileChanged, read_piece
 from dff_lifecycle.core.weights import layer_weight_path, save_bytes_atomic
@@ -55,6 +55,8 @@ class ServerContainer(Node):
         # Beats from a thread of their own, with the middleware's liveliness beside them:
         # a busy executor is not a dead one (ros/heartbeat.py).
         self.heartbeat = Heartbeat(self)
+        # What this idle container could allocate: hosted layers claim from it (configure).
+        process_budget()
         # A layer shut down by hand (finalized) can never run again: remove it, as rclcpp
         # containers unload a finalized component, so that it can be created anew.
         self.create_timer(HEARTBEAT_PERIOD_S, self._remove_finalized, callback_group=group)
@@ -139,7 +141,7 @@ class ServerContainer(Node):
                 node_name=node.get_fully_qualified_name(), state_id=state_id,
                 state_label=label))
         # The master's recovery moves a layer here only if it fits (master/plan.py).
-        response.memory_room_bytes = max(0, available_bytes() or 0)
+        response.memory_room_bytes = process_budget().room() or 0
         return response
 
     def _on_save(self, request: SaveModel.Request,

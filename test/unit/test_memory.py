@@ -57,3 +57,34 @@ def test_dff_train_refuses_a_model_that_cannot_fit_before_loading_anything(tmp_p
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith('dff_train: error:') and 'needs about' in err and '\n' not in err
+
+
+# ------------------------------------------------------------------------ process budget
+def test_co_hosted_layers_claim_their_whole_need_before_they_allocate_it():
+    from dff_lifecycle.common.memory_limit import MemoryBudget
+    free = {'now': 1000}
+    budget = MemoryBudget(lambda: free['now'])
+    refused = []
+
+    def refuse(room):
+        refused.append(room)
+        raise MemoryError(room)
+    budget.claim('/m/layer_0', 600, refuse)
+    free['now'] = 950            # layer_0 allocated only its weights so far
+    assert budget.room() == 400  # but 600 are promised to it
+    with pytest.raises(MemoryError):
+        budget.claim('/m/layer_1', 500, refuse)
+    assert refused == [400]
+    budget.claim('/m/layer_1', 400, refuse)
+    assert budget.room() == 0
+    budget.release('/m/layer_0')  # cleaned up: its claim is free again
+    assert budget.room() == 600
+    free['now'] = 100             # and what the machine has now still bounds it
+    assert budget.room() == 100
+
+
+def test_a_budget_without_any_known_limit_refuses_nothing():
+    from dff_lifecycle.common.memory_limit import MemoryBudget
+    budget = MemoryBudget(lambda: None)
+    budget.claim('/m/layer_0', 1 << 40, lambda room: pytest.fail('refused'))
+    assert budget.room() is None

@@ -60,6 +60,11 @@ class FakePipeline:
     def errors(self) -> dict[int, str]:
         return dict(self.errors_)
 
+    beacon_at = None  # when a layer last said "still computing"
+
+    def computing_at(self):
+        return self.beacon_at
+
 
 def settings(**overrides) -> StreamSettings:
     values = {'window': 4, 'stall_limit_s': 5.0, 'pause_timeout_s': 30.0, 'max_resends': 2,
@@ -246,3 +251,33 @@ def test_a_recovery_without_losses_resends_only_the_window():
     streamer.stream((Item(i) for i in range(10)), pipeline.send, pipeline.done_through,
                     lambda item: None, what='training', stream_id='train_x')
     assert len(pipeline.sent) == 10 + 4
+
+
+def test_a_layer_that_says_it_is_still_computing_is_not_a_stall_until_the_hang_limit():
+    """A 30 s step (a wide layer on a starved device) beacons every 2 s: no resend."""
+    pipeline = FakePipeline()
+    pipeline.stuck = True
+
+    def beacon_then_finish(p: FakePipeline) -> None:
+        if p.now < 30.0:
+            if int(p.now * 5) % 10 == 0:   # every 2 s
+                p.beacon_at = p.now
+        else:
+            p.stuck = False
+    pipeline.script = {i: beacon_then_finish for i in range(1, 400)}
+    logs: list[str] = []
+    assert run(pipeline, 2, logs, window=2) == [0, 1]
+    assert pipeline.sent == [0, 1] and not [line for line in logs if 'resending' in line]
+
+
+def test_beacons_without_a_completed_item_count_only_up_to_the_hang_limit():
+    pipeline = FakePipeline()
+    pipeline.stuck = True
+
+    def beacon(p: FakePipeline) -> None:
+        p.beacon_at = p.now                 # it says so forever: a hung step
+    pipeline.script = {i: beacon for i in range(1, 2000)}
+    logs: list[str] = []
+    with pytest.raises(PipelineError, match='no progress'):
+        run(pipeline, 1, logs, hang_limit_s=20.0, max_resends=1)
+    assert pipeline.now < 20.0 + 2 * 5.0 + 1.0   # the hang limit, then the stall rule
