@@ -58,7 +58,7 @@ class PipelineWatch:
             expected = self.server_of_layer.get(index)
             if expected and msg.server and msg.server != expected:
                 return
-            if getattr(msg, 'computing', False):  # a beacon: nothing else in it is news
+            if msg.computing:  # a beacon: nothing else in it is news
                 self._computing_at = self.clock()
                 self._changed.notify_all()
                 return

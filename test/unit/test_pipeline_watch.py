@@ -16,8 +16,9 @@ NODES = {'/m/layer_0': 0, '/m/layer_1': 1}
 
 def status(node: str, state: str = 'active', stream: str = '', seq: int = -1, error: str = '',
            loss: float = 0.5, rejected: int = 0, loaded: bool = False,
-           server: str = '') -> SimpleNamespace:
+           server: str = '', computing: bool = False) -> SimpleNamespace:
     return SimpleNamespace(node_name=node, server=server, state=state, stream=stream,
+                           computing=computing,
                            last_batch_seq=seq,
                            error=error, rejected_tensors=rejected, loss=loss,
                            weights_loaded=loaded,
@@ -124,3 +125,15 @@ def test_after_a_move_the_stale_node_of_the_same_name_is_not_heard():
     assert watch.not_active() == {} and watch.completed_through('train_a', [1]) == 4
     watch.on_status(status('/m/layer_1', stream='train_a', seq=6, server='server_1'))
     assert watch.completed_through('train_a', [1]) == 6
+
+
+def test_a_computing_beacon_says_when_and_changes_nothing_else():
+    clock = {'now': 100.0}
+    watch = PipelineWatch(NODES, clock=lambda: clock['now'])
+    watch.on_status(status('/m/layer_1', stream='train_a', seq=4, error='late'))
+    assert watch.computing_at() is None
+    clock['now'] = 107.0
+    watch.on_status(status('/m/layer_1', state='', computing=True))  # a bare beacon
+    assert watch.computing_at() == 107.0
+    assert watch.completed_through('train_a', [1]) == 4
+    assert watch.errors() == {1: 'late'} and watch.state_of(1) == 'active'
