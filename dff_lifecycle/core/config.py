@@ -71,6 +71,9 @@ class TrainingConfig:
     train_limit: int | None = None   # first N training samples (None: all)
     test_limit: int | None = None
     eval_batch_size: int = 1000      # samples per inference batch
+    # Supervised: training samples the train accuracy is measured on (0: not measured; it
+    # costs one pass per label candidate, as the test set does).
+    train_eval_limit: int = 10_000
     seed: int = 0
     # Supervised only. 'random': a uniformly random wrong label. 'permuted': the batch's labels
     # shuffled, so about 1 in C negatives carries the true label (the mpezeshki reference).
@@ -402,6 +405,7 @@ def _training(read: _Reader, value: Any) -> TrainingConfig:
         train_limit=read.integer(key('train_limit'), merged['train_limit'], 2, allow_none=True),
         test_limit=read.integer(key('test_limit'), merged['test_limit'], 1, allow_none=True),
         eval_batch_size=read.integer(key('eval_batch_size'), merged['eval_batch_size'], 1),
+        train_eval_limit=read.integer(key('train_eval_limit'), merged['train_eval_limit'], 0),
         seed=read.integer(key('seed'), merged['seed'], 0),
         negatives=read.choice(key('negatives'), merged['negatives'], NEGATIVE_KINDS),
         hard_negative_temperature=read.number(key('hard_negative_temperature'),

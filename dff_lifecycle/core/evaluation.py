@@ -17,6 +17,7 @@ train-accuracy sample) is here, once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Callable, Optional, Sequence
 
 from dff_lifecycle.core.batches import inference_inputs
@@ -32,14 +33,18 @@ ActivityFn = Callable[[Tensor], Sequence[Tensor]]  # input batch -> every layer'
 ScoresFn = Callable[[Tensor, str], Tensor]         # (images, split) -> (N, C) label scores
 FeaturesFn = Callable[[Tensor, str], Tensor]       # (images, split) -> (N, F) features
 
-TRAIN_ACCURACY_SAMPLES = 10_000  # train accuracy is measured on at most this many samples
-
 
 @dataclass(frozen=True)
 class Evaluation:
     test_accuracy: float
     train_accuracy: float
     train_accuracy_samples: int
+
+    def train_text(self) -> str:
+        """`train accuracy 0.9123`, or that it was not measured (train_eval_limit: 0)."""
+        if not self.train_accuracy_samples:
+            return 'train accuracy not measured'
+        return f'train accuracy {self.train_accuracy:.4f}'
 
     def to_dict(self) -> dict:
         return {'test_accuracy': self.test_accuracy, 'train_accuracy': self.train_accuracy,
@@ -91,7 +96,8 @@ def evaluate_supervised(activity_fn: ActivityFn, x: Tensor, y: Tensor,
 
 def train_accuracy_count(dataset: Dataset, model_cfg: ModelConfig) -> int:
     """How many training samples the train accuracy is measured on."""
-    return min(len(dataset.x_train[:model_cfg.training.train_limit]), TRAIN_ACCURACY_SAMPLES)
+    training = model_cfg.training
+    return min(len(dataset.x_train[:training.train_limit]), training.train_eval_limit)
 
 
 def evaluate(model_cfg: ModelConfig, dataset: Dataset, *,
@@ -99,7 +105,7 @@ def evaluate(model_cfg: ModelConfig, dataset: Dataset, *,
              features_fn: Optional[FeaturesFn] = None,
              device: torch.device | str = 'cpu') -> Evaluation:
     """
-    Test accuracy, and train accuracy on up to TRAIN_ACCURACY_SAMPLES samples.
+    Test accuracy, and train accuracy on up to `training.train_eval_limit` samples.
 
     Supervised models need `label_scores_fn`; unsupervised ones need `features_fn` and
     a head config (the head trains on `device`, seeded from the config's seed).
@@ -116,8 +122,8 @@ def evaluate(model_cfg: ModelConfig, dataset: Dataset, *,
 
         return Evaluation(
             test_accuracy=accuracy(predicted(x_test, 'test'), y_test),
-            train_accuracy=accuracy(predicted(dataset.x_train[:n_train], 'train'),
-                                    dataset.y_train[:n_train]),
+            train_accuracy=(accuracy(predicted(dataset.x_train[:n_train], 'train'),
+                                     dataset.y_train[:n_train]) if n_train else math.nan),
             train_accuracy_samples=n_train)
     if features_fn is None or model_cfg.head is None:
         raise ValueError(f'{model_cfg.name}: unsupervised evaluation needs features and a '

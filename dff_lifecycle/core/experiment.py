@@ -119,8 +119,8 @@ def run_single_process(model_cfg: ModelConfig, dataset: Dataset, device: torch.d
                           features_fn=features_from_activities(network.activities, model_cfg),
                           device=device)
     eval_seconds = time.perf_counter() - started
-    log(f'{model_cfg.name}: test accuracy {evaluation.test_accuracy:.4f}, train accuracy '
-        f'{evaluation.train_accuracy:.4f} ({evaluation.train_accuracy_samples} samples); '
+    log(f'{model_cfg.name}: test accuracy {evaluation.test_accuracy:.4f}, '
+        f'{evaluation.train_text()} ({evaluation.train_accuracy_samples} samples); '
         f'train {train_seconds:.1f} s, eval {eval_seconds:.1f} s')
 
     metrics = {

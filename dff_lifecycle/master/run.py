@@ -232,7 +232,7 @@ class DeployedRun:
         outcome.test_accuracy = evaluation.test_accuracy
         outcome.metrics.update(evaluation.to_dict(), eval_seconds=time.perf_counter() - started)
         self.log(f'{model.name} (DFF): test accuracy {evaluation.test_accuracy:.4f}, '
-                 f'train accuracy {evaluation.train_accuracy:.4f}')
+                 f'{evaluation.train_text()}')
 
     def _record_recovery(self, plan: DistributionPlan, io: PipelineIO,
                          recovery: Optional[Recovery], metrics: dict

@@ -43,8 +43,7 @@ def dataset(n_train=30, n_test=12) -> Dataset:
     return Dataset('mnist', x[:n_train], y[:n_train], x[n_train:], y[n_train:], (1, 28, 28), 10)
 
 
-def test_supervised_evaluation_asks_for_scores_of_the_test_set_then_a_train_sample(monkeypatch):
-    monkeypatch.setattr(evaluation, 'TRAIN_ACCURACY_SAMPLES', 20)
+def test_supervised_evaluation_asks_for_scores_of_the_test_set_then_a_train_sample():
     data = dataset()
     calls = []
 
@@ -53,7 +52,7 @@ def test_supervised_evaluation_asks_for_scores_of_the_test_set_then_a_train_samp
         labels = data.y_test if split == 'test' else data.y_train[:len(x)]
         return torch.nn.functional.one_hot(labels, 10).float()
 
-    result = evaluate(supervised_model(), data, label_scores_fn=perfect)
+    result = evaluate(supervised_model(train_eval_limit=20), data, label_scores_fn=perfect)
     assert calls == [('test', 12), ('train', 20)]
     assert (result.test_accuracy, result.train_accuracy, result.train_accuracy_samples) == \
         (1.0, 1.0, 20)
@@ -139,3 +138,13 @@ def test_epoch_means_are_per_layer_and_per_epoch_in_the_single_process_record_fo
                            0: [(0, (2.0, 2.0, 2.0))]})
     assert history == [record(0, 'epoch', 1, 2.0, 2.0, 2.0), record(1, 'epoch', 1, 2.0, 3.0, 4.0),
                        record(1, 'epoch', 2, 0.5, 1.0, 1.0)]
+
+
+def test_a_train_eval_limit_of_zero_skips_the_train_pass():
+    calls = []
+    result = evaluate(supervised_model(train_eval_limit=0), dataset(),
+                      label_scores_fn=lambda x, split: calls.append(split) or
+                      torch.zeros(len(x), 10))
+    assert calls == ['test']
+    assert result.train_accuracy_samples == 0 and result.train_text() == \
+        'train accuracy not measured'
