@@ -6,6 +6,8 @@ Training batches travel as one tensor: a layer's positives and negatives stacked
 with its true and its wrong label (`TRAIN_LABELLED`): the layer overlays both
 itself. Inference into that layer sends each image once (`INFER_IMAGES`) and the
 layer expands the label candidates: ten times less traffic than the overlays.
+A class_groups model sends every layer its input with the label as a last column
+(`TRAIN_CLASSED`), and infers on plain inputs (`INFERENCE`).
 Pure torch; the kinds are the `dff_msgs/TensorChunk` constants.
 """
 from __future__ import annotations
@@ -28,9 +30,11 @@ class Kind(IntEnum):
     TRAIN_PAIR = 5      # (2N, ...): positives then negatives
     TRAIN_LABELLED = 6  # (N, D + 2): images, true label, wrong label (first layer overlays)
     INFER_IMAGES = 7    # (N, D): images; the first layer expands every label candidate
+    TRAIN_CLASSED = 8   # (N, D + 1): inputs or activities, then the label (class_groups)
 
 
-TRAINING_KINDS = (Kind.POSITIVE, Kind.NEGATIVE, Kind.TRAIN_PAIR, Kind.TRAIN_LABELLED)
+TRAINING_KINDS = (Kind.POSITIVE, Kind.NEGATIVE, Kind.TRAIN_PAIR, Kind.TRAIN_LABELLED,
+                  Kind.TRAIN_CLASSED)
 INFERENCE_KINDS = (Kind.INFERENCE, Kind.INFER_IMAGES)
 LABEL_COLUMNS = 2
 
@@ -86,3 +90,23 @@ def expand_candidates(x: Tensor, num_classes: int) -> Tensor:
         return candidate_inputs(x.flatten(1), num_classes)
     except ValueError as err:
         raise CodecError(str(err)) from err
+
+
+def pack_classed(x: Tensor, y: Tensor) -> Tensor:
+    """(N, D + 1) float32: the flattened inputs, then the label (exact in float32)."""
+    flat = x.flatten(1).float()
+    if y.shape != (flat.shape[0],):
+        raise CodecError(f'labels must be ({flat.shape[0]},), got {tuple(y.shape)}')
+    return torch.cat([flat, y.to(flat.dtype).unsqueeze(1)], dim=1)
+
+
+def unpack_classed(packed: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Return (inputs (N, D), labels (N,) as int64) of a TRAIN_CLASSED tensor."""
+    if packed.dim() != 2 or packed.shape[1] < 2:
+        raise CodecError(f'a classed batch is (N, D + 1), got {tuple(packed.shape)}')
+    labels = packed[:, -1]
+    if labels.numel() and not bool(torch.all((labels == labels.round()) & (labels >= 0)
+                                             & (labels < num_classes))):
+        raise CodecError(f'labels of a classed batch must be whole numbers in 0..'
+                         f'{num_classes - 1}')
+    return packed[:, :-1], labels.long()

@@ -35,10 +35,12 @@ class TrainBatch:
     y_pos: Optional[Tensor] = None     # supervised: true labels
     y_neg: Optional[Tensor] = None     # supervised: wrong labels
     num_classes: int = 0
+    classed: bool = False              # class_groups: images and true labels, no negatives
 
     @property
     def labelled(self) -> bool:
-        return self.y_pos is not None
+        """Images with a true and a wrong label, overlaid by the first layer (pos_neg)."""
+        return self.y_pos is not None and not self.classed
 
     @cached_property
     def x_pos(self) -> Tensor:
@@ -130,6 +132,9 @@ def make_batch(seq: int, epoch: int, x: Tensor, y: Tensor, dataset: Dataset,
     Supervised negatives carry `wrong` labels when given, else labels drawn as the config's
     `negatives` says: uniformly random wrong ones or the batch's labels permuted.
     """
+    if model_cfg.class_groups:
+        return TrainBatch(seq, epoch, x, y_pos=y, num_classes=model_cfg.num_classes,
+                          classed=True)
     if model_cfg.supervised:
         if wrong is None and model_cfg.training.negatives == 'permuted':
             wrong = permuted_labels(y, generator)
@@ -150,5 +155,5 @@ def make_pair(x: Tensor, y: Tensor, dataset: Dataset, model_cfg: ModelConfig,
 
 
 def inference_inputs(x: Tensor, model_cfg: ModelConfig) -> Tensor:
-    """Return the layers' input at inference: every label candidate (supervised) or the images."""
-    return candidate_inputs(x, model_cfg.num_classes) if model_cfg.supervised else x
+    """Return the layers' input at inference: every label candidate (an overlay model) or the images."""
+    return candidate_inputs(x, model_cfg.num_classes) if model_cfg.overlays_labels else x

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from dff_lifecycle.common.ports import INPUT_PORTS, OUTPUT_PORTS
 from dff_lifecycle.core.ff_layers import LAYER_TYPES
 from dff_lifecycle.core.head import HeadConfig
-from dff_lifecycle.core.hyperparams import FFHyperParams, field_names
+from dff_lifecycle.core.hyperparams import FFHyperParams, field_names, OBJECTIVES
 from dff_lifecycle.core.model_graph import GraphError, group_stages, Stage
 import yaml
 
@@ -146,6 +146,21 @@ class ModelConfig:
             if stage.index == index:
                 return stage
         raise KeyError(f'row {index} is not a trainable layer')
+
+    @property
+    def objective(self) -> str:
+        """What every layer learns: pos_neg or class_groups (one per model; see core.objectives)."""
+        return self.layer_defaults.objective
+
+    @property
+    def class_groups(self) -> bool:
+        """True when the layers learn class groups from labelled batches (no negatives)."""
+        return self.objective == 'class_groups'
+
+    @property
+    def overlays_labels(self) -> bool:
+        """True when labels are written into the input (supervised pos_neg): one pass per label."""
+        return self.supervised and not self.class_groups
 
     @property
     def trainable_layers(self) -> tuple[LayerSpecConfig, ...]:
@@ -337,16 +352,25 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
     supervised = read.boolean('supervised', data['supervised'])
     input_shape, num_classes = _dataset_interface(read, data, dataset)
     training = _training(read, data.get('training') or {})
-    defaults = _hparams(read, 'layer_defaults', FFHyperParams(), data.get('layer_defaults') or {})
+    raw_defaults = read.keys('layer_defaults', data.get('layer_defaults') or {},
+                             known=field_names())
+    objective = _objective(read, raw_defaults, data['layers'], supervised)
+    defaults = _hparams(read, 'layer_defaults', FFHyperParams(),
+                        {**raw_defaults, **_objective_settings(read, raw_defaults, objective,
+                                                               num_classes)})
     layers = _layers(read, data['layers'], layer_types, input_shape, defaults, training.seed)
+    _check_objective(read, layers, defaults, supervised, training, num_classes)
     try:
         stages = group_stages(layers, input_shape)
     except GraphError as err:
         raise read.error(f'layers[{err.row}]', str(err)) from err
     last = len(layers) - 1
     trainable = [row.index for row in layers if row.trainable]
+    # class_groups: the last layer's class logits by default (earlier conv layers classify
+    # from their map's mean goodness, a weaker vote); pos_neg: every layer's goodness.
+    goodness_default = trainable[-1:] if defaults.objective == 'class_groups' else trainable
     goodness_layers = _trainable_list(read, 'goodness_layers',
-                                      data.get('goodness_layers', trainable), last, layers)
+                                      data.get('goodness_layers', goodness_default), last, layers)
     feature_layers = _trainable_list(read, 'feature_layers',
                                      data.get('feature_layers', trainable), last, layers)
     head = _head(read, data.get('head'), supervised)
@@ -359,6 +383,69 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
     return ModelConfig(name, dataset, supervised, num_classes, input_shape, goodness_layers,
                        feature_layers, head, defaults, training, layers, source, stages,
                        dict(layer_types))
+
+
+def _objective(read: _Reader, raw_defaults: Mapping[str, Any], rows: Any,
+               supervised: bool) -> str:
+    """
+    The model's objective: as layer_defaults names it, else the one that learns.
+
+    A supervised model with a conv row gets class_groups: the pos_neg overlay writes the
+    label into the first pixels, which a shared-weight conv sees at a few border positions
+    only, so its candidates are indistinguishable.
+    """
+    if 'objective' in raw_defaults:
+        return read.choice('layer_defaults.objective', raw_defaults['objective'], OBJECTIVES)
+    has_conv = isinstance(rows, list) and any(
+        isinstance(row, list) and len(row) == 3 and row[1] == 'FFConv2d' for row in rows)
+    return 'class_groups' if supervised and has_conv else 'pos_neg'
+
+
+def _objective_settings(read: _Reader, raw_defaults: Mapping[str, Any], objective: str,
+                        num_classes: int) -> dict[str, Any]:
+    """The objective and its group count (one group per class), as layer defaults."""
+    groups = num_classes if objective == 'class_groups' else 0
+    given = raw_defaults.get('groups', groups)
+    if given != groups:
+        raise read.error('layer_defaults.groups', f'is set from the model: {groups} for the '
+                         f'{objective} objective of a {num_classes}-class model; leave it out '
+                         f'(got {given!r})')
+    return {'objective': objective, 'groups': groups}
+
+
+def _check_objective(read: _Reader, layers: Sequence[LayerSpecConfig], defaults: FFHyperParams,
+                     supervised: bool, training: TrainingConfig, num_classes: int) -> None:
+    objective = defaults.objective
+    for row in layers:
+        if not row.trainable:
+            continue
+        key = f'layers[{row.index}]'
+        if (row.hparams.objective, row.hparams.groups) != (objective, defaults.groups):
+            raise read.error(f'{key}.args', f'every layer of a model learns one objective '
+                             f'(layer_defaults.objective: {objective}); set it there, not per '
+                             'layer')
+        if objective == 'class_groups' and row.out_shape[0] % num_classes:
+            what = 'out_channels' if row.module == 'FFConv2d' else 'out_features'
+            raise read.error(f'{key}.args', f'the class_groups objective splits the '
+                             f'{row.out_shape[0]} {what} of this {row.module} into '
+                             f'{num_classes} equal class groups: use a multiple of '
+                             f'{num_classes}')
+        if (objective == 'pos_neg' and supervised and row.module == 'FFConv2d'
+                and -1 in row.sources):
+            raise read.error(key, 'a supervised FFConv2d cannot learn from the label overlay '
+                             '(written into the first pixels, which shared conv weights see '
+                             'at a few border positions only): set layer_defaults.objective: '
+                             'class_groups')
+    if objective != 'class_groups':
+        return
+    if not supervised:
+        raise read.error('layer_defaults.objective', 'class_groups learns from the labels, so '
+                         'it needs supervised: true')
+    if training.mode != 'minibatch':
+        raise read.error('training.mode', 'the class_groups objective trains in minibatch mode')
+    if training.negatives != 'random':
+        raise read.error('training.negatives', 'the class_groups objective uses no negatives; '
+                         'leave training.negatives out')
 
 
 def _trainable_list(read: _Reader, key: str, value: Any, last: int,

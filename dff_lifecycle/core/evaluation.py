@@ -24,6 +24,7 @@ from dff_lifecycle.core.batches import inference_inputs
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.head import head_predict, Standardiser, train_head
+from dff_lifecycle.core.objectives.class_groups import class_scores, group_goodness
 from dff_lifecycle.core.scoring import (accuracy, label_scores, layer_goodness,
                                         normalised_features, predict_labels)
 import torch
@@ -54,16 +55,38 @@ class Evaluation:
 # ------------------------------------------------------------- from a local network
 
 def supervised_scores(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfig) -> Tensor:
-    """(N, C) goodness of each label's overlay, summed over model_cfg.goodness_layers."""
+    """
+    (N, C) class scores from model_cfg.goodness_layers: the goodness of each label's overlay
+    summed over the layers (pos_neg), or the layers' class-group goodness combined by
+    class_scores (class_groups: one pass per image).
+    """
     reductions = [model_cfg.layers[i].hparams.goodness for i in model_cfg.goodness_layers]
     batch_size = model_cfg.training.eval_batch_size
     scores = []
     for start in range(0, len(x), batch_size):
         activities = activity_fn(inference_inputs(x[start:start + batch_size], model_cfg))
         chosen = [activities[i] for i in model_cfg.goodness_layers]
-        scores.append(label_scores(layer_goodness(chosen, reductions),
-                                   model_cfg.num_classes).cpu())
+        if model_cfg.class_groups:
+            goodness = [group_goodness(h, model_cfg.num_classes, reduction)
+                        for h, reduction in zip(chosen, reductions)]
+        else:
+            goodness = layer_goodness(chosen, reductions)
+        scores.append(scores_from_goodness(goodness, model_cfg).cpu())
     return torch.cat(scores)
+
+
+def scores_from_goodness(goodness: Sequence[Tensor], model_cfg: ModelConfig) -> Tensor:
+    """
+    (N, C) class scores from the goodness_layers' goodness, as the layers report it.
+
+    pos_neg: (N*C,) goodness of the label candidates per layer, summed. class_groups:
+    (N, C) group goodness per layer, as logits (times each layer's logit_scale) combined
+    by class_scores.
+    """
+    if model_cfg.class_groups:
+        scales = [model_cfg.layers[i].hparams.logit_scale for i in model_cfg.goodness_layers]
+        return class_scores([g * scale for g, scale in zip(goodness, scales)])
+    return label_scores(list(goodness), model_cfg.num_classes)
 
 
 def head_features(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfig) -> Tensor:

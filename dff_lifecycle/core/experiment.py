@@ -45,7 +45,9 @@ def _train_minibatches(network: FFNetwork, batches: Iterable[TrainBatch], model_
             close_epoch()
             sums.zero_()
             count, epoch = 0, batch.epoch
-        results: list[StepResult] = network.train_batch(batch.x_pos, batch.x_neg)
+        results: list[StepResult] = (network.train_batch_classes(batch.images, batch.y_pos)
+                                     if batch.classed
+                                     else network.train_batch(batch.x_pos, batch.x_neg))
         sums += torch.tensor([[r.loss, r.goodness_pos, r.goodness_neg] for r in results],
                              dtype=torch.float64)
         count += 1

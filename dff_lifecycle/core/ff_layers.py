@@ -76,15 +76,20 @@ class FFDense(nn.Module):
 
 class FFConv2d(nn.Module):
     """
-    Convolutional FF layer: channel-wise normalisation, Conv2d, ReLU.
+    Convolutional FF layer: input normalisation, Conv2d, ReLU.
 
-    The input is scaled at every spatial position to unit root-mean-square over its
-    channels, so the previous layer's goodness at that position (the mean of its squared
-    activities) cannot pass on and only the direction of the channel vector counts: the
-    convolutional form of FFDense's length normalisation (Hinton 2022, section 5 on local
-    receptive fields; per-position normalisation as in the channel-wise FF methods).
+    `input_norm` 'position' (the default) scales the input at every spatial position to
+    unit root-mean-square over its channels, so the previous layer's goodness at that
+    position (the mean of its squared activities) cannot pass on and only the direction of
+    the channel vector counts: the convolutional form of FFDense's length normalisation
+    (Hinton 2022, section 5; per-position normalisation as in the channel-wise FF methods).
+    'sample' scales the whole input of a sample to unit RMS instead: it hides the total
+    goodness but keeps intensities and where activity is (a 1- or 3-channel image keeps its
+    picture, which per-position normalisation reduces to signs or hues).
     A flat input (a supervised first layer's overlaid images) is viewed as `in_shape`.
     """
+
+    INPUT_NORMS = ('position', 'sample')
 
     def __init__(self, in_shape: Sequence[int], out_channels: int, kernel_size: int,
                  stride: int = 1, padding: int = 0,
@@ -95,6 +100,7 @@ class FFConv2d(nn.Module):
             raise ValueError(f'FFConv2d needs a (C, H, W) input and out_channels >= 1, '
                              f'got in_shape={list(in_shape)}, out_channels={out_channels}')
         self.stride, self.padding = stride, padding
+        self.input_norm = 'position'  # set from the layer's hyperparameters (LocalTrainer)
         in_channels = self.in_shape[0]
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size,
                                                kernel_size))
@@ -109,9 +115,12 @@ class FFConv2d(nn.Module):
         return self.forward_prepared(self.prepare_input(x))
 
     def prepare_input(self, x: Tensor) -> Tensor:
-        """View as (N, C, H, W) and normalise each position's channel vector to unit RMS."""
+        """View as (N, C, H, W) and normalise to unit RMS: per position, or per sample."""
         x = x.reshape(x.shape[0], *self.in_shape)
-        rms = x.square().mean(dim=1, keepdim=True).sqrt_()
+        if self.input_norm == 'sample':
+            rms = x.flatten(1).square().mean(dim=1).sqrt_().view(-1, 1, 1, 1)
+        else:
+            rms = x.square().mean(dim=1, keepdim=True).sqrt_()
         return x / (rms + _NORM_EPS)
 
     def forward_prepared(self, x: Tensor) -> Tensor:
@@ -120,7 +129,7 @@ class FFConv2d(nn.Module):
     def extra_repr(self) -> str:
         c_out, _, k, _ = self.weight.shape
         return (f'in_shape={list(self.in_shape)}, out_channels={c_out}, kernel_size={k}, '
-                f'stride={self.stride}, padding={self.padding}')
+                f'stride={self.stride}, padding={self.padding}, input_norm={self.input_norm}')
 
 
 class Concat(nn.Module):

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 import math
 from typing import Any, Mapping, Sequence
 
-# The registries that implement these choices (core.losses, core.ff_layers) are checked
+# The registries that implement these choices (core.objectives, core.ff_layers) are checked
 # against these names by the unit tests.
 GOODNESS_REDUCTIONS = ('mean', 'sum')
 GOODNESS_SCOPES = ('map', 'position')
 LOSS_NAMES = ('softplus', 'symba')
+OBJECTIVES = ('pos_neg', 'class_groups')
+INPUT_NORMS = ('auto', 'position', 'sample')
 OPTIMIZER_NAMES = ('adam', 'sgd')
 
 
@@ -34,7 +36,19 @@ class FFHyperParams:
     goodness_scope: str = _hp('map', 'Conv layers: map (one goodness per sample, over the '
                               'whole map) | position (one per spatial position, over the '
                               'channels; the loss averages them). Dense layers: ignored.')
-    loss: str = _hp('softplus', 'Local loss: softplus | symba.')
+    objective: str = _hp('pos_neg', 'What the layer learns: pos_neg (goodness high for '
+                         'positive, low for negative data; core.objectives.pos_neg) | '
+                         'class_groups (one channel group per class, cross-entropy over '
+                         'the groups\' goodness; no negatives; core.objectives.class_groups).')
+    groups: int = _hp(0, 'class_groups: how many channel groups (the model\'s num_classes, '
+                      'set by the config); 0 otherwise.', 0)
+    input_norm: str = _hp('auto', 'FFConv2d input normalisation: position (each position\'s '
+                          'channel vector to unit RMS) | sample (the whole input to unit '
+                          'RMS: keeps intensities and the spatial pattern) | auto (sample '
+                          'under class_groups, else position).')
+    logit_scale: float = _hp(8.0, 'class_groups: the class logits are the groups\' goodness '
+                             'times this.', 0.0)
+    loss: str = _hp('softplus', 'pos_neg: the local loss, softplus | symba.')
     symba_alpha: float = _hp(4.0, 'Scale of the SymBa loss.', 0.0)
     optimizer: str = _hp('adam', 'Optimiser of this layer: adam | sgd.')
     weight_decay: float = _hp(0.0, 'Weight decay of the optimiser.', 0.0)
@@ -44,12 +58,24 @@ class FFHyperParams:
         _require_number('threshold', self.threshold, minimum=0.0, exclusive=True)
         _require_number('lr', self.lr, minimum=0.0, exclusive=True)
         _require_number('symba_alpha', self.symba_alpha, minimum=0.0, exclusive=True)
+        _require_number('logit_scale', self.logit_scale, minimum=0.0, exclusive=True)
         _require_number('weight_decay', self.weight_decay, minimum=0.0, exclusive=False)
         _require_choice('goodness', self.goodness, GOODNESS_REDUCTIONS)
         _require_choice('goodness_scope', self.goodness_scope, GOODNESS_SCOPES)
         _require_choice('loss', self.loss, LOSS_NAMES)
+        _require_choice('objective', self.objective, OBJECTIVES)
+        _require_choice('input_norm', self.input_norm, INPUT_NORMS)
+        if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 0:
+            raise ValueError(f'groups must be a whole number >= 0, got {self.groups!r}')
         _require_choice('optimizer', self.optimizer, OPTIMIZER_NAMES)
         return self
+
+    @property
+    def conv_input_norm(self) -> str:
+        """The FFConv2d input normalisation in effect ('auto' resolved)."""
+        if self.input_norm != 'auto':
+            return self.input_norm
+        return 'sample' if self.objective == 'class_groups' else 'position'
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> 'FFHyperParams':
         """Copy with some fields replaced (per-layer `{lr: 0.01}`); unknown keys raise."""

@@ -2,8 +2,8 @@
 What one pipeline stage does with each tensor it receives: pure torch, no ROS.
 
 A stage owns a `LocalTrainer`. Training batches (as halves, pairs or labelled
-images) train it exactly once per (stream, batch) and pass the activities on as
-one pair; inference batches pass activities on and report goodness or features.
+images; classed batches for the class_groups objective) train it exactly once per
+(stream, batch) and pass the activities on as one pair (or classed batch); inference batches pass activities on and report goodness or features.
 A repeat of a trained batch (a resend after a pause, a stall or a recovery) is
 forwarded again without a second update, and with the very activities sent the
 first time while they are in the bounded resend cache: a layer restored from a
@@ -20,8 +20,9 @@ import time
 from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 from dff_lifecycle.common.duty_cycle import DutyCycle
-from dff_lifecycle.core.batch_codec import (CodecError, expand_candidates, Kind, pack_pair,
-                                            unpack_labelled, unpack_pair)
+from dff_lifecycle.core.batch_codec import (CodecError, expand_candidates, Kind, pack_classed,
+                                            pack_pair, unpack_classed, unpack_labelled,
+                                            unpack_pair)
 from dff_lifecycle.core.local_trainer import LocalTrainer
 from dff_lifecycle.core.scoring import normalised_features
 from dff_lifecycle.core.stage_ops import StageOps
@@ -117,6 +118,8 @@ class LayerStage:
                 return self._train(stream, seq, *unpack_pair(self._checked(tensor)))
             if kind == Kind.TRAIN_LABELLED:
                 return self._train(stream, seq, *self._overlaid(tensor))
+            if kind == Kind.TRAIN_CLASSED:
+                return self._train_classed(stream, seq, tensor)
             if kind == Kind.INFERENCE:
                 return self._infer(self._checked(tensor))
             if kind == Kind.INFER_IMAGES:
@@ -153,9 +156,13 @@ class LayerStage:
     # ------------------------------------------------------------------ inputs
     def _join(self, stream: str, seq: int, kind: Kind, tensor: Tensor,
               position: int) -> Optional[Tensor]:
-        if kind not in (Kind.TRAIN_PAIR, Kind.INFERENCE):
+        if kind not in (Kind.TRAIN_PAIR, Kind.TRAIN_CLASSED, Kind.INFERENCE):
             raise InputRejected(f'a stage joining {self.ops.inputs} inputs takes activity '
-                                f'pairs and inference activities, not {kind.name} tensors')
+                                f'pairs, classed activities and inference activities, not '
+                                f'{kind.name} tensors')
+        labels = None
+        if kind == Kind.TRAIN_CLASSED:  # join the activities; the label column goes on once
+            tensor, labels = self._classed(tensor)
         if not 0 <= position < self.ops.inputs:
             raise InputRejected(f'input {position} of a stage with {self.ops.inputs} inputs')
         shape = self.ops.input_shapes[position]
@@ -165,17 +172,25 @@ class LayerStage:
                                 f'{list(shape)}')
         key = (stream, seq, int(kind))
         parts = self._joining.setdefault(key, {})
-        parts[position] = tensor
+        parts[position] = tensor if labels is None else (tensor, labels)
         while len(self._joining) > MAX_PENDING_HALVES:
             dropped, _ = self._joining.popitem(last=False)
             self.warn(f'dropping a partly joined batch {dropped}')
         if len(parts) < self.ops.inputs:
             return None
         del self._joining[key]
-        rows = {part.shape[0] for part in parts.values()}
+        ordered = [parts[i] for i in range(self.ops.inputs)]
+        if kind == Kind.TRAIN_CLASSED:
+            first = ordered[0][1]
+            if any(part[1].shape != first.shape or not torch.equal(part[1], first)
+                   for part in ordered[1:]):
+                raise InputRejected(f'joined inputs of {stream}#{seq} carry different labels')
+            joined = self.ops.join([part[0] for part in ordered])
+            return pack_classed(joined, first)
+        rows = {part.shape[0] for part in ordered}
         if len(rows) != 1:
             raise InputRejected(f'joined inputs of {stream}#{seq} differ in rows: {sorted(rows)}')
-        return self.ops.join([parts[i] for i in range(self.ops.inputs)])
+        return self.ops.join(ordered)
 
     def _checked(self, tensor: Tensor) -> Tensor:
         features = int(tensor[0].numel()) if tensor.dim() >= 1 and tensor.shape[0] else 0
@@ -183,6 +198,13 @@ class LayerStage:
             raise InputRejected(f'shape {tuple(tensor.shape)} does not fit in_features='
                                 f'{self.settings.in_features}')
         return tensor
+
+    def _classed(self, tensor: Tensor) -> tuple[Tensor, Tensor]:
+        groups = self.trainer.class_groups
+        if not groups:
+            raise InputRejected('classed batches go to layers with the class_groups objective '
+                                f'only; this one learns with {self.trainer.hparams.objective}')
+        return unpack_classed(tensor, groups)
 
     def _needs_overlay(self, what: str) -> int:
         classes = self.settings.overlay_classes
@@ -237,6 +259,25 @@ class LayerStage:
             self._cache(key, pair)
             return [Output('train', Kind.TRAIN_PAIR, pair)]
         return [Output('train', Kind.TRAIN_PAIR, pack_pair(h_pos, h_neg))]
+
+    def _train_classed(self, stream: str, seq: int, tensor: Tensor) -> list[Output]:
+        x, y = self._classed(tensor)
+        x = self._checked(x)
+        key = (stream, seq)
+        if key in self._trained_set:
+            sent = self._sent.get(key)
+            if sent is None:
+                sent = pack_classed(self.ops.post(self.trainer.infer(x)), y)
+            return [Output('train', Kind.TRAIN_CLASSED, sent)]
+        result = self.trainer.step_classes(x, y, steps=self.settings.steps_per_batch)
+        self._remember(key)
+        self.scalars.loss = result.loss
+        self.scalars.goodness_positive = result.goodness_pos
+        self.scalars.goodness_negative = result.goodness_neg
+        self._maybe_checkpoint()
+        packed = pack_classed(self.ops.post(result.h_pos), y)
+        self._cache(key, packed)
+        return [Output('train', Kind.TRAIN_CLASSED, packed)]
 
     def _cache(self, key: tuple[str, int], pair: Tensor) -> None:
         limit = self.settings.resend_cache_bytes

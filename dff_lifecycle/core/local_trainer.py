@@ -5,7 +5,11 @@ from typing import Any, Iterable, Mapping, Union
 from dff_lifecycle.core.ff_layers import OPTIMIZERS
 from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.losses import ff_loss, goodness, position_goodness
+from dff_lifecycle.core.objectives.goodness import goodness, position_goodness
+from dff_lifecycle.core.objectives.class_groups import (check_groups, class_group_loss,
+                                                         group_goodness,
+                                                         true_and_other_goodness)
+from dff_lifecycle.core.objectives.pos_neg import ff_loss
 import torch
 from torch import nn, Tensor
 
@@ -29,17 +33,72 @@ def make_optimizer(params: Iterable[nn.Parameter],
 
 
 class LocalTrainer:
-    """Trains one layer on (positive, negative) batches with no gradient leaving the layer."""
+    """
+    Trains one layer with its own objective, no gradient leaving the layer.
+
+    pos_neg layers train on (positive, negative) batches (`step`); class_groups layers on
+    images with their labels (`step_classes`).
+    """
 
     def __init__(self, layer: nn.Module, hparams: FFHyperParams,
                  device: Union[str, torch.device] = 'cpu') -> None:
         self.hparams = hparams.validate()
+        if self.class_groups:  # out_features of a dense layer, out_channels of a conv
+            check_groups(int(layer.weight.shape[0]), self.class_groups)
+        if hasattr(layer, 'input_norm'):
+            layer.input_norm = self.hparams.conv_input_norm
         self.device = torch.device(device)
         # Move before building the optimizer so its state lives beside the parameters.
         self.layer = layer.to(self.device)
         self.optimizer = make_optimizer(self.layer.parameters(), hparams)
         self.batches_seen = 0
         self.steps_seen = 0
+
+    @property
+    def class_groups(self) -> int:
+        """How many class groups this layer's channels form (0: the pos_neg objective)."""
+        return self.hparams.groups if self.hparams.objective == 'class_groups' else 0
+
+    def step_classes(self, x: Tensor, y: Tensor, steps: int = 1) -> StepResult:
+        """
+        Run `steps` steps of the class-group objective on one labelled batch.
+
+        The result's goodness_pos is the mean goodness of each sample's true group and
+        goodness_neg that of its other groups; h_pos holds the activities (of the last
+        step's forward, as in `step`) and h_neg is empty.
+        """
+        groups = self.class_groups
+        if not groups:
+            raise ValueError('step_classes needs a layer with the class_groups objective')
+        if steps < 1:
+            raise ValueError(f'steps must be >= 1, got {steps}')
+        if y.shape != (x.shape[0],):
+            raise ValueError(f'labels must be ({x.shape[0]},), got {tuple(y.shape)}')
+        x, y = x.to(self.device), y.to(self.device).long()
+        if bool(((y < 0) | (y >= groups)).any()):
+            raise ValueError(f'labels must be in 0..{groups - 1}')
+        self.layer.train()
+        forward = self.layer
+        if steps > 1 and hasattr(self.layer, 'prepare_input'):
+            x = self.layer.prepare_input(x)
+            forward = self.layer.forward_prepared
+        for _ in range(steps):
+            h = forward(x)
+            g = group_goodness(h, groups, self.hparams.goodness)
+            loss = class_group_loss(g * self.hparams.logit_scale, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        if steps > 1:
+            with torch.no_grad():
+                h = forward(x)
+        true, others = true_and_other_goodness(g.detach(), y)
+        self.batches_seen += 1
+        self.steps_seen += steps
+        scalars = torch.stack([loss.detach(), true.mean(), others.mean()]).cpu()
+        return StepResult(loss=float(scalars[0]), goodness_pos=float(scalars[1]),
+                          goodness_neg=float(scalars[2]), h_pos=h.detach(),
+                          h_neg=h.new_empty((0, *h.shape[1:])))
 
     def step(self, x_pos: Tensor, x_neg: Tensor, steps: int = 1) -> StepResult:
         """
@@ -53,6 +112,9 @@ class LocalTrainer:
         """
         if steps < 1:
             raise ValueError(f'steps must be >= 1, got {steps}')
+        if self.class_groups:
+            raise ValueError('a class_groups layer trains on labelled batches (step_classes), '
+                             'not on positives and negatives')
         if x_pos.shape[1:] != x_neg.shape[1:]:
             raise ValueError('positive and negative samples differ in shape: '
                              f'{tuple(x_pos.shape)} vs {tuple(x_neg.shape)}')
@@ -109,7 +171,12 @@ class LocalTrainer:
         return self.layer(x.to(self.device))
 
     def goodness_of(self, h: Tensor) -> Tensor:
-        """Per-sample goodness with this layer's reduction (mean or sum)."""
+        """
+        Per-sample goodness with this layer's reduction (mean or sum): (B,), or (B, groups)
+        for a class_groups layer (each group's goodness: the layer's class logits).
+        """
+        if self.class_groups:
+            return group_goodness(h, self.class_groups, self.hparams.goodness)
         return goodness(h, self.hparams.goodness)
 
     def training_goodness(self, h: Tensor) -> Tensor:

@@ -88,7 +88,7 @@ def model_bytes(model_cfg) -> int:
     training = model_cfg.training
     batch = (training.batch_size if training.mode == 'minibatch'
              else training.train_limit or 60_000)
-    rows = training.eval_batch_size * (model_cfg.num_classes if model_cfg.supervised else 1)
+    rows = training.eval_batch_size * (model_cfg.num_classes if model_cfg.overlays_labels else 1)
     layers = [r for r in model_cfg.layers if r.trainable]
     state = sum(state_bytes(r.in_features, r.out_features, r.hparams.optimizer,
                             parameter_count(r)) for r in layers)

@@ -11,7 +11,9 @@ twice for them:
   what travels. A post-op chain is linear: each row reads the row before it, and only
   the end of a chain may be read by other rows;
 - a Concat joins the outputs of several stages and is fused into the stage that reads
-  it: that stage gets one input per joined source.
+  it: that stage gets one input per joined source. Parameter-free rows after a Concat
+  (a Flatten, a pool) run fused too, in the reader's stage, between the join and its
+  layer (its pre-ops): Concat -> Flatten -> FFDense is one stage.
 
 Pure Python; `rows` are config.LayerSpecConfig (anything with the fields used here).
 """
@@ -60,6 +62,7 @@ class Stage:
     input_shapes: tuple[tuple[int, ...], ...]
     raw_shape: tuple[int, ...]
     post_ops: tuple[PostOp, ...]
+    pre_ops: tuple[PostOp, ...] = ()  # run on the joined inputs, before the layer
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -75,6 +78,7 @@ def group_stages(rows: Sequence[Any], input_shape: tuple[int, ...]) -> tuple[Sta
     owner: dict[int, int] = {}        # row -> the stage (trainable row index) it belongs to
     chain_end: dict[int, int] = {}    # stage -> the row its chain ends at so far
     concat_of: dict[int, Any] = {}    # Concat row -> the row
+    pre_chain: dict[int, tuple[int, tuple[PostOp, ...]]] = {}  # row after a Concat -> both
     readers: dict[int, list[int]] = {}
     for row in rows:
         for source in row.sources:
@@ -84,24 +88,25 @@ def group_stages(rows: Sequence[Any], input_shape: tuple[int, ...]) -> tuple[Sta
         kind = LAYER_TYPES[row.module]
         if kind.trainable:
             stages[row.index] = _trainable_stage(row, rows, owner, chain_end, concat_of,
-                                                 input_shape)
+                                                 pre_chain, input_shape)
             owner[row.index] = chain_end[row.index] = row.index
         elif row.module == 'Concat':
             for source in row.sources:
                 _require_stage_output(row, source, owner, chain_end, rows)
             concat_of[row.index] = row
+        elif row.sources[0] in concat_of or row.sources[0] in pre_chain:
+            source = row.sources[0]
+            concat, ops = pre_chain.get(source, (source, ()))
+            pre_chain[row.index] = (concat, (*ops, PostOp(row.index, row.module,
+                                                          tuple(row.args),
+                                                          tuple(row.out_shape))))
         else:
             _attach_post_op(row, rows, owner, chain_end, stages)
-    for index in concat_of:
-        consumers = readers.get(index, [])
-        if not consumers:
-            raise GraphError(index, 'nothing reads this Concat: it is fused into the trainable '
-                             'layers that read it')
-        for consumer in consumers:
-            if not LAYER_TYPES[rows[consumer].module].trainable:
-                raise GraphError(consumer, f'{rows[consumer].module} reads the Concat of row '
-                                 f'{index}; a Concat is fused into the trainable layers that '
-                                 'read it, so only FFDense or FFConv2d rows may')
+    for index in (*concat_of, *pre_chain):
+        if not readers.get(index):  # a chain's readers are trainable rows or chain rows
+            what = 'Concat' if index in concat_of else rows[index].module
+            raise GraphError(index, f'nothing reads this {what}: it is fused into the '
+                             'trainable layers that read it')
     for stage_index, body in stages.items():
         ends = chain_end[stage_index]
         for row_index, found in owner.items():
@@ -117,11 +122,15 @@ def group_stages(rows: Sequence[Any], input_shape: tuple[int, ...]) -> tuple[Sta
 
 def _trainable_stage(row: Any, rows: Sequence[Any], owner: Mapping[int, int],
                      chain_end: Mapping[int, int], concat_of: Mapping[int, Any],
+                     pre_chain: Mapping[int, tuple[int, tuple[PostOp, ...]]],
                      input_shape: tuple[int, ...]) -> dict:
     if len(row.sources) != 1:
         raise GraphError(row.index, f'{row.module} reads one row; join several with a Concat '
                          'row and read that')
     source = row.sources[0]
+    pre_ops: tuple[PostOp, ...] = ()
+    if source in pre_chain:
+        source, pre_ops = pre_chain[source]
     if source in concat_of:
         concat = concat_of[source]
         inputs = tuple(owner.get(s, MODEL_INPUT) if s >= 0 else MODEL_INPUT
@@ -136,16 +145,12 @@ def _trainable_stage(row: Any, rows: Sequence[Any], owner: Mapping[int, int],
         dim = 1
     return {'index': row.index, 'inputs': inputs, 'concat_dim': dim,
             'in_shape': tuple(row.in_shape), 'input_shapes': shapes,
-            'raw_shape': tuple(row.out_shape), 'post_ops': []}
+            'raw_shape': tuple(row.out_shape), 'post_ops': [], 'pre_ops': pre_ops}
 
 
 def _attach_post_op(row: Any, rows: Sequence[Any], owner: dict, chain_end: dict,
                     stages: Mapping[int, dict]) -> None:
     source = row.sources[0]
-    if source != MODEL_INPUT and rows[source].module == 'Concat':
-        raise GraphError(row.index, f'{row.module} reads the Concat of row {source}; a Concat '
-                         'is fused into the trainable layers that read it, so only FFDense or '
-                         'FFConv2d rows may')
     if source == MODEL_INPUT or source not in owner:
         what = ('the model input' if source == MODEL_INPUT
                 else f'row {source} ({rows[source].module})')

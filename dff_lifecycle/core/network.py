@@ -99,6 +99,18 @@ class FFNetwork(nn.Module):
         result = self.trainers[position].step(ops.join(inputs_pos), ops.join(inputs_neg), steps)
         return result, ops.post(result.h_pos), ops.post(result.h_neg)
 
+    def train_batch_classes(self, x: Tensor, y: Tensor, steps: int = 1) -> list[StepResult]:
+        """Train every class_groups stage in order on one labelled batch."""
+        results: list[StepResult] = []
+        outputs: dict[int, Tensor] = {}
+        for position, stage in enumerate(self.stages):
+            ops = self.ops[position]
+            joined = ops.join(self.stage_inputs(position, outputs, x))
+            result = self.trainers[position].step_classes(joined, y, steps)
+            outputs[stage.index] = ops.post(result.h_pos)
+            results.append(result)
+        return results
+
     def train_batch(self, x_pos: Tensor, x_neg: Tensor, steps: int = 1) -> list[StepResult]:
         """Train every stage in order on one batch; returns one StepResult per stage."""
         results: list[StepResult] = []

@@ -1,7 +1,7 @@
 """Turning layer activities into predictions: label goodness scores and head features."""
 from typing import Sequence
 
-from dff_lifecycle.core.losses import goodness
+from dff_lifecycle.core.objectives.goodness import goodness
 import torch
 from torch import Tensor
 import torch.nn.functional as F

@@ -14,7 +14,7 @@ from typing import Callable
 
 from dff_lifecycle.core.batch_codec import Kind
 from dff_lifecycle.core.config import ModelConfig
-from dff_lifecycle.core.scoring import label_scores
+from dff_lifecycle.core.evaluation import scores_from_goodness
 from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.plan import DistributionPlan
 from dff_lifecycle.master.streaming import Streamer
@@ -53,9 +53,9 @@ class DistributedInference:
         collected: dict[int, dict[int, np.ndarray]] = {}
 
         def send(batch: InferenceBatch) -> None:
-            # Supervised: each image once; the first layer tries every label on it.
+            # Each image once; an overlay model's first layer tries every label on it.
             images = x[batch.start:batch.start + size]
-            kind = Kind.INFER_IMAGES if model.supervised else Kind.INFERENCE
+            kind = Kind.INFER_IMAGES if model.overlays_labels else Kind.INFERENCE
             self.io.send('infer', to_numpy(images.float()), stream=stream, batch_seq=batch.seq,
                          kind=kind)
 
@@ -75,10 +75,10 @@ class DistributedInference:
                 for i in self.reporting}
 
     def label_scores(self, x: torch.Tensor, tag: str) -> torch.Tensor:
-        """(N, C) goodness of every label's overlay, summed over the goodness layers."""
+        """(N, C) class scores from the goodness layers (core.evaluation.scores_from_goodness)."""
         goodness = self.infer(x, tag)
-        return label_scores([goodness[i] for i in self.model.goodness_layers],
-                            self.model.num_classes)
+        return scores_from_goodness([goodness[i] for i in self.model.goodness_layers],
+                                    self.model)
 
     def features(self, x: torch.Tensor, tag: str) -> torch.Tensor:
         """(N, F) normalised activities of the feature layers, concatenated."""

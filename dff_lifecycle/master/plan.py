@@ -83,6 +83,7 @@ class LayerPlacement:
     post_ops: tuple[str, ...] = ()   # fused rows after the layer, e.g. 'MaxPool2d'
     in_shape: tuple[int, ...] = ()
     out_shape: tuple[int, ...] = ()  # what the node sends on (after its post-ops)
+    pre_ops: tuple[str, ...] = ()    # fused rows between its Concat and the layer, e.g. 'Flatten'
 
     @property
     def full_name(self) -> str:
@@ -92,7 +93,7 @@ class LayerPlacement:
         """Name the row type with what runs fused in its node: `FFConv2d+MaxPool2d`."""
         sources = sum(1 for b in self.topics.inputs if b.port == 'train')
         joined = 'Concat+' if sources > 1 else ''
-        return joined + '+'.join((self.layer.module, *self.post_ops))
+        return joined + '+'.join((*self.pre_ops, self.layer.module, *self.post_ops))
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,8 @@ def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contig
                 raise ConfigError(PARAMETERS, key, str(err)) from err
         placements.append(LayerPlacement(
             row, server, f'/{name}', node, topics, params,
-            tuple(op.module for op in stage.post_ops), stage.in_shape, stage.out_shape))
+            tuple(op.module for op in stage.post_ops), stage.in_shape, stage.out_shape,
+            tuple(op.module for op in stage.pre_ops)))
     return DistributionPlan(name, tuple(placements))
 
 
@@ -294,13 +296,14 @@ def layer_parameters(model: ModelConfig, row: LayerSpecConfig,
         'input_shapes': [encode_shape(shape) for shape in stage.input_shapes],
         'concat_dim': stage.concat_dim,
         'post_ops': [post_op_entry(op.module, op.args) for op in stage.post_ops] or [''],
+        'pre_ops': [post_op_entry(op.module, op.args) for op in stage.pre_ops] or [''],
         'seed': row.seed,
         **row.hparams.to_dict(),
         'steps_per_batch': steps,
         **batch_rows(model),
         # Fed by the master: it sends each image once and the layer overlays the labels.
         'overlay_classes': (model.num_classes
-                            if model.supervised and stage.inputs == (MODEL_INPUT,) else 0),
+                            if model.overlays_labels and stage.inputs == (MODEL_INPUT,) else 0),
         'report_goodness': model.supervised and row.index in model.goodness_layers,
         'report_features': (not model.supervised) and row.index in model.feature_layers,
         'inputs': [b.encode() for b in topics.inputs] or [''],
@@ -319,7 +322,7 @@ def batch_rows(model: ModelConfig) -> dict[str, int]:
     """Return the largest batches a layer of `model` sees, for its memory check."""
     t = model.training
     train = 2 * (t.batch_size if t.mode == 'minibatch' else (t.train_limit or 60_000))
-    infer = t.eval_batch_size * (model.num_classes if model.supervised else 1)
+    infer = t.eval_batch_size * (model.num_classes if model.overlays_labels else 1)
     return {'train_rows': train, 'infer_rows': infer}
 
 

@@ -106,7 +106,8 @@ class DeployedRun:
         stall = s['batch_timeout_s'] * (max(1, t.steps_per_layer // 10) if full_batch else 1)
         # Completed batches kept for replay: as many as replay_mib holds (one wire tensor each).
         features = model.layers[0].in_features
-        row = features + 2 if model.supervised else 2 * features
+        row = (features + 1 if model.class_groups else features + 2 if model.supervised
+               else 2 * features)
         batch_bytes = 4 * row * (t.batch_size if not full_batch else (t.train_limit or 60_000))
         replay = int(s['replay_mib'] * 2**20 // batch_bytes) if recovery is not None else 0
         settings = StreamSettings(window=1 if full_batch else s['window'], stall_limit_s=stall,

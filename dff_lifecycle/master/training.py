@@ -17,7 +17,7 @@ import itertools
 import math
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
-from dff_lifecycle.core.batch_codec import Kind, pack_labelled, pack_pair
+from dff_lifecycle.core.batch_codec import Kind, pack_classed, pack_labelled, pack_pair
 from dff_lifecycle.core.batches import count_batches, TrainBatch, training_epochs
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
@@ -51,6 +51,8 @@ class TrainingResult:
 
 def wire_batch(batch: TrainBatch) -> tuple[int, torch.Tensor]:
     """(kind, tensor) of a batch as the first layer takes it."""
+    if batch.classed:
+        return Kind.TRAIN_CLASSED, pack_classed(batch.images, batch.y_pos)
     if batch.labelled:
         return Kind.TRAIN_LABELLED, pack_labelled(batch.images, batch.y_pos, batch.y_neg)
     return Kind.TRAIN_PAIR, pack_pair(batch.images, batch.hybrids)

@@ -33,6 +33,8 @@ LAYER_PARAMETERS = {
                                 '(1: channels).', 1),
     'post_ops': Param(list, [''], 'Parameter-free rows run on the output, in order, each '
                                   '"<Type> <args...>", e.g. "MaxPool2d 2 0".'),
+    'pre_ops': Param(list, [''], 'Parameter-free rows run on the joined inputs before the '
+                                 'layer (a Flatten after a Concat), like post_ops.'),
     'seed': Param(int, 0, 'Seed of the weight initialisation.', 0),
     **HYPERPARAMETERS,
     'steps_per_batch': Param(int, 1, 'Optimisation steps per received batch '

@@ -1,5 +1,5 @@
 """
-A layer node's stage, read from its parameters: ports, shapes and fused post-ops.
+A layer node's stage, read from its parameters: ports, shapes and fused pre- and post-ops.
 
 The master's plan writes these parameters (master/plan.py); this checks them and
 turns them into what the node builds. No ROS imports, so it is tested alone.
@@ -7,12 +7,15 @@ turns them into what the node builds. No ROS imports, so it is tested alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Any, Mapping
 
 from dff_lifecycle.common.ports import (decode_bindings, decode_shape, PortBinding,
                                         positions)
 from dff_lifecycle.core.ff_layers import build_row, get_layer_type
-from dff_lifecycle.core.stage_ops import StageOps
+from dff_lifecycle.core.stage_ops import chain_modules, joined_shape, StageOps
+
+OpEntry = tuple[str, tuple[int, ...], tuple[int, ...]]  # type, args, in shape
 
 
 @dataclass(frozen=True)
@@ -21,11 +24,12 @@ class StageWiring:
     layer_args: tuple[int, ...]
     input_shapes: tuple[tuple[int, ...], ...]
     concat_dim: int
-    post_ops: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # type, args, in shape
+    post_ops: tuple[OpEntry, ...]
     inputs: tuple[PortBinding, ...]
     outputs: tuple[PortBinding, ...]
     positions: tuple[int, ...]      # join position of each input binding
     parameter_count: int
+    pre_ops: tuple[OpEntry, ...] = ()  # after the join, before the layer
 
     @classmethod
     def from_parameters(cls, s: Mapping[str, Any]) -> 'StageWiring':
@@ -41,22 +45,12 @@ class StageWiring:
         out_shape = kind.out_shape([in_shape], list(args))
         shapes = tuple(decode_shape(text, 'input_shapes') for text in s['input_shapes']
                        if text.strip()) or (in_shape,)
-        post_ops, shape = [], out_shape
-        for entry in s['post_ops']:
-            if not entry.strip():
-                continue
-            name, *values = entry.split()
-            try:
-                op_args = tuple(int(v) for v in values)
-            except ValueError:
-                raise ValueError(f'post_ops entry {entry!r}: expected "<Type> <int args...>"') \
-                    from None
-            op = get_layer_type(name)
-            if op.trainable or op.max_inputs > 1:
-                raise ValueError(f'post_ops entry {entry!r}: only pools and Flatten run after '
-                                 'a layer')
-            post_ops.append((name, op_args, shape))
-            shape = op.out_shape([shape], list(op_args))
+        post_ops, _ = _op_chain(s['post_ops'], 'post_ops', out_shape)
+        pre_ops, pre_shape = _op_chain(s.get('pre_ops', ['']), 'pre_ops',
+                                       joined_shape(shapes, s['concat_dim']))
+        if pre_ops and math.prod(pre_shape) != math.prod(in_shape):
+            raise ValueError(f'pre_ops turn the joined inputs into {list(pre_shape)}, which '
+                             f'does not fit in_shape {list(in_shape)}')
         inputs = tuple(decode_bindings(s['inputs'], 'inputs'))
         outputs = tuple(decode_bindings(s['outputs'], 'outputs'))
         joined = positions(inputs)
@@ -70,13 +64,40 @@ class StageWiring:
         if not any(b.port == 'status' for b in outputs):
             raise ValueError('outputs: the status port must be bound (the master follows it)')
         return cls(in_shape, args, shapes, s['concat_dim'], tuple(post_ops), inputs, outputs,
-                   tuple(joined), kind.parameter_count([in_shape], list(args)))
+                   tuple(joined), kind.parameter_count([in_shape], list(args)), tuple(pre_ops))
 
     def output_topic(self, port: str) -> str:
         """Return the topic an output port publishes on; '' when the port is unbound."""
         return next((b.topic for b in self.outputs if b.port == port), '')
 
     def ops(self) -> StageOps:
-        modules = [build_row(name, [shape], list(args), seed=0)[0]
-                   for name, args, shape in self.post_ops]
-        return StageOps(self.input_shapes, self.concat_dim, modules)
+        post = [build_row(name, [shape], list(args), seed=0)[0]
+                for name, args, shape in self.post_ops]
+        pre = chain_modules([(name, args) for name, args, _ in self.pre_ops],
+                            joined_shape(self.input_shapes, self.concat_dim))
+        return StageOps(self.input_shapes, self.concat_dim, post, pre)
+
+
+def _op_chain(entries: Any, name: str, shape: tuple[int, ...]
+              ) -> tuple[list[OpEntry], tuple[int, ...]]:
+    """Parse "<Type> <args...>" entries of parameter-free rows; return them and the end shape."""
+    chain = []
+    for entry in entries:
+        if not entry.strip():
+            continue
+        type_name, *values = entry.split()
+        try:
+            op_args = tuple(int(v) for v in values)
+        except ValueError:
+            raise ValueError(f'{name} entry {entry!r}: expected "<Type> <int args...>"') \
+                from None
+        op = get_layer_type(type_name)
+        if op.trainable or op.max_inputs > 1:
+            raise ValueError(f'{name} entry {entry!r}: only pools and Flatten run fused '
+                             'around a layer')
+        chain.append((type_name, op_args, shape))
+        try:
+            shape = op.out_shape([shape], list(op_args))
+        except ValueError as err:
+            raise ValueError(f'{name} entry {entry!r}: {err}') from None
+    return chain, shape

@@ -5,7 +5,8 @@ from dff_lifecycle.core.ff_layers import (build_layer, FFDense, LAYER_TYPES, OPT
                                           parse_layer_args)
 from dff_lifecycle.core.hyperparams import (FFHyperParams, GOODNESS_REDUCTIONS, LOSS_NAMES,
                                             OPTIMIZER_NAMES)
-from dff_lifecycle.core.losses import goodness, LOSSES
+from dff_lifecycle.core.objectives.goodness import goodness
+from dff_lifecycle.core.objectives.pos_neg import LOSSES
 import pytest
 import torch
 

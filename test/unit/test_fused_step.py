@@ -3,7 +3,8 @@ from dff_lifecycle.core.ff_layers import FFDense
 from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.local_trainer import LocalTrainer
-from dff_lifecycle.core.losses import ff_loss, goodness
+from dff_lifecycle.core.objectives.goodness import goodness
+from dff_lifecycle.core.objectives.pos_neg import ff_loss
 import pytest
 import torch
 

@@ -1,7 +1,8 @@
 """Goodness and the local FF losses."""
 import math
 
-from dff_lifecycle.core.losses import ff_loss, goodness, LOSSES
+from dff_lifecycle.core.objectives.goodness import goodness
+from dff_lifecycle.core.objectives.pos_neg import ff_loss, LOSSES
 import pytest
 import torch
 

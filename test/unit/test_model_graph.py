@@ -65,8 +65,11 @@ def test_the_config_round_trips_with_list_froms():
     ([[-1, 'FFConv2d', [4, 3]], [-1, 'FFConv2d', [4, 3]], [[-1, 0], 'Concat', [1]]],
      'layers[2].args', 'must match except along dim 1'),
     ([[-1, 'FFConv2d', [4, 3, 1, 1]], [-1, 'FFConv2d', [4, 3, 1, 1]],
-      [[-1, 0], 'Concat', [1]], [-1, 'MaxPool2d', [2]], [-1, 'FFDense', [3]]], 'layers[3]',
-     'a Concat is fused into the trainable layers'),
+      [[-1, 0], 'Concat', [1]], [-1, 'Flatten', []]], 'layers[3]',
+     'nothing reads this Flatten'),
+    ([[-1, 'FFConv2d', [4, 3, 1, 1]], [-1, 'FFConv2d', [4, 3, 1, 1]],
+      [[-1, 0], 'Concat', [1]], [-1, 'MaxPool2d', [64]], [-1, 'FFDense', [3]]],
+     'layers[3].args', 'does not fit'),
     ([[-1, 'FFConv2d', [4, 3, 1, 1]], [[-1, 0], 'FFDense', [3]]], 'layers[1].from',
      'only a Concat reads several rows'),
     ([[-1, 'FFConv2d', [4, 3, 1, 1]], [[0, 0], 'Concat', [1]], [-1, 'FFDense', [3]]],
@@ -115,3 +118,30 @@ def test_the_network_trains_stages_and_exposes_every_row():
     twin.train_batch(x, x.flip(0))
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
                                                  twin.state_dict().values()))
+
+
+JOIN_TAIL = [[-1, 'FFConv2d', [4, 5, 1, 2]], [-1, 'MaxPool2d', [4]],
+             [-1, 'FFConv2d', [6, 3, 1, 1]], [[-1, 1], 'Concat', [1]],
+             [-1, 'MaxPool2d', [7]], [-1, 'Flatten', []], [-1, 'FFDense', [5]]]
+
+
+def test_rows_after_a_concat_run_fused_before_the_layer_that_reads_them():
+    cfg = model(JOIN_TAIL)
+    tail = cfg.stage(6)
+    assert tail.inputs == (2, 0) and tail.input_shapes == ((6, 7, 7), (4, 7, 7))
+    assert [op.module for op in tail.pre_ops] == ['MaxPool2d', 'Flatten']
+    assert tail.in_shape == (10,) and cfg.layers[6].in_features == 10
+    network = FFNetwork.from_model_config(cfg)
+    x = torch.randn(3, 784)
+    rows = network.activities(x)
+    pooled = torch.cat([rows[2], rows[1]], dim=1).amax(dim=(2, 3))
+    expected = network.trainers[2].infer(pooled)
+    assert torch.allclose(rows[6], expected)
+
+
+def test_two_readers_of_one_concat_chain_each_fuse_it():
+    layers = JOIN_TAIL + [[5, 'FFDense', [4]]]
+    cfg = model(layers)
+    assert [s.index for s in cfg.stages] == [0, 2, 6, 7]
+    assert cfg.stage(7).inputs == (2, 0)
+    assert [op.module for op in cfg.stage(7).pre_ops] == ['MaxPool2d', 'Flatten']
