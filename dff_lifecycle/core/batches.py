@@ -155,5 +155,5 @@ def make_pair(x: Tensor, y: Tensor, dataset: Dataset, model_cfg: ModelConfig,
 
 
 def inference_inputs(x: Tensor, model_cfg: ModelConfig) -> Tensor:
-    """Return the layers' input at inference: every label candidate (an overlay model) or the images."""
+    """Return the layers' input at inference: every label candidate (overlay) or the images."""
     return candidate_inputs(x, model_cfg.num_classes) if model_cfg.overlays_labels else x

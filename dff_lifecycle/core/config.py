@@ -149,17 +149,17 @@ class ModelConfig:
 
     @property
     def objective(self) -> str:
-        """What every layer learns: pos_neg or class_groups (one per model; see core.objectives)."""
+        """Return what every layer learns: pos_neg or class_groups (one per model)."""
         return self.layer_defaults.objective
 
     @property
     def class_groups(self) -> bool:
-        """True when the layers learn class groups from labelled batches (no negatives)."""
+        """Return True when the layers learn class groups from labelled batches."""
         return self.objective == 'class_groups'
 
     @property
     def overlays_labels(self) -> bool:
-        """True when labels are written into the input (supervised pos_neg): one pass per label."""
+        """Return True when labels are written into the input (supervised pos_neg)."""
         return self.supervised and not self.class_groups
 
     @property
@@ -388,7 +388,7 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
 def _objective(read: _Reader, raw_defaults: Mapping[str, Any], rows: Any,
                supervised: bool) -> str:
     """
-    The model's objective: as layer_defaults names it, else the one that learns.
+    Return the model's objective: as layer_defaults names it, else the one that learns.
 
     A supervised model with a conv row gets class_groups: the pos_neg overlay writes the
     label into the first pixels, which a shared-weight conv sees at a few border positions
@@ -403,7 +403,7 @@ def _objective(read: _Reader, raw_defaults: Mapping[str, Any], rows: Any,
 
 def _objective_settings(read: _Reader, raw_defaults: Mapping[str, Any], objective: str,
                         num_classes: int) -> dict[str, Any]:
-    """The objective and its group count (one group per class), as layer defaults."""
+    """Return the objective and its group count (one group per class), as layer defaults."""
     groups = num_classes if objective == 'class_groups' else 0
     given = raw_defaults.get('groups', groups)
     if given != groups:

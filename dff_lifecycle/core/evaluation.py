@@ -56,9 +56,10 @@ class Evaluation:
 
 def supervised_scores(activity_fn: ActivityFn, x: Tensor, model_cfg: ModelConfig) -> Tensor:
     """
-    (N, C) class scores from model_cfg.goodness_layers: the goodness of each label's overlay
-    summed over the layers (pos_neg), or the layers' class-group goodness combined by
-    class_scores (class_groups: one pass per image).
+    Return (N, C) class scores from model_cfg.goodness_layers.
+
+    pos_neg: the goodness of each label's overlay summed over the layers; class_groups: the
+    layers' class-group goodness combined by class_scores (one pass per image).
     """
     reductions = [model_cfg.layers[i].hparams.goodness for i in model_cfg.goodness_layers]
     batch_size = model_cfg.training.eval_batch_size

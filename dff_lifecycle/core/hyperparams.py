@@ -39,14 +39,14 @@ class FFHyperParams:
     objective: str = _hp('pos_neg', 'What the layer learns: pos_neg (goodness high for '
                          'positive, low for negative data; core.objectives.pos_neg) | '
                          'class_groups (one channel group per class, cross-entropy over '
-                         'the groups\' goodness; no negatives; core.objectives.class_groups).')
-    groups: int = _hp(0, 'class_groups: how many channel groups (the model\'s num_classes, '
-                      'set by the config); 0 otherwise.', 0)
-    input_norm: str = _hp('auto', 'FFConv2d input normalisation: position (each position\'s '
-                          'channel vector to unit RMS) | sample (the whole input to unit '
+                         'the group goodness; no negatives; core.objectives.class_groups).')
+    groups: int = _hp(0, 'class_groups: how many channel groups (the num_classes of the '
+                      'model, set by the config); 0 otherwise.', 0)
+    input_norm: str = _hp('auto', 'FFConv2d input normalisation: position (the channel '
+                          'vector at each position to unit RMS) | sample (the whole input to unit '
                           'RMS: keeps intensities and the spatial pattern) | auto (sample '
                           'under class_groups, else position).')
-    logit_scale: float = _hp(8.0, 'class_groups: the class logits are the groups\' goodness '
+    logit_scale: float = _hp(8.0, 'class_groups: the class logits are the group goodness '
                              'times this.', 0.0)
     loss: str = _hp('softplus', 'pos_neg: the local loss, softplus | symba.')
     symba_alpha: float = _hp(4.0, 'Scale of the SymBa loss.', 0.0)
@@ -72,7 +72,7 @@ class FFHyperParams:
 
     @property
     def conv_input_norm(self) -> str:
-        """The FFConv2d input normalisation in effect ('auto' resolved)."""
+        """Return the FFConv2d input normalisation in effect ('auto' resolved)."""
         if self.input_norm != 'auto':
             return self.input_norm
         return 'sample' if self.objective == 'class_groups' else 'position'

@@ -3,7 +3,8 @@ What one pipeline stage does with each tensor it receives: pure torch, no ROS.
 
 A stage owns a `LocalTrainer`. Training batches (as halves, pairs or labelled
 images; classed batches for the class_groups objective) train it exactly once per
-(stream, batch) and pass the activities on as one pair (or classed batch); inference batches pass activities on and report goodness or features.
+(stream, batch) and pass the activities on as one pair (or classed batch);
+inference batches pass activities on and report goodness or features.
 A repeat of a trained batch (a resend after a pause, a stall or a recovery) is
 forwarded again without a second update, and with the very activities sent the
 first time while they are in the bounded resend cache: a layer restored from a

@@ -5,10 +5,10 @@ from typing import Any, Iterable, Mapping, Union
 from dff_lifecycle.core.ff_layers import OPTIMIZERS
 from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.objectives.goodness import goodness, position_goodness
 from dff_lifecycle.core.objectives.class_groups import (check_groups, class_group_loss,
-                                                         group_goodness,
-                                                         true_and_other_goodness)
+                                                        group_goodness,
+                                                        true_and_other_goodness)
+from dff_lifecycle.core.objectives.goodness import goodness, position_goodness
 from dff_lifecycle.core.objectives.pos_neg import ff_loss
 import torch
 from torch import nn, Tensor
@@ -172,8 +172,9 @@ class LocalTrainer:
 
     def goodness_of(self, h: Tensor) -> Tensor:
         """
-        Per-sample goodness with this layer's reduction (mean or sum): (B,), or (B, groups)
-        for a class_groups layer (each group's goodness: the layer's class logits).
+        Return per-sample goodness with this layer's reduction (mean or sum).
+
+        (B,), or (B, groups) for a class_groups layer (each group's goodness: a class logit).
         """
         if self.class_groups:
             return group_goodness(h, self.class_groups, self.hparams.goodness)
