@@ -12,6 +12,8 @@ ERROR  layer      a tensor was rejected (a malformed chunk stream, a wrong width
 WARN   layer      inactive after training batches while it was active (paused
                   mid-training: the master waits for it): until activate or cleanup
 WARN   layer      the last loss or goodness is NaN or infinite
+WARN   layer      its goodness of positive and negative data (true and other class
+                  groups) equal within 1 % over its last 50 batches: not learning
 WARN   layer      active, trained since it was activated, but no batch for IDLE_WARN_S
 WARN   container  memory in use at MEMORY_WARN_FRACTION of its cgroup limit or more
 OK                otherwise
@@ -99,6 +101,7 @@ class LayerFacts:
     memory_bytes: int = 0       # weights, gradients and optimiser state; 0 unconfigured
     model: str = ''
     server: str = ''
+    not_learning: str = ''      # core.objectives.separation's verdict; '' while it learns
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,8 @@ class LayerHealth:
                 facts.loss, facts.goodness_positive, facts.goodness_negative)):
             reasons[Level.WARN].append(f'loss {facts.loss}, goodness {facts.goodness_positive} '
                                        f'/ {facts.goodness_negative}: not finite')
+        if facts.not_learning:
+            reasons[Level.WARN].append(facts.not_learning)
         idle = now - self._progress_at
         if (facts.state == 'active' and self._trained_since_activation(facts)
                 and idle >= self.idle_warn_s):

@@ -13,6 +13,7 @@ from dff_lifecycle.core.evaluation import (evaluate, features_from_activities,
 from dff_lifecycle.core.local_trainer import StepResult
 from dff_lifecycle.core.metrics import describe, record, write_metrics
 from dff_lifecycle.core.network import FFNetwork
+from dff_lifecycle.core.objectives.separation import inseparable_layers
 from dff_lifecycle.core.weights import layer_weight_path, save_state_atomic
 import torch
 from torch import Tensor
@@ -39,6 +40,8 @@ def _train_minibatches(network: FFNetwork, batches: Iterable[TrainBatch], model_
         history.extend(records)
         with tqdm.external_write_mode():
             log(f'epoch {epoch + 1}/{model_cfg.training.epochs}: {describe(records)}')
+            for warning in inseparable_layers(records):
+                log(f'WARNING: {warning}')
 
     for batch in batches:
         if batch.epoch != epoch:

@@ -25,6 +25,7 @@ from dff_lifecycle.core.batch_codec import (CodecError, expand_candidates, Kind,
                                             pack_pair, unpack_classed, unpack_labelled,
                                             unpack_pair)
 from dff_lifecycle.core.local_trainer import LocalTrainer
+from dff_lifecycle.core.objectives.separation import SeparationWatch
 from dff_lifecycle.core.scoring import normalised_features
 from dff_lifecycle.core.stage_ops import StageOps
 import torch
@@ -83,6 +84,7 @@ class LayerStage:
         # Checkpoints take at most a tenth of the time, however large the layer is.
         self._checkpoints = DutyCycle(settings.save_every_s, clock=clock)
         self.scalars = StageScalars()
+        self.separation = SeparationWatch()  # is this layer learning? (/diagnostics)
         self._pending: OrderedDict[tuple[str, int], dict[int, Tensor]] = OrderedDict()
         self._joining: OrderedDict[tuple[str, int, int], dict[int, Tensor]] = OrderedDict()
         self._trained: deque[tuple[str, int]] = deque(maxlen=TRAINED_MEMORY)
@@ -130,6 +132,7 @@ class LayerStage:
         raise InputRejected(f'a layer does not take {kind.name} tensors')
 
     def forget(self) -> None:
+        self.separation.reset()
         self._pending.clear()
         self._joining.clear()
         self._trained.clear()
@@ -255,6 +258,7 @@ class LayerStage:
             self.scalars.loss = result.loss
             self.scalars.goodness_positive = result.goodness_pos
             self.scalars.goodness_negative = result.goodness_neg
+            self.separation.record(result.goodness_pos, result.goodness_neg)
             self._maybe_checkpoint()
             pair = pack_pair(h_pos, h_neg)
             self._cache(key, pair)
@@ -275,6 +279,7 @@ class LayerStage:
         self.scalars.loss = result.loss
         self.scalars.goodness_positive = result.goodness_pos
         self.scalars.goodness_negative = result.goodness_neg
+        self.separation.record(result.goodness_pos, result.goodness_neg)
         self._maybe_checkpoint()
         packed = pack_classed(self.ops.post(result.h_pos), y)
         self._cache(key, packed)

@@ -22,6 +22,7 @@ from typing import Callable, Optional
 from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.evaluation import evaluate
+from dff_lifecycle.core.objectives.separation import inseparable_layers
 from dff_lifecycle.master.checkpoints import CheckpointKeeper
 from dff_lifecycle.master.deployer import Deployer
 from dff_lifecycle.master.errors import PipelineError
@@ -221,6 +222,8 @@ class DeployedRun:
                                batches_done=result.progress.done)
         if not result.canceled:
             self.log(f'training done in {result.seconds:.1f} s')
+        for warning in inseparable_layers(result.history):
+            self.log(f'WARNING: {warning}')
 
     def _evaluate(self, model: ModelConfig, dataset: Dataset, inference: DistributedInference,
                   outcome: RunOutcome) -> None:

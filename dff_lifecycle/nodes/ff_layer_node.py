@@ -245,6 +245,11 @@ class FFLayerNode(LifecycleNode):
         """(batches trained, file) of the newest checkpoint on disk; any thread."""
         return self._checkpoint
 
+    def learning_verdict(self) -> str:
+        """Return why this layer is not learning, or '' (it separates, or it is too early)."""
+        stage = self._stage
+        return stage.separation.verdict() if stage is not None else ''
+
     @property
     def lifecycle_label(self) -> str:
         return self._state_machine.current_state[1]

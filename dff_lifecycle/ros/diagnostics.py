@@ -164,7 +164,8 @@ class LayerDiagnostics:
             weight_file=s.weight_file, weights_loaded=s.weights_loaded,
             memory_bytes=layer_state_bytes(getattr(node, '_trainer', None)),
             model=node.get_parameter('model').value or '',
-            server=node.get_parameter('server').value or '')
+            server=node.get_parameter('server').value or '',
+            not_learning=node.learning_verdict() if hasattr(node, 'learning_verdict') else '')
 
 
 def layer_state_bytes(trainer) -> int:

@@ -1,0 +1,70 @@
+"""
+Is a layer learning? Whether its goodness tells positive from negative data apart.
+
+Every objective reports two goodness means per batch: of positive and negative data
+(pos_neg), or of the true class's group and of the other groups (class_groups). A layer
+whose two stay equal learns nothing (a supervised conv reading the label overlay: 1.956
+and 1.956 in every layer). The same rule warns in the training log (per epoch means,
+`inseparable_layers`) and on /diagnostics (a window of the layer's last batches,
+`SeparationWatch`).
+"""
+from __future__ import annotations
+
+from collections import deque
+import math
+from typing import Sequence
+
+# Equal within 1 % of their size: a layer that learns separates them by far more (MNIST's
+# recipes: 20 % and up after one epoch).
+MIN_RELATIVE_GAP = 0.01
+# The watch decides over this many batches (and says nothing before it has them).
+SEPARATION_WINDOW = 50
+
+
+def inseparable(g_pos: float, g_neg: float, min_gap: float = MIN_RELATIVE_GAP) -> bool:
+    """Return True when two goodness means are equal within min_gap of their size (or 0)."""
+    if not (math.isfinite(g_pos) and math.isfinite(g_neg)):
+        return False  # a NaN or Inf has its own warning
+    size = (abs(g_pos) + abs(g_neg)) / 2
+    return abs(g_pos - g_neg) <= min_gap * size or size < 1e-12
+
+
+def describe_inseparable(g_pos: float, g_neg: float, over: str) -> str:
+    """Return the one-line warning for a layer whose goodness did not separate `over` a span."""
+    return (f'goodness of positive and negative data inseparable {over} '
+            f'({g_pos:.4g} / {g_neg:.4g}): this layer is not learning')
+
+
+def inseparable_layers(records: Sequence[dict]) -> list[str]:
+    """Warnings for the epoch records (one per layer and epoch) whose goodness stayed equal."""
+    return [f"layer {r['layer']}: " + describe_inseparable(
+                r['goodness_pos'], r['goodness_neg'], f"through epoch {r['epoch']}")
+            for r in records if 'epoch' in r and inseparable(r['goodness_pos'],
+                                                             r['goodness_neg'])]
+
+
+class SeparationWatch:
+    """The last `window` batches' goodness of one layer, and whether they separate."""
+
+    def __init__(self, window: int = SEPARATION_WINDOW) -> None:
+        if window < 1:
+            raise ValueError(f'window must be >= 1, got {window}')
+        self.window = window
+        self._seen: deque[tuple[float, float]] = deque(maxlen=window)
+
+    def record(self, g_pos: float, g_neg: float) -> None:
+        self._seen.append((float(g_pos), float(g_neg)))
+
+    def reset(self) -> None:
+        self._seen.clear()
+
+    def verdict(self) -> str:
+        """'' while learning (or too few batches to tell); else the warning."""
+        seen = list(self._seen)  # one copy: the compute thread appends while others read
+        if len(seen) < self.window:
+            return ''
+        g_pos = sum(p for p, _ in seen) / len(seen)
+        g_neg = sum(n for _, n in seen) / len(seen)
+        if not inseparable(g_pos, g_neg):
+            return ''
+        return describe_inseparable(g_pos, g_neg, f'over its last {len(self._seen)} batches')
