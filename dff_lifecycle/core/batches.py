@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Iterator, Optional
 
+from dff_lifecycle.core.augment import augment
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.negatives import (candidate_inputs, hard_wrong_labels, hybrid_negatives,
@@ -132,6 +133,8 @@ def make_batch(seq: int, epoch: int, x: Tensor, y: Tensor, dataset: Dataset,
     Supervised negatives carry `wrong` labels when given, else labels drawn as the config's
     `negatives` says: uniformly random wrong ones or the batch's labels permuted.
     """
+    training = model_cfg.training
+    x = augment(x, dataset.image_shape, training.augment_crop, training.augment_flip, generator)
     if model_cfg.class_groups:
         return TrainBatch(seq, epoch, x, y_pos=y, num_classes=model_cfg.num_classes,
                           classed=True)

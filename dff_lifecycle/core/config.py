@@ -82,6 +82,10 @@ class TrainingConfig:
     # as it stands at the epoch's start (Hinton 2022, section 3.3).
     negatives: str = 'random'        # random | permuted | hard
     hard_negative_temperature: float = 1.0
+    # Augmentation of training images (core.augment): a random crop of the image padded by
+    # this many pixels (0: off), and a random left-right flip.
+    augment_crop: int = 0
+    augment_flip: bool = False
 
 
 @dataclass(frozen=True)
@@ -498,6 +502,8 @@ def _training(read: _Reader, value: Any) -> TrainingConfig:
         hard_negative_temperature=read.number(key('hard_negative_temperature'),
                                               merged['hard_negative_temperature'], 0.0,
                                               exclusive=True),
+        augment_crop=read.integer(key('augment_crop'), merged['augment_crop'], 0),
+        augment_flip=read.boolean(key('augment_flip'), merged['augment_flip']),
     )
 
 

@@ -1,0 +1,51 @@
+"""Training-image augmentation: crops and flips, drawn from the run's generator."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dff_lifecycle.core.augment import augment, random_crop, random_flip
+from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def images(n=8):
+    return torch.arange(n * 2 * 5 * 5, dtype=torch.float32).view(n, 2, 5, 5)
+
+
+def test_a_crop_is_a_shifted_window_of_the_zero_padded_image():
+    x = images()
+    out = random_crop(x, 2, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(len(x)):
+        assert any(torch.equal(out[i], padded[i, :, t:t + 5, l:l + 5])
+                   for t in range(5) for l in range(5))
+    assert torch.equal(random_crop(x, 0, torch.Generator()), x)
+
+
+def test_a_flip_mirrors_about_half_the_images_and_nothing_else():
+    x = torch.rand(200, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    out = random_flip(x, torch.Generator().manual_seed(0))
+    flipped = [torch.equal(o, i.flip(-1)) for o, i in zip(out, x)]
+    kept = [torch.equal(o, i) for o, i in zip(out, x)]
+    assert all(f or k for f, k in zip(flipped, kept))
+    assert 70 < sum(flipped) < 130
+
+
+def test_the_same_generator_gives_the_same_augmented_batch_in_the_input_shape():
+    flat = torch.rand(6, 2 * 5 * 5)
+    one = augment(flat, (2, 5, 5), 1, True, torch.Generator().manual_seed(3))
+    two = augment(flat, (2, 5, 5), 1, True, torch.Generator().manual_seed(3))
+    assert one.shape == flat.shape and torch.equal(one, two)
+    assert augment(flat, (2, 5, 5), 0, False, torch.Generator()) is flat
+
+
+@pytest.mark.parametrize('key, value', [('augment_crop', -1), ('augment_flip', 'yes')])
+def test_bad_augmentation_settings_are_refused_naming_the_key(key, value):
+    with pytest.raises(ConfigError, match=f'training.{key}'):
+        load_model_config({'name': 'aug', 'dataset': 'mnist', 'supervised': True,
+                           'training': {key: value}, 'layers': [[-1, 'FFDense', [20]]]},
+                          load_layer_config(REPO / 'params' / 'layers.yaml'))
