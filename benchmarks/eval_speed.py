@@ -41,7 +41,8 @@ def model(dataset: str, objective: str):
                               'supervised': True, 'input_shape': shape,
                               'layer_defaults': {'objective': objective},
                               'training': {'eval_batch_size': 500},
-                              'layers': layers}, load_layer_config(REPO / 'params' / 'layers.yaml'))
+                              'layers': layers},
+                             load_layer_config(REPO / 'params' / 'layers.yaml'))
 
 
 def images_per_second(cfg, x: torch.Tensor, runs: int) -> list[float]:

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 import math
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from dff_lifecycle.core.input_norms import build_input_norm
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
@@ -11,9 +12,6 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     'adam': torch.optim.Adam,
     'sgd': torch.optim.SGD,
 }
-
-# Keeps the direction of an all-zero input finite instead of dividing by zero.
-_NORM_EPS = 1e-8
 
 
 def reset_linear_(weight: Tensor, bias: Optional[Tensor],
@@ -33,7 +31,7 @@ def reset_linear_(weight: Tensor, bias: Optional[Tensor],
 
 class FFDense(nn.Module):
     """
-    Fully connected FF layer: length-normalise, Linear, ReLU.
+    Fully connected FF layer: length-normalise (or core.input_norms' choice), Linear, ReLU.
 
     Normalising the input hides the previous layer's goodness (the vector length) so
     this layer must use the direction of the activity, as in Hinton (2022).
@@ -47,6 +45,7 @@ class FFDense(nn.Module):
                              f'out_features={out_features}')
         self.in_features = in_features
         self.out_features = out_features
+        self.set_input_norm('length')
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         if bias:
             self.bias = nn.Parameter(torch.empty(out_features))
@@ -60,36 +59,35 @@ class FFDense(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_prepared(self.prepare_input(x))
 
-    @staticmethod
-    def prepare_input(x: Tensor) -> Tensor:
-        """Compute the parameter-free part of forward; many steps on one batch pay for it once."""
-        x = x.flatten(1)
-        return x / (x.norm(p=2, dim=1, keepdim=True) + _NORM_EPS)
+    def set_input_norm(self, name: str) -> None:
+        """Choose the input normalisation (core.input_norms; 'length' by default)."""
+        self.input_norm = name
+        self.norm = build_input_norm(name, (self.in_features,))
+
+    def prepare_input(self, x: Tensor) -> Tensor:
+        """Compute the weight-free part of forward; many steps on one batch pay for it once."""
+        return self.norm(x.flatten(1))
 
     def forward_prepared(self, x: Tensor) -> Tensor:
         return F.relu(F.linear(x, self.weight, self.bias))
 
     def extra_repr(self) -> str:
         return (f'in_features={self.in_features}, out_features={self.out_features}, '
-                f'bias={self.bias is not None}')
+                f'bias={self.bias is not None}, input_norm={self.input_norm}')
 
 
 class FFConv2d(nn.Module):
     """
     Convolutional FF layer: input normalisation, Conv2d, ReLU.
 
-    `input_norm` 'position' (the default) scales the input at every spatial position to
-    unit root-mean-square over its channels, so the previous layer's goodness at that
-    position (the mean of its squared activities) cannot pass on and only the direction of
-    the channel vector counts: the convolutional form of FFDense's length normalisation
-    (Hinton 2022, section 5; per-position normalisation as in the channel-wise FF methods).
-    'sample' scales the whole input of a sample to unit RMS instead: it hides the total
-    goodness but keeps intensities and where activity is (a 1- or 3-channel image keeps its
-    picture, which per-position normalisation reduces to signs or hues).
+    The default input normalisation ('position') scales the input at every spatial
+    position to unit root-mean-square over its channels, so the previous layer's goodness
+    at that position (the mean of its squared activities) cannot pass on and only the
+    direction of the channel vector counts: the convolutional form of FFDense's length
+    normalisation (Hinton 2022, section 5; per-position normalisation as in the channel-wise
+    FF methods). core.input_norms has the others (sample, layer, batch).
     A flat input (a supervised first layer's overlaid images) is viewed as `in_shape`.
     """
-
-    INPUT_NORMS = ('position', 'sample')
 
     def __init__(self, in_shape: Sequence[int], out_channels: int, kernel_size: int,
                  stride: int = 1, padding: int = 0,
@@ -100,7 +98,7 @@ class FFConv2d(nn.Module):
             raise ValueError(f'FFConv2d needs a (C, H, W) input and out_channels >= 1, '
                              f'got in_shape={list(in_shape)}, out_channels={out_channels}')
         self.stride, self.padding = stride, padding
-        self.input_norm = 'position'  # set from the layer's hyperparameters (LocalTrainer)
+        self.set_input_norm('position')  # LocalTrainer sets the hyperparameters' choice
         in_channels = self.in_shape[0]
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size,
                                                kernel_size))
@@ -114,14 +112,14 @@ class FFConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_prepared(self.prepare_input(x))
 
+    def set_input_norm(self, name: str) -> None:
+        """Choose the input normalisation (core.input_norms; 'position' by default)."""
+        self.input_norm = name
+        self.norm = build_input_norm(name, self.in_shape)
+
     def prepare_input(self, x: Tensor) -> Tensor:
-        """View as (N, C, H, W) and normalise to unit RMS: per position, or per sample."""
-        x = x.reshape(x.shape[0], *self.in_shape)
-        if self.input_norm == 'sample':
-            rms = x.flatten(1).square().mean(dim=1).sqrt_().view(-1, 1, 1, 1)
-        else:
-            rms = x.square().mean(dim=1, keepdim=True).sqrt_()
-        return x / (rms + _NORM_EPS)
+        """View as (N, C, H, W) and normalise (core.input_norms)."""
+        return self.norm(x.reshape(x.shape[0], *self.in_shape))
 
     def forward_prepared(self, x: Tensor) -> Tensor:
         return F.relu(F.conv2d(x, self.weight, self.bias, self.stride, self.padding))

@@ -18,7 +18,7 @@ GOODNESS_REDUCTIONS = ('mean', 'sum')
 GOODNESS_SCOPES = ('map', 'position')
 LOSS_NAMES = ('softplus', 'symba')
 OBJECTIVES = ('pos_neg', 'class_groups')
-INPUT_NORMS = ('auto', 'position', 'sample')
+INPUT_NORMS = ('auto', 'length', 'position', 'sample', 'layer', 'batch')  # core.input_norms
 OPTIMIZER_NAMES = ('adam', 'sgd')
 
 
@@ -42,9 +42,8 @@ class FFHyperParams:
                          'the group goodness; no negatives; core.objectives.class_groups).')
     groups: int = _hp(0, 'class_groups: how many channel groups (the num_classes of the '
                       'model, set by the config); 0 otherwise.', 0)
-    input_norm: str = _hp('auto', 'FFConv2d input normalisation: position (the channel '
-                          'vector at each position to unit RMS) | sample (the whole input to unit '
-                          'RMS: keeps intensities and the spatial pattern) | auto (sample '
+    input_norm: str = _hp('auto', 'Input normalisation (core.input_norms): length | position '
+                          '| sample | layer | batch | auto (FFDense: length; FFConv2d: sample '
                           'under class_groups, else position).')
     logit_scale: float = _hp(8.0, 'class_groups: the class logits are the group goodness '
                              'times this.', 0.0)
@@ -70,11 +69,12 @@ class FFHyperParams:
         _require_choice('optimizer', self.optimizer, OPTIMIZER_NAMES)
         return self
 
-    @property
-    def conv_input_norm(self) -> str:
-        """Return the FFConv2d input normalisation in effect ('auto' resolved)."""
+    def resolved_input_norm(self, conv: bool) -> str:
+        """Return the input normalisation in effect for a conv or a dense layer."""
         if self.input_norm != 'auto':
             return self.input_norm
+        if not conv:
+            return 'length'
         return 'sample' if self.objective == 'class_groups' else 'position'
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> 'FFHyperParams':

@@ -45,8 +45,8 @@ class LocalTrainer:
         self.hparams = hparams.validate()
         if self.class_groups:  # out_features of a dense layer, out_channels of a conv
             check_groups(int(layer.weight.shape[0]), self.class_groups)
-        if hasattr(layer, 'input_norm'):
-            layer.input_norm = self.hparams.conv_input_norm
+        if hasattr(layer, 'set_input_norm'):  # before the optimizer: BatchNorm's buffers
+            layer.set_input_norm(self.hparams.resolved_input_norm(hasattr(layer, 'in_shape')))
         self.device = torch.device(device)
         # Move before building the optimizer so its state lives beside the parameters.
         self.layer = layer.to(self.device)

@@ -21,8 +21,8 @@ def test_a_crop_is_a_shifted_window_of_the_zero_padded_image():
     assert out.shape == x.shape
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for i in range(len(x)):
-        assert any(torch.equal(out[i], padded[i, :, t:t + 5, l:l + 5])
-                   for t in range(5) for l in range(5))
+        assert any(torch.equal(out[i], padded[i, :, t:t + 5, c:c + 5])
+                   for t in range(5) for c in range(5))
     assert torch.equal(random_crop(x, 0, torch.Generator()), x)
 
 

@@ -32,7 +32,7 @@ def test_fused_gradient_equals_autograd(loss, reduction, n_neg):
     expected.backward()
 
     fused = _layer()
-    x = FFDense.prepare_input(torch.cat([x_pos, x_neg]))
+    x = fused.prepare_input(torch.cat([x_pos, x_neg]))
     got, got_pos, got_neg, h = fused_forward_backward(fused, x, 9, hparams, keep_activities=True)
     torch.testing.assert_close(got, expected.detach())
     torch.testing.assert_close(got_pos, g_pos.detach())
@@ -43,7 +43,7 @@ def test_fused_gradient_equals_autograd(loss, reduction, n_neg):
 
 
 def test_symba_refuses_unpaired_batches():
-    x = FFDense.prepare_input(torch.cat(_batch(4, 3)))
+    x = _layer().prepare_input(torch.cat(_batch(4, 3)))
     with pytest.raises(ValueError, match='pairs positives with negatives'):
         fused_forward_backward(_layer(), x, 4, FFHyperParams(loss='symba'), keep_activities=False)
 
