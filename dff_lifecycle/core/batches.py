@@ -13,7 +13,8 @@ from dff_lifecycle.core.augment import augment
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.negatives import (candidate_inputs, hard_wrong_labels, hybrid_negatives,
-                                          overlay_labels, permuted_labels, random_wrong_labels)
+                                          overlay_labels, permuted_labels, random_wrong_labels,
+                                          self_contrastive_pairs, stacked_with_itself)
 import torch
 from torch import Tensor
 
@@ -146,6 +147,9 @@ def make_batch(seq: int, epoch: int, x: Tensor, y: Tensor, dataset: Dataset,
         return TrainBatch(seq, epoch, x, y_pos=y, y_neg=wrong,
                           num_classes=model_cfg.num_classes)
     images = x if x.dim() == 4 else x.reshape(len(x), *dataset.image_shape)
+    if model_cfg.self_contrastive:
+        positives, negatives = self_contrastive_pairs(images, generator)
+        return TrainBatch(seq, epoch, positives, hybrids=negatives)
     return TrainBatch(seq, epoch, images, hybrids=hybrid_negatives(images, generator))
 
 
@@ -159,4 +163,6 @@ def make_pair(x: Tensor, y: Tensor, dataset: Dataset, model_cfg: ModelConfig,
 
 def inference_inputs(x: Tensor, model_cfg: ModelConfig) -> Tensor:
     """Return the layers' input at inference: every label candidate (overlay) or the images."""
+    if model_cfg.self_contrastive:
+        return stacked_with_itself(x, model_cfg.image_shape)
     return candidate_inputs(x, model_cfg.num_classes) if model_cfg.overlays_labels else x

@@ -31,7 +31,7 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
 # Their images, for conv models (input_shape may be any shape of the same size).
 IMAGE_SHAPES: dict[str, tuple[int, ...]] = {'mnist': (1, 28, 28), 'cifar10': (3, 32, 32)}
 TRAINING_MODES = ('minibatch', 'full_batch')
-NEGATIVE_KINDS = ('random', 'permuted', 'hard')
+NEGATIVE_KINDS = ('random', 'permuted', 'hard', 'self_contrastive')
 DICT_SOURCE = '<dict>'
 
 
@@ -80,7 +80,10 @@ class TrainingConfig:
     # 'hard' (minibatch only): from the second epoch on, each wrong label is drawn with
     # probability softmax(goodness / temperature) over the wrong labels, scored by the model
     # as it stands at the epoch's start (Hinton 2022, section 3.3).
-    negatives: str = 'random'        # random | permuted | hard
+    # Unsupervised: 'random' (the default) draws hybrid images; 'self_contrastive' (SCFF,
+    # Chen et al. 2025) stacks each image with itself (positive) or with another image of the
+    # batch (negative) along the channels, and infers on an image stacked with itself.
+    negatives: str = 'random'        # random | permuted | hard | self_contrastive
     hard_negative_temperature: float = 1.0
     # Augmentation of training images (core.augment): a random crop of the image padded by
     # this many pixels (0: off), and a random left-right flip.
@@ -152,6 +155,18 @@ class ModelConfig:
         raise KeyError(f'row {index} is not a trainable layer')
 
     @property
+    def self_contrastive(self) -> bool:
+        """Return True when the layers read two images stacked along the channels (SCFF)."""
+        return self.training.negatives == 'self_contrastive'
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """Return the shape of one image (input_shape is two of them under self_contrastive)."""
+        if self.self_contrastive:
+            return (self.input_shape[0] // 2, *self.input_shape[1:])
+        return self.input_shape
+
+    @property
     def objective(self) -> str:
         """Return what every layer learns: pos_neg or class_groups (one per model)."""
         return self.layer_defaults.objective
@@ -178,7 +193,7 @@ class ModelConfig:
             'dataset': self.dataset,
             'supervised': self.supervised,
             'num_classes': self.num_classes,
-            'input_shape': list(self.input_shape),
+            'input_shape': list(self.image_shape),
             'goodness_layers': list(self.goodness_layers),
             'feature_layers': list(self.feature_layers),
             'head': None if self.head is None else dataclasses.asdict(self.head),
@@ -356,6 +371,16 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
     supervised = read.boolean('supervised', data['supervised'])
     input_shape, num_classes = _dataset_interface(read, data, dataset)
     training = _training(read, data.get('training') or {})
+    if training.negatives == 'self_contrastive':
+        if supervised:
+            raise read.error('training.negatives', 'self_contrastive pairs images with '
+                             'themselves and with others, without labels: it needs '
+                             'supervised: false')
+        if len(input_shape) != 3:
+            raise read.error('input_shape', 'self_contrastive stacks two images along the '
+                             'channels, so it needs an image shape, e.g. '
+                             f'{list(IMAGE_SHAPES[dataset])}')
+        input_shape = (2 * input_shape[0], *input_shape[1:])  # the layers read image pairs
     raw_defaults = read.keys('layer_defaults', data.get('layer_defaults') or {},
                              known=field_names())
     objective = _objective(read, raw_defaults, data['layers'], supervised)

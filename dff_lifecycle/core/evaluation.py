@@ -170,5 +170,6 @@ def evaluate(model_cfg: ModelConfig, dataset: Dataset, *,
         return accuracy(head_predict(head, features, model_cfg.head.batch_size), labels)
 
     return Evaluation(test_accuracy=head_accuracy(test_features, y_test),
-                      train_accuracy=head_accuracy(train_features[:n_train], y_train[:n_train]),
+                      train_accuracy=(head_accuracy(train_features[:n_train], y_train[:n_train])
+                                      if n_train else math.nan),
                       train_accuracy_samples=n_train)

@@ -130,3 +130,25 @@ def _check_labels(labels: Tensor, num_classes: int, expected_n: Optional[int] = 
     if labels.numel() and bool((labels.min() < 0) | (labels.max() >= num_classes)):
         raise ValueError(f'labels must lie in [0, {num_classes}), '
                          f'got range [{int(labels.min())}, {int(labels.max())}]')
+
+
+def self_contrastive_pairs(images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """
+    Return self-contrastive pairs (SCFF, Chen et al., Nat. Commun. 2025).
+
+    Each image stacked with itself along the channels is a positive; with a different
+    image of the batch, a negative. Rolling by 1..N-1 is a derangement: no negative pairs
+    an image with itself.
+    """
+    if images.dim() != 4 or images.shape[0] < 2:
+        raise ValueError('self-contrastive pairs need at least 2 images (N, C, H, W), got '
+                         f'{tuple(images.shape)}')
+    shift = int(torch.randint(1, images.shape[0], (), generator=generator))
+    return (torch.cat([images, images], dim=1),
+            torch.cat([images, images.roll(shift, dims=0)], dim=1))
+
+
+def stacked_with_itself(x: Tensor, image_shape: tuple[int, ...]) -> Tensor:
+    """(N, 2C, H, W) of flat or shaped images: what a self-contrastive model infers on."""
+    images = x.reshape(x.shape[0], *image_shape)
+    return torch.cat([images, images], dim=1)

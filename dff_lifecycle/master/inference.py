@@ -15,6 +15,7 @@ from typing import Callable
 from dff_lifecycle.core.batch_codec import Kind
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.evaluation import scores_from_goodness
+from dff_lifecycle.core.negatives import stacked_with_itself
 from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.plan import DistributionPlan
 from dff_lifecycle.master.streaming import Streamer
@@ -55,6 +56,8 @@ class DistributedInference:
         def send(batch: InferenceBatch) -> None:
             # Each image once; an overlay model's first layer tries every label on it.
             images = x[batch.start:batch.start + size]
+            if model.self_contrastive:  # the layers read an image stacked with itself
+                images = stacked_with_itself(images, model.image_shape)
             kind = Kind.INFER_IMAGES if model.overlays_labels else Kind.INFERENCE
             self.io.send('infer', to_numpy(images.float()), stream=stream, batch_seq=batch.seq,
                          kind=kind)
