@@ -20,7 +20,7 @@ from dff_lifecycle.common.folders import writable_folder
 from dff_lifecycle.common.package_files import resolve_config_path
 from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_model_config,
                                        ModelConfig)
-from dff_lifecycle.core.data import DATA_ROOT_ENV, DataNotFoundError, load_dataset
+from dff_lifecycle.core.data import DATA_ROOT_ENV, DataNotFoundError, load_model_data
 from dff_lifecycle.core.download import MIRROR_ENV
 from dff_lifecycle.core.experiment import run_single_process
 from dff_lifecycle.core.memory import check_fits, DoesNotFit, model_bytes
@@ -102,10 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_fits(model_bytes(model_cfg), f'model {model_cfg.name!r} in one process')
         out_dir = args.out or Path('runs') / model_cfg.name
         writable_folder(out_dir, f'--out {out_dir}')  # before hours of training, not after
-        dataset = load_dataset(model_cfg.dataset, args.data_root, download=args.download,
-                               train_limit=model_cfg.training.train_limit,
-                               test_limit=model_cfg.training.test_limit,
-                               progress=not args.no_progress)
+        dataset = load_model_data(model_cfg, args.data_root, download=args.download,
+                                  progress=not args.no_progress)
     except (ConfigError, DataNotFoundError, ValueError, DoesNotFit) as err:
         print(f'{PROG}: error: {err}', file=sys.stderr)
         return 2

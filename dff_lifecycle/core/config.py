@@ -17,6 +17,7 @@ from dff_lifecycle.common.ports import INPUT_PORTS, OUTPUT_PORTS
 from dff_lifecycle.core.ff_layers import LAYER_TYPES
 from dff_lifecycle.core.head import HeadConfig
 from dff_lifecycle.core.hyperparams import FFHyperParams, field_names, OBJECTIVES
+from dff_lifecycle.core.image_folder import ImageFolderError, ImageFolderSpec, scan_image_folder
 from dff_lifecycle.core.model_graph import GraphError, group_stages, Stage
 import yaml
 
@@ -142,6 +143,7 @@ class ModelConfig:
     stages: tuple[Stage, ...] = ()  # the trainable rows with their fused rows (model_graph)
     # The layer config it was checked against: each type's ports (plan wires nodes by them).
     layer_types: Mapping[str, LayerTypeSpec] = field(default_factory=dict, compare=False)
+    image_folder: ImageFolderSpec | None = None  # dataset: {type: image_folder, ...}
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -190,7 +192,8 @@ class ModelConfig:
         """Plain data that load_model_config accepts again (and yaml.safe_dump can write)."""
         return {
             'name': self.name,
-            'dataset': self.dataset,
+            'dataset': (self.image_folder.to_dict() if self.image_folder is not None
+                        else self.dataset),
             'supervised': self.supervised,
             'num_classes': self.num_classes,
             'input_shape': list(self.image_shape),
@@ -367,9 +370,14 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
     read = _Reader(source)
     read.keys('', data, known=MODEL_KEYS, required=REQUIRED_MODEL_KEYS)
     name = read.pattern('name', data['name'], MODEL_NAME_RE, 'lower_snake_case ([a-z][a-z0-9_]*)')
-    dataset = read.choice('dataset', data['dataset'], tuple(DATASET_SHAPES))
+    folder = None
+    if isinstance(data['dataset'], Mapping):  # your own images
+        folder = _image_folder(read, data['dataset'], source)
+        dataset = 'image_folder'
+    else:
+        dataset = read.choice('dataset', data['dataset'], tuple(DATASET_SHAPES))
     supervised = read.boolean('supervised', data['supervised'])
-    input_shape, num_classes = _dataset_interface(read, data, dataset)
+    input_shape, num_classes = _dataset_interface(read, data, dataset, folder)
     training = _training(read, data.get('training') or {})
     if training.negatives == 'self_contrastive':
         if supervised:
@@ -379,7 +387,7 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
         if len(input_shape) != 3:
             raise read.error('input_shape', 'self_contrastive stacks two images along the '
                              'channels, so it needs an image shape, e.g. '
-                             f'{list(IMAGE_SHAPES[dataset])}')
+                             f'{list(IMAGE_SHAPES.get(dataset, input_shape))}')
         input_shape = (2 * input_shape[0], *input_shape[1:])  # the layers read image pairs
     raw_defaults = read.keys('layer_defaults', data.get('layer_defaults') or {},
                              known=field_names())
@@ -411,7 +419,7 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
                          'a supervised model trained in minibatch mode')
     return ModelConfig(name, dataset, supervised, num_classes, input_shape, goodness_layers,
                        feature_layers, head, defaults, training, layers, source, stages,
-                       dict(layer_types))
+                       dict(layer_types), folder)
 
 
 def _objective(read: _Reader, raw_defaults: Mapping[str, Any], rows: Any,
@@ -488,9 +496,45 @@ def _trainable_list(read: _Reader, key: str, value: Any, last: int,
     return items
 
 
-def _dataset_interface(read: _Reader, data: dict, dataset: str) -> tuple[tuple[int, ...], int]:
+IMAGE_FOLDER_KEYS = ('type', 'root', 'size', 'channels', 'test_split')
+
+
+def _image_folder(read: _Reader, value: Mapping[str, Any], source: str) -> ImageFolderSpec:
+    """`dataset: {type: image_folder, root, size, channels, test_split}`, scanned."""
+    raw = read.keys('dataset', value, known=IMAGE_FOLDER_KEYS, required=('type', 'root'))
+    read.choice('dataset.type', raw['type'], ('image_folder',))
+    if not isinstance(raw['root'], str) or not raw['root'].strip():
+        raise read.error('dataset.root', f'must be a folder path, got {raw["root"]!r}')
+    root = Path(raw['root']).expanduser()
+    if not root.is_absolute() and source != DICT_SOURCE:  # beside the model config
+        root = Path(source).resolve().parent / root
+    size = None
+    if raw.get('size') is not None:
+        size = raw['size']
+        if (not isinstance(size, list) or len(size) != 2
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                           for d in size)):
+            raise read.error('dataset.size', f'must be [height, width] in pixels, got {size!r}')
+        size = (size[0], size[1])
+    channels = read.integer('dataset.channels', raw.get('channels', 3), 1)
+    if channels not in (1, 3):
+        raise read.error('dataset.channels', f'must be 1 (grey) or 3 (RGB), got {channels}')
+    test_split = read.number('dataset.test_split', raw.get('test_split', 0.2), 0.0, True)
+    if test_split >= 1:
+        raise read.error('dataset.test_split', f'must be below 1, got {test_split}')
+    try:
+        return scan_image_folder(root, size, channels, test_split)
+    except ImageFolderError as err:
+        raise read.error('dataset', str(err)) from None
+
+
+def _dataset_interface(read: _Reader, data: dict, dataset: str,
+                       folder: ImageFolderSpec | None = None) -> tuple[tuple[int, ...], int]:
     """input_shape and num_classes are optional; when given they must match the loader's output."""
-    shape, classes = DATASET_SHAPES[dataset]
+    if folder is not None:
+        shape, classes = folder.image_shape, len(folder.classes)
+    else:
+        shape, classes = DATASET_SHAPES[dataset]
     if 'input_shape' in data:
         given = data['input_shape']
         fits = (isinstance(given, list) and given
@@ -499,7 +543,7 @@ def _dataset_interface(read: _Reader, data: dict, dataset: str) -> tuple[tuple[i
         if not fits:
             raise read.error('input_shape', f'{dataset} inputs have shape {list(shape)} '
                              f'({math.prod(shape)} values; any shape of that size, e.g. '
-                             f'{list(IMAGE_SHAPES[dataset])}), got {given!r}')
+                             f'{list(IMAGE_SHAPES.get(dataset, shape))}), got {given!r}')
         shape = tuple(given)
     if 'num_classes' in data:
         given = read.integer('num_classes', data['num_classes'], 2)

@@ -9,6 +9,7 @@ import zipfile
 import zlib
 
 from dff_lifecycle.core.download import download_dataset, DownloadError, MIRROR_ENV
+from dff_lifecycle.core.image_folder import load_image_folder
 import numpy as np
 import torch
 from torch import Tensor
@@ -45,6 +46,7 @@ class Dataset:
     y_test: Tensor
     image_shape: tuple[int, ...]
     num_classes: int
+    class_names: tuple[str, ...] = ()   # an image folder's class folders, in label order
 
 
 def _choose_data_root(explicit: str | Path | None) -> tuple[Path, str]:
@@ -94,6 +96,22 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Fal
         raise DataNotFoundError(_not_found_message(name, path, how, missing, download))
     loader = _load_mnist if name == 'mnist' else _load_cifar10
     return loader(path, train_limit, test_limit)
+
+
+def load_model_data(model_cfg, root: str | Path | None = None, download: bool = False,
+                    progress: bool = True) -> Dataset:
+    """
+    Load what a model config trains on: its image folder, or MNIST / CIFAR-10 from `root`.
+
+    The config's training.train_limit and test_limit apply.
+    """
+    training = model_cfg.training
+    folder = getattr(model_cfg, 'image_folder', None)
+    if folder is not None:
+        return load_image_folder(folder, training.train_limit, training.test_limit)
+    return load_dataset(model_cfg.dataset, root, download=download,
+                        train_limit=training.train_limit, test_limit=training.test_limit,
+                        progress=progress)
 
 
 def _check_name(name: str) -> None:

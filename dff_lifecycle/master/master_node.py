@@ -30,7 +30,8 @@ from typing import Optional
 
 from dff_lifecycle.common.names import MASTER_NAME, NAMESPACE
 from dff_lifecycle.core.config import ConfigError, ModelConfig
-from dff_lifecycle.core.data import DataNotFoundError, Dataset, load_dataset
+from dff_lifecycle.core.data import DataNotFoundError, Dataset, load_model_data
+from dff_lifecycle.core.image_folder import ImageFolderError
 from dff_lifecycle.core.metrics import write_metrics
 from dff_lifecycle.master.configs import load_run_model, RunRequest
 from dff_lifecycle.master.deployer import Deployer, DeployerSettings
@@ -93,14 +94,13 @@ class MasterCoordinator(Node):
     def load_data(self, model: ModelConfig) -> Dataset:
         """Return the model's dataset; the last one is kept for the next goal that wants it."""
         s, t = self.settings, model.training
-        key = (model.dataset, t.train_limit, t.test_limit)
+        folder = model.image_folder
+        key = (model.dataset, folder and folder.root, t.train_limit, t.test_limit)
         if self._dataset is None or self._dataset[0] != key:
             self._dataset = None  # free the old one first
-            self._dataset = (key, load_dataset(model.dataset, s['data_root'] or None,
-                                               download=s['download'],
-                                               train_limit=t.train_limit,
-                                               test_limit=t.test_limit,
-                                               progress=s['progress']))
+            self._dataset = (key, load_model_data(model, s['data_root'] or None,
+                                                  download=s['download'],
+                                                  progress=s['progress']))
         return self._dataset[1]
 
     def discover(self) -> list[str]:
@@ -221,8 +221,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             code = master.execute()
             ros.done(code)
             return code
-    except (ConfigError, DataNotFoundError, PipelineError, BringUpError, ServiceCallError,
-            ParameterError, RunFailed) as exc:
+    except (ConfigError, DataNotFoundError, ImageFolderError, PipelineError, BringUpError,
+            ServiceCallError, ParameterError, RunFailed) as exc:
         print(f'master: error: {exc}', file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:

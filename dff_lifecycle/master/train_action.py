@@ -35,6 +35,7 @@ from typing import Callable, Optional
 
 from dff_lifecycle.core.config import ConfigError
 from dff_lifecycle.core.data import DataNotFoundError
+from dff_lifecycle.core.image_folder import ImageFolderError
 from dff_lifecycle.master.configs import RunRequest
 from dff_lifecycle.master.parameters import TRAIN_ACTION
 from dff_lifecycle.master.run import RunControl, RunFailed, RunOutcome
@@ -273,7 +274,7 @@ def run_goal(job: GoalJob, run: Callable[[RunRequest, RunControl], RunOutcome],
             request = goal_request(job.goal, defaults)
             control = RunControl(cancelled, feedback_hook(job.handle.publish_feedback))
             outcome = run(request, control)
-        except (ConfigError, DataNotFoundError) as exc:
+        except (ConfigError, DataNotFoundError, ImageFolderError) as exc:
             result = failure(Train.Result.INVALID_GOAL, str(exc))
         except RunFailed as exc:
             result = failure(CODE_OF_STAGE.get(exc.stage, Train.Result.UNKNOWN), str(exc))

@@ -163,7 +163,7 @@ def test_a_supervised_conv_model_that_names_nothing_learns_by_class_groups():
     ({'layer_defaults': {'objective': 'class_groups', 'groups': 4}}, 'layer_defaults.groups',
      'set from the model'),
     ({'layer_defaults': {'objective': 'guess'}}, 'layer_defaults.objective', 'one of'),
-    ({'layer_defaults': {'input_norm': 'batch'}}, 'layer_defaults.input_norm', 'one of'),
+    ({'layer_defaults': {'input_norm': 'group'}}, 'layer_defaults.input_norm', 'one of'),
     ({'training': {'mode': 'full_batch', 'seed': 0}}, 'training.mode', 'minibatch'),
     ({'training': {'negatives': 'hard', 'seed': 0}}, 'training.negatives', 'no negatives'),
 ])
