@@ -104,10 +104,10 @@ def scan_image_folder(root: Path, size: Optional[tuple[int, int]], channels: int
 
 def _held_out(train: dict[str, list[Path]], index: dict[str, int], fraction: float,
               root: Path) -> tuple[list, list]:
-    generator = torch.Generator().manual_seed(SPLIT_SEED)
+    rng = np.random.default_rng(SPLIT_SEED)
     kept, held = [], []
     for name, files in train.items():  # per class, so every class is in both sets
-        order = torch.randperm(len(files), generator=generator).tolist()
+        order = rng.permutation(len(files))
         n_test = int(round(fraction * len(files)))
         if n_test < 1 or n_test >= len(files):
             raise ImageFolderError(f'class {name!r} in {root} has {len(files)} image(s): too '
@@ -160,8 +160,7 @@ def load_image_folder(spec: ImageFolderSpec, train_limit: Optional[int] = None,
     """Decode the images into a core.data.Dataset, standardised with the training set's stats."""
     from dff_lifecycle.core.data import Dataset  # data imports this module for the loader
     # A fixed shuffle, so train_limit keeps a mix of classes instead of the first class.
-    order = torch.randperm(len(spec.train_files),
-                           generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(spec.train_files))
     x_train, y_train = _stack([spec.train_files[i] for i in order], spec, train_limit)
     x_test, y_test = _stack(list(spec.test_files), spec, test_limit)
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)

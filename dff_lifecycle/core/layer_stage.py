@@ -24,7 +24,7 @@ from dff_lifecycle.common.duty_cycle import DutyCycle
 from dff_lifecycle.core.batch_codec import (CodecError, expand_candidates, Kind, pack_classed,
                                             pack_pair, unpack_classed, unpack_labelled,
                                             unpack_pair)
-from dff_lifecycle.core.local_trainer import LocalTrainer
+from dff_lifecycle.core.local_trainer import LocalTrainer, StepResult
 from dff_lifecycle.core.objectives.separation import SeparationWatch
 from dff_lifecycle.core.scoring import normalised_features
 from dff_lifecycle.core.stage_ops import StageOps
@@ -254,12 +254,7 @@ class LayerStage:
         else:
             result = trainer.step(x_pos, x_neg, steps=self.settings.steps_per_batch)
             h_pos, h_neg = self.ops.post(result.h_pos), self.ops.post(result.h_neg)
-            self._remember(key)
-            self.scalars.loss = result.loss
-            self.scalars.goodness_positive = result.goodness_pos
-            self.scalars.goodness_negative = result.goodness_neg
-            self.separation.record(result.goodness_pos, result.goodness_neg)
-            self._maybe_checkpoint()
+            self._trained_once(key, result)
             pair = pack_pair(h_pos, h_neg)
             self._cache(key, pair)
             return [Output('train', Kind.TRAIN_PAIR, pair)]
@@ -275,15 +270,19 @@ class LayerStage:
                 sent = pack_classed(self.ops.post(self.trainer.infer(x)), y)
             return [Output('train', Kind.TRAIN_CLASSED, sent)]
         result = self.trainer.step_classes(x, y, steps=self.settings.steps_per_batch)
+        self._trained_once(key, result)
+        packed = pack_classed(self.ops.post(result.h_pos), y)
+        self._cache(key, packed)
+        return [Output('train', Kind.TRAIN_CLASSED, packed)]
+
+    def _trained_once(self, key: tuple[str, int], result: StepResult) -> None:
+        """Book a batch trained for the first time: its key, scalars, and maybe a checkpoint."""
         self._remember(key)
         self.scalars.loss = result.loss
         self.scalars.goodness_positive = result.goodness_pos
         self.scalars.goodness_negative = result.goodness_neg
         self.separation.record(result.goodness_pos, result.goodness_neg)
         self._maybe_checkpoint()
-        packed = pack_classed(self.ops.post(result.h_pos), y)
-        self._cache(key, packed)
-        return [Output('train', Kind.TRAIN_CLASSED, packed)]
 
     def _cache(self, key: tuple[str, int], pair: Tensor) -> None:
         limit = self.settings.resend_cache_bytes

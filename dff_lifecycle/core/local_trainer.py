@@ -1,6 +1,6 @@
 """One FF layer with its own optimizer and local loss: the unit a layer node runs."""
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Callable, Iterable, Mapping, Union
 
 from dff_lifecycle.core.ff_layers import OPTIMIZERS
 from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
@@ -78,20 +78,12 @@ class LocalTrainer:
         if bool(((y < 0) | (y >= groups)).any()):
             raise ValueError(f'labels must be in 0..{groups - 1}')
         self.layer.train()
-        forward = self.layer
-        if steps > 1 and hasattr(self.layer, 'prepare_input'):
-            x = self.layer.prepare_input(x)
-            forward = self.layer.forward_prepared
-        for _ in range(steps):
-            h = forward(x)
+
+        def objective(h: Tensor) -> tuple[Tensor, Tensor]:
             g = group_goodness(h, groups, self.hparams.goodness)
-            loss = class_group_loss(g * self.hparams.logit_scale, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        if steps > 1:
-            with torch.no_grad():
-                h = forward(x)
+            return class_group_loss(g * self.hparams.logit_scale, y), g
+
+        loss, g, h = self._optimise(x, steps, objective)
         true, others = true_and_other_goodness(g.detach(), y)
         self.batches_seen += 1
         self.steps_seen += steps
@@ -146,23 +138,37 @@ class LocalTrainer:
         return loss, g_pos, g_neg, h
 
     def _autograd_steps(self, x: Tensor, n_pos: int, steps: int) -> tuple[Tensor, ...]:
-        forward = self.layer
-        if steps > 1 and hasattr(self.layer, 'prepare_input'):
-            x = self.layer.prepare_input(x)
-            forward = self.layer.forward_prepared
-        for _ in range(steps):
-            h = forward(x)
+        def objective(h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             g_pos = self.training_goodness(h[:n_pos])
             g_neg = self.training_goodness(h[n_pos:])
             loss = ff_loss(g_pos.flatten(), g_neg.flatten(), self.hparams.threshold,
                            self.hparams.loss, self.hparams.symba_alpha)
+            return loss, g_pos, g_neg
+
+        return self._optimise(x, steps, objective)
+
+    def _optimise(self, x: Tensor, steps: int,
+                  objective: Callable[[Tensor], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+        """
+        Run `steps` autograd steps of objective(activities) -> (loss, *goodness).
+
+        Return the last step's loss and goodness, then the activities: that forward's with
+        one step, the final weights' with several (what the layer passes on at inference).
+        """
+        forward = self.layer
+        if steps > 1 and hasattr(self.layer, 'prepare_input'):
+            x = self.layer.prepare_input(x)  # parameter-free: paid once for all steps
+            forward = self.layer.forward_prepared
+        for _ in range(steps):
+            h = forward(x)
+            loss, *goodness = objective(h)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
         if steps > 1:
             with torch.no_grad():
                 h = forward(x)
-        return loss, g_pos, g_neg, h
+        return (loss, *goodness, h)
 
     @torch.no_grad()
     def infer(self, x: Tensor) -> Tensor:
