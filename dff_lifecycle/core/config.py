@@ -40,8 +40,17 @@ class ConfigError(ValueError):
     """A configuration problem; `str(err)` is `<file>: <key>: <problem>`."""
 
     def __init__(self, source: str, key: str, problem: str) -> None:
+        key, problem = _printable(key), _printable(problem)
         super().__init__(f'{source}: {key}: {problem}' if key else f'{source}: {problem}')
         self.source, self.key, self.problem = source, key, problem
+
+
+def _printable(text: str) -> str:
+    """`text` on one line: characters that are not printable (a newline in a key) escaped."""
+    if text.isprintable():
+        return text
+    return ''.join(c if c.isprintable() else c.encode('unicode_escape').decode('ascii')
+                   for c in text)
 
 
 FUSED_PLACES = ('before', 'after')

@@ -28,6 +28,9 @@ class LayerView:
     error: str = ''
     rejected: int = 0
     weights_loaded: bool = False  # configure reloaded saved weights
+    # Created again under the same name: a 'finalized' that arrives before the new node's
+    # own first status is the old node's last word, not news.
+    recreated: bool = False
     # (stream, seq) -> (loss, goodness+, goodness-) of training batches.
     scalars: dict[tuple[str, int], Scalars] = field(default_factory=dict)
 
@@ -63,6 +66,9 @@ class PipelineWatch:
                 self._changed.notify_all()
                 return
             view = self._layers[index]
+            if view.recreated and msg.state == 'finalized':
+                return
+            view.recreated = False
             view.state = msg.state
             view.error = msg.error
             view.rejected = msg.rejected_tensors
@@ -80,10 +86,16 @@ class PipelineWatch:
         with self._changed:
             self.server_of_layer[layer] = server
 
-    def set_state(self, layer: int, state: str) -> None:
-        """Record a state learnt otherwise (a get_state after a recovery's bring-up)."""
+    def set_state(self, layer: int, state: str, recreated: bool = False) -> None:
+        """
+        Record a state learnt otherwise (a get_state after a recovery's bring-up).
+
+        `recreated`: the layer's node was just created again under its old name, so
+        the old node's late 'finalized' is ignored until the new one speaks.
+        """
         with self._changed:
             self._layers[layer].state = state
+            self._layers[layer].recreated = recreated
             self._changed.notify_all()
 
     def on_result(self, source: str, stream: str, seq: int, array: np.ndarray) -> None:

@@ -257,7 +257,7 @@ class Recovery:
         # Bring-up checked 'active' with get_state; the new nodes' first status messages
         # may precede the master's match with their publishers, so say it for them.
         for p in placements:
-            self.watch.set_state(p.layer.index, 'active')
+            self.watch.set_state(p.layer.index, 'active', recreated=True)
 
     # --------------------------------------------------------------- returning ones
     def fence_returned(self) -> list[str]:
@@ -278,11 +278,11 @@ class Recovery:
         return back
 
     # ------------------------------------------------------------ finalized layers
-    def recreate(self, placements: list[LayerPlacement]) -> Recovered:
+    def recreate(self, placements: list[LayerPlacement], why: str = 'finalized') -> Recovered:
         """Create finalized layers again where they were; they reload their shutdown save."""
         started = self.clock()
         names = ', '.join(p.full_name for p in placements)
-        self.log(f'{names} finalized: creating again on the same server(s)')
+        self.log(f'{names} {why}: creating again on the same server(s)')
         deadline = self.clock() + self.timeout_s
         while True:
             try:

@@ -103,6 +103,12 @@ class Supervisor:
             # heartbeat rule names it (and recovery moves its layers) on a coming call.
             self._last_check = now - self.period_s  # look at the graph again next call
             return None
+        if self.recovery is not None:
+            # The server beats, so it removed the node itself: a layer finalized by hand
+            # whose last status the master never took (the node is destroyed right after
+            # it), or a model deleted by someone else. Its weights were saved on the way.
+            self._gone_at = None
+            return self.recovery.recreate(gone, why='left the ROS graph on a living server')
         listing = ', '.join(f'{p.full_name} (on {p.server})' for p in gone)
         raise PipelineError(f'{what} stopped: {listing} left the ROS graph (server '
                             f'container gone?). {RESUME_HINT}')

@@ -113,7 +113,8 @@ def test_a_layer_shut_down_by_hand_is_created_again_and_training_finishes(ros_do
         scenarios.wait_until(layer_1.exists, 120, 'a first checkpoint of layer_1')
         scenarios.cli(env, 'set', '/mnist_small/layer_1', 'shutdown')
         launcher.wait_for('removing /mnist_small/layer_1: finalized', 30)
-        launcher.wait_for('/mnist_small/layer_1 finalized: creating again', 30)
+        line = launcher.wait_for('creating again on the same server', 30)
+        assert '/mnist_small/layer_1' in line
         code = launcher.wait(300)
     finally:
         stop(launcher)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
 from dff_lifecycle.transport import iter_serialized_chunks, TensorReceiver
-from hypothesis import given, HealthCheck, settings, strategies as st
+from hypothesis import example, given, HealthCheck, settings, strategies as st
 import numpy as np
 import pytest
 
@@ -107,6 +107,7 @@ KEYS = ['name', 'dataset', 'supervised', 'layers', 'training', 'layer_defaults',
 
 
 @settings(max_examples=CASES, deadline=None)
+@example({'dataset': {'\n': None}}, [])  # a control character in a key: still one line
 @given(st.dictionaries(st.sampled_from(KEYS), YAMLISH, max_size=8),
        st.lists(st.tuples(st.integers(-3, 4), st.sampled_from(['FFDense', 'Conv', '../x']),
                           st.lists(st.integers(-2, 600), max_size=2)), max_size=4))

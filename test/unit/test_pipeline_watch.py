@@ -137,3 +137,13 @@ def test_a_computing_beacon_says_when_and_changes_nothing_else():
     assert watch.computing_at() == 107.0
     assert watch.completed_through('train_a', [1]) == 4
     assert watch.errors() == {1: 'late'} and watch.state_of(1) == 'active'
+
+
+def test_a_recreated_layer_ignores_its_old_nodes_late_finalized_until_the_new_one_speaks():
+    watch = PipelineWatch(NODES)
+    watch.set_state(1, 'active', recreated=True)
+    watch.on_status(status('/m/layer_1', state='finalized'))  # the old node's last word
+    assert watch.not_active() == {}
+    watch.on_status(status('/m/layer_1', state='active', stream='train_a', seq=0))
+    watch.on_status(status('/m/layer_1', state='finalized'))  # the new node, finalized
+    assert watch.not_active() == {1: 'finalized'}

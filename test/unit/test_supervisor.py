@@ -137,3 +137,34 @@ def test_a_killed_server_whose_layers_leave_the_graph_first_is_a_lost_server():
             watch.beat('server_1')
     assert 'server_2 has not answered' in str(err.value) and 'layer_1' in str(err.value)
     assert supervisor.clock.now - killed_at < 1.5  # named by the lease, not 4 s later
+
+
+class RecordingRecovery:
+    """The part of Recovery the supervisor uses when nothing is lost but a node left."""
+
+    def __init__(self, plan) -> None:
+        self.plan, self.lost, self.recreated = plan, set(), []
+
+    def fence_returned(self) -> list[str]:
+        return []
+
+    def log(self, text: str) -> None:
+        pass
+
+    def recreate(self, placements, why: str = 'finalized'):
+        self.recreated.append(([p.full_name for p in placements], why))
+        return 'recovered'
+
+
+def test_a_layer_gone_from_a_living_server_is_created_again_there_with_recovery():
+    """A node finalized by hand whose last status never reached the master: CI saw the run end."""
+    supervisor = slow_server_2_gone_from_the_graph(silence=0.5)
+    supervisor.recovery = RecordingRecovery(build_plan(MODEL, ['server_1', 'server_2']))
+    assert supervisor.check('training') is None
+    supervisor.clock.now += 0.3
+    supervisor.heartbeats.beat('server_2')
+    supervisor.heartbeats.beat('server_1')
+    assert supervisor.check('training') == 'recovered'
+    [(names, why)] = supervisor.recovery.recreated
+    assert names == [p.full_name for p in supervisor.placements() if p.server == 'server_2']
+    assert 'living server' in why
