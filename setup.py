@@ -34,6 +34,8 @@ setup(
             'dff_status = dff_lifecycle.cli.status:main',
             'dff_cluster = dff_lifecycle.cli.cluster:main',
             'dff_train_action = dff_lifecycle.cli.train_action:main',
+            'dff_infer = dff_lifecycle.serving.infer_node:main',
+            'dff_image_publisher = dff_lifecycle.serving.image_publisher:main',
         ],
     },
 )

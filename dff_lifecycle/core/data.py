@@ -28,6 +28,8 @@ EXPECTED_FILES = {
 DATASET_NAMES = tuple(EXPECTED_FILES)
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
+                   'ship', 'truck')
 CIFAR10_BATCH_SIZE = 10_000  # images per npz file
 
 
@@ -47,6 +49,9 @@ class Dataset:
     image_shape: tuple[int, ...]
     num_classes: int
     class_names: tuple[str, ...] = ()   # an image folder's class folders, in label order
+    # Per channel, of pixels in [0, 1]: how the images were standardised (x - mean) / std.
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
 
 
 def _choose_data_root(explicit: str | Path | None) -> tuple[Path, str]:
@@ -114,6 +119,13 @@ def load_model_data(model_cfg, root: str | Path | None = None, download: bool = 
                         progress=progress)
 
 
+def dataset_class_names(name: str, num_classes: int) -> tuple[str, ...]:
+    """Class names of a built-in dataset in label order (digits for MNIST; else the labels)."""
+    if name == 'cifar10' and num_classes == len(CIFAR10_CLASSES):
+        return CIFAR10_CLASSES
+    return tuple(str(label) for label in range(num_classes))
+
+
 def _check_name(name: str) -> None:
     if name not in EXPECTED_FILES:
         raise ValueError(f"unknown dataset '{name}' (known: {', '.join(DATASET_NAMES)})")
@@ -164,7 +176,7 @@ def _load_mnist(root: Path, train_limit: int | None, test_limit: int | None) -> 
     x_train, y_train = split('train', train_limit)
     x_test, y_test = split('t10k', test_limit)
     return Dataset('mnist', x_train, y_train, x_test, y_test, image_shape=(1, 28, 28),
-                   num_classes=10)
+                   num_classes=10, mean=(MNIST_MEAN,), std=(MNIST_STD,))
 
 
 def _read_cifar10_files(files: list[Path], limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -196,4 +208,10 @@ def _load_cifar10(root: Path, train_limit: int | None, test_limit: int | None) -
     std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     return Dataset('cifar10', (x_train - mean) / std, torch.from_numpy(y_train.astype(np.int64)),
                    (x_test - mean) / std, torch.from_numpy(y_test.astype(np.int64)),
-                   image_shape=(3, 32, 32), num_classes=10)
+                   image_shape=(3, 32, 32), num_classes=10, mean=channel_values(mean),
+                   std=channel_values(std))
+
+
+def channel_values(per_channel: Tensor) -> tuple[float, ...]:
+    """(1, C, 1, 1) statistics as C plain floats."""
+    return tuple(float(v) for v in per_channel.flatten())

@@ -10,6 +10,7 @@ from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.evaluation import (evaluate, features_from_activities,
                                            scores_from_activities, supervised_scores)
+from dff_lifecycle.core.input_stats import InputStats, save_input_stats, stats_of
 from dff_lifecycle.core.local_trainer import StepResult
 from dff_lifecycle.core.metrics import describe, record, write_metrics
 from dff_lifecycle.core.network import FFNetwork
@@ -146,12 +147,17 @@ def run_single_process(model_cfg: ModelConfig, dataset: Dataset, device: torch.d
         'config': model_cfg.to_dict(),
     }
     if out_dir is not None:
-        write_outputs(metrics, network, model_cfg, Path(out_dir))
+        write_outputs(metrics, network, model_cfg, Path(out_dir), stats_of(dataset))
     return metrics
 
 
 def write_outputs(metrics: dict, network: FFNetwork, model_cfg: ModelConfig,
-                  out_dir: Path) -> None:
-    """metrics.json, training.png and weights/<model>/layer_<i>.pt under out_dir."""
+                  out_dir: Path, stats: InputStats) -> None:
+    """
+    metrics.json, training.png and weights/<model>/ under out_dir.
+
+    The weights folder holds layer_<i>.pt and input_stats.json, all a serving node needs.
+    """
     write_metrics(metrics, out_dir)
-    save_layer_weights(network, model_cfg, out_dir / 'weights')
+    paths = save_layer_weights(network, model_cfg, out_dir / 'weights')
+    save_input_stats(paths[0].parent, stats)

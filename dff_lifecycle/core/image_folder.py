@@ -59,6 +59,22 @@ def _images_in(folder: Path) -> list[Path]:
                   and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def images_in(folder: Path) -> list[Path]:
+    """Every image file under `folder`, in sorted order (class sub-folders included)."""
+    return _images_in(folder)
+
+
+def read_image(path: Path) -> Tensor:
+    """One image file as (C, H, W) in [0, 1], at its own size: grey stays 1 channel."""
+    with _open(path) as image:
+        try:
+            image = image.convert('L' if image.mode in ('L', 'I', 'I;16', 'F', '1') else 'RGB')
+            pixels = np.asarray(image, dtype=np.float32) / 255.0
+        except OSError as exc:
+            raise ImageFolderError(f'cannot read image {path}: {exc}') from None
+    return torch.from_numpy(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
+
+
 def _class_folders(folder: Path) -> dict[str, list[Path]]:
     return {d.name: _images_in(d) for d in sorted(folder.iterdir())
             if d.is_dir() and not d.name.startswith('.')}
@@ -158,7 +174,7 @@ def _stack(files, spec: ImageFolderSpec, limit: Optional[int]) -> tuple[Tensor, 
 def load_image_folder(spec: ImageFolderSpec, train_limit: Optional[int] = None,
                       test_limit: Optional[int] = None):
     """Decode the images into a core.data.Dataset, standardised with the training set's stats."""
-    from dff_lifecycle.core.data import Dataset  # data imports this module for the loader
+    from dff_lifecycle.core.data import channel_values, Dataset  # data imports this module
     # A fixed shuffle, so train_limit keeps a mix of classes instead of the first class.
     order = np.random.default_rng(SPLIT_SEED).permutation(len(spec.train_files))
     x_train, y_train = _stack([spec.train_files[i] for i in order], spec, train_limit)
@@ -166,4 +182,5 @@ def load_image_folder(spec: ImageFolderSpec, train_limit: Optional[int] = None,
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
     std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     return Dataset('image_folder', (x_train - mean) / std, y_train, (x_test - mean) / std,
-                   y_test, spec.image_shape, len(spec.classes), spec.classes)
+                   y_test, spec.image_shape, len(spec.classes), spec.classes,
+                   mean=channel_values(mean), std=channel_values(std))
