@@ -38,13 +38,13 @@ def train_serving_model(out_dir: Path, data_root: Path) -> tuple[Path, list[int]
 class AnswerListener:
     """Stamps of the images seen on `image`, in order, and the predictions by stamp."""
 
-    def __init__(self, node) -> None:
+    def __init__(self, node, prediction_topic: str = 'prediction') -> None:
         qos = QoSProfile(depth=IMAGES, reliability=ReliabilityPolicy.RELIABLE)
         self._cond = threading.Condition()
         self.images: list[tuple[int, int]] = []
         self.answers: dict[tuple[int, int], Prediction] = {}
         node.create_subscription(Image, 'image', self._on_image, qos)
-        node.create_subscription(Prediction, 'prediction', self._on_prediction, qos)
+        node.create_subscription(Prediction, prediction_topic, self._on_prediction, qos)
 
     @staticmethod
     def _stamp(header) -> tuple[int, int]:

@@ -15,6 +15,10 @@ NODES = (
     ('Server container (`/dff/server_<n>`)', 'dff_lifecycle.nodes.parameters',
      'SERVER_PARAMETERS'),
     ('Master (`/dff/master`)', 'dff_lifecycle.master.parameters', 'MASTER_PARAMETERS'),
+    ('Serving node `dff_infer` (`/dff_infer`)', 'dff_lifecycle.serving.parameters',
+     'INFER_PARAMETERS'),
+    ('Camera stand-in `dff_image_publisher`', 'dff_lifecycle.serving.parameters',
+     'PUBLISHER_PARAMETERS'),
 )
 
 

@@ -233,7 +233,7 @@ def serve(argv: Optional[list[str]] = None) -> int:
     try:
         with ros_process(sys.argv if argv is None else argv, shutdown_timeout_s=5.0) as ros:
             node = InferNode()
-            ros.start(node, threads=2)
+            ros.start(node)  # single-threaded, as the master: see pipeline_scorer.py
             code = _autostart(node) if node.get_parameter('autostart').value else 0
             if code == 0:
                 print(f'{NODE_NAME} up (pid {os.getpid()})', flush=True)

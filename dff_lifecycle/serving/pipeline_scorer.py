@@ -14,8 +14,10 @@ without waiting on its own executor.
 from __future__ import annotations
 
 from contextlib import ExitStack
+import dataclasses
 import itertools
 import os
+import threading
 import time
 from typing import Callable
 
@@ -35,6 +37,8 @@ from tqdm import tqdm
 
 Log = Callable[[str], None]
 STATUS_WAIT_S = 10.0  # for every layer's first status after bring-up (weights loaded?)
+TEARDOWN_CALL_S = 1.0  # each service call of the teardown at close
+TEARDOWN_S = 3.0       # the whole teardown at close
 
 
 class PipelineScorerError(ValueError):
@@ -66,7 +70,9 @@ class PipelineScorer:
         try:
             ros = stack.enter_context(ros_process([], own_context=True))
             node = Node(f'{name}_pipeline', context=ros.context)
-            ros.start(node, threads=2)
+            # Single-threaded: rclpy's MultiThreadedExecutor delayed one image's results by
+            # up to 1.8 s now and then (measured: 4 to 1834 ms per image), this one 4 to 7 ms.
+            ros.start(node)
             deployer = Deployer(node, ClientCache(node), DeployerSettings(
                 servers=servers_wanted, service_timeout_s=settings['service_timeout_s'],
                 discovery_timeout_s=discovery_timeout_s), log=log)
@@ -108,10 +114,24 @@ class PipelineScorer:
         return self.inference.label_scores(x, f'img{next(self._tags)}')
 
     def close(self) -> None:
-        """Tear the layers down (best effort) and close the node's context."""
-        try:
-            self.deployer.teardown(self.manager, self.plan, self.servers, self.io)
-        except (PipelineError, *FAILURES):
-            pass
-        finally:
-            self._stack.close()
+        """
+        Tear the layers down (best effort, bounded) and close the node's context.
+
+        Under `ros2 launch` the servers get their SIGINT with this node's, so they may be
+        shutting down or gone: every call gets TEARDOWN_CALL_S and the whole teardown
+        TEARDOWN_S, inside launch's 5 s before it escalates to SIGTERM.
+        """
+        deployer = self.deployer
+        deployer.settings = dataclasses.replace(deployer.settings,
+                                                service_timeout_s=TEARDOWN_CALL_S)
+        deployer.lifecycle.timeout_s = TEARDOWN_CALL_S
+
+        def teardown() -> None:
+            try:
+                deployer.teardown(self.manager, self.plan, self.servers, self.io)
+            except (PipelineError, *FAILURES):
+                pass
+        worker = threading.Thread(target=teardown, daemon=True)
+        worker.start()
+        worker.join(TEARDOWN_S)
+        self._stack.close()
