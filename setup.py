@@ -36,6 +36,7 @@ setup(
             'dff_train_action = dff_lifecycle.cli.train_action:main',
             'dff_infer = dff_lifecycle.serving.infer_node:main',
             'dff_image_publisher = dff_lifecycle.serving.image_publisher:main',
+            'dff_learn = dff_lifecycle.serving.learn_node:main',
         ],
     },
 )

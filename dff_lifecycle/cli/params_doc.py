@@ -19,6 +19,8 @@ NODES = (
      'INFER_PARAMETERS'),
     ('Camera stand-in `dff_image_publisher`', 'dff_lifecycle.serving.parameters',
      'PUBLISHER_PARAMETERS'),
+    ('Learning from a stream `dff_learn` (`/dff_learn`)', 'dff_lifecycle.serving.parameters',
+     'LEARN_PARAMETERS'),
 )
 
 

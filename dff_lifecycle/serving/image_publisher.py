@@ -26,6 +26,7 @@ from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import exit_process, ros_process
 from dff_lifecycle.serving.parameters import PUBLISHER_PARAMETERS, RELIABILITIES
 from dff_lifecycle.serving.qos import image_qos
+from dff_msgs.msg import LabeledImage
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 import torch
@@ -33,6 +34,7 @@ from torch import Tensor
 
 NODE_NAME = 'dff_image_publisher'
 DATASETS = ('mnist', 'cifar10')
+SPLITS = ('test', 'train')
 
 
 class SourceError(ValueError):
@@ -40,31 +42,39 @@ class SourceError(ValueError):
 
 
 class ImageSource:
-    """`len` images, each (C, H, W) in [0, 1], by index."""
+    """`count` images, each (C, H, W) in [0, 1], and their labels (-1: unknown), by index."""
 
-    def __init__(self, count: int, get: Callable[[int], Tensor], what: str) -> None:
-        self.count, self.get, self.what = count, get, what
+    def __init__(self, count: int, get: Callable[[int], Tensor], label: Callable[[int], int],
+                 what: str) -> None:
+        self.count, self.get, self.label, self.what = count, get, label, what
 
 
-def open_source(source: str, data_root: str) -> ImageSource:
-    """Open a dataset's test set (un-standardised back to pixels) or an image folder."""
+def open_source(source: str, data_root: str, split: str = 'test') -> ImageSource:
+    """Open a dataset split (un-standardised back to pixels) or an image folder."""
     if source in DATASETS:
+        if split not in SPLITS:
+            raise SourceError(f'split must be one of {", ".join(SPLITS)}, got {split!r}')
         data = load_dataset(source, data_root or None, progress=False)
+        x, y = (data.x_test, data.y_test) if split == 'test' else (data.x_train, data.y_train)
         shape = data.image_shape
         mean = torch.tensor(data.mean).view(-1, 1, 1)
         std = torch.tensor(data.std).view(-1, 1, 1)
 
         def pixels(i: int) -> Tensor:
-            return data.x_test[i].reshape(shape) * std + mean
-        return ImageSource(len(data.x_test), pixels, f'{source} test set')
+            return x[i].reshape(shape) * std + mean
+        return ImageSource(len(x), pixels, lambda i: int(y[i]), f'{source} {split} set')
     folder = Path(source).expanduser()
     if not folder.is_dir():
         raise SourceError(f'source {source!r} is neither {" nor ".join(DATASETS)} nor a folder')
     files = images_in(folder)
     if not files:
         raise SourceError(f'source {folder} holds no image files')
-    return ImageSource(len(files), lambda i: read_image(files[i]), f'{len(files)} images of '
-                                                                   f'{folder}')
+    # Images in class folders carry their folder's index in sorted order (as image_folder).
+    classes = sorted({f.parent.name for f in files if f.parent != folder})
+    index = {name: i for i, name in enumerate(classes)}
+    return ImageSource(len(files), lambda i: read_image(files[i]),
+                       lambda i: index.get(files[i].parent.name, -1),
+                       f'{len(files)} images of {folder}')
 
 
 class ImagePublisher(Node):
@@ -78,7 +88,7 @@ class ImagePublisher(Node):
         if s['reliability'] not in RELIABILITIES:
             raise ParameterError(f'reliability must be one of {", ".join(RELIABILITIES)}, got '
                                  f'{s["reliability"]!r}')
-        self.source = open_source(s['source'], s['data_root'])
+        self.source = open_source(s['source'], s['data_root'], s['split'])
         if s['start'] >= self.source.count:
             raise ParameterError(f'start {s["start"]} is past the last of the '
                                  f'{self.source.count} images of the {self.source.what}')
@@ -86,7 +96,12 @@ class ImagePublisher(Node):
         self.total = min(s['count'], left) if s['count'] else left
         self.sent = 0
         self.done = threading.Event()
-        self.publisher = self.create_publisher(Image, 'image', image_qos(s))
+        if s['labeled'] and self.source.label(s['start']) < 0:
+            raise SourceError(f'labeled: the {self.source.what} has no classes (put the '
+                              'images in one folder per class)')
+        self.publisher = (self.create_publisher(LabeledImage, 'labeled_image', image_qos(s))
+                          if s['labeled'] else self.create_publisher(Image, 'image',
+                                                                     image_qos(s)))
 
     def play(self, stop: threading.Event) -> None:
         """Wait for subscribers if asked, then publish at `rate` until done or stopped."""
@@ -107,12 +122,14 @@ class ImagePublisher(Node):
             stop.wait(max(0.0, next_at - time.monotonic()))
         self.done.set()
 
-    def _message(self, index: int) -> Image:
+    def _message(self, index: int) -> Image | LabeledImage:
         encoding, height, width, step, data = encode_image(self.source.get(index))
         msg = Image(encoding=encoding, height=height, width=width, step=step, is_bigendian=0)
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.settings['frame_id']
         msg.data.frombytes(data)
+        if self.settings['labeled']:
+            return LabeledImage(image=msg, label=self.source.label(index))
         return msg
 
 

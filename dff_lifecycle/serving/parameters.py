@@ -45,7 +45,30 @@ PUBLISHER_PARAMETERS = {
     'start': Param(int, 0, 'Index of the first image.', 0),
     'loop': Param(bool, False, 'Start again after the last image; false: exit when done.'),
     'frame_id': Param(str, 'camera', 'header.frame_id of the images.'),
+    'labeled': Param(bool, False, 'Publish dff_msgs/LabeledImage (image and class) on '
+                                  'labeled_image, for dff_learn, instead of images on image.'),
+    'split': Param(str, 'test', 'mnist and cifar10: the test or the train set.'),
     'wait_for_subscribers': Param(int, 0, 'Wait until this many subscribers match before the '
                                           'first image (0: start at once).', 0),
     **QOS_PARAMETERS,
+}
+
+LEARN_PARAMETERS = {
+    'model_config': INFER_PARAMETERS['model_config'],
+    'layer_config': INFER_PARAMETERS['layer_config'],
+    'weights': Param(str, None, 'Folder the learnt weights go to, laid out as by dff_train '
+                                '--out (<weights>/weights/<model>/); weights already there are '
+                                'learnt on from.'),
+    'replay_capacity': Param(int, 2000, 'Earlier images kept for replay (0: none).', 0),
+    'replay_per_batch': Param(int, 0, 'Replayed images added to each batch of new ones '
+                                      '(0: new images only, as dff_train would see them).', 0),
+    'save_every_batches': Param(int, 50, 'Save the weights every N batches (0: only at '
+                                         'deactivate, cleanup and shutdown).', 0),
+    'log_every_batches': Param(int, 50, 'Log the layer losses every N batches.', 1),
+    'autostart': INFER_PARAMETERS['autostart'],
+    'data_root': INFER_PARAMETERS['data_root'],
+    'torch_threads': INFER_PARAMETERS['torch_threads'],
+    'reliability': Param(str, 'reliable', 'QoS reliability of labeled_image: reliable (every '
+                                          'labelled image is learnt from) | best_effort.'),
+    'depth': Param(int, 100, 'QoS history depth (keep last).', 1),
 }

@@ -10,6 +10,11 @@ is rejected without ending the service, and bad settings end configure with one 
 """
 from __future__ import annotations
 
+from dff_lifecycle.core.config import load_layer_config, load_model_config
+from dff_lifecycle.core.data import load_dataset
+from dff_lifecycle.core.network import FFNetwork
+from dff_lifecycle.core.predictor import LocalPredictor, model_weight_dir
+from dff_lifecycle.core.weights import load_state
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
 from dff_lifecycle.testing.processes import Proc
 from dff_processes import BIN, ros_args, start_server, stop_all
@@ -18,7 +23,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_client import ros_client
 from ros_env import isolated_ros_env
 from sensor_msgs.msg import Image
-from serving_checks import AGREEMENT, AnswerListener, IMAGES, MODEL_CONFIG, train_serving_model
+from serving_checks import (AGREEMENT, AnswerListener, IMAGES, LAYER_CONFIG, MODEL_CONFIG,
+                            train_serving_model)
+import torch
 
 pytestmark = pytest.mark.integration
 RELIABLE = {'reliability': 'reliable', 'depth': IMAGES}  # the test counts every answer
@@ -154,3 +161,36 @@ def test_the_publisher_refuses_a_source_it_cannot_play(ros_domain, tmp_path):
                                   *ros_args({'source': source})], env)
         assert proc.wait(60) == 2, proc.output
         assert says in proc.output and 'Traceback' not in proc.output
+
+
+def test_a_model_learnt_from_a_stream_is_the_same_batches_trained_offline(ros_domain, tmp_path,
+                                                                          data_root):
+    """dff_learn on 2000 labelled MNIST training images, in order, without replay."""
+    env = isolated_ros_env(ros_domain)
+    learn = Proc('dff_learn', [str(BIN / 'dff_learn'), *ros_args({
+        'model_config': str(MODEL_CONFIG), 'weights': str(tmp_path / 'learnt'),
+        'autostart': True, 'save_every_batches': 0, 'log_every_batches': 10})], env)
+    try:
+        learn.wait_for('dff_learn up', 60)
+        publisher = Proc('publisher', [str(BIN / 'dff_image_publisher'), *ros_args({
+            'source': 'mnist', 'split': 'train', 'labeled': True, 'count': 2000,
+            'rate': 1000.0, 'reliability': 'reliable', 'depth': 100,
+            'wait_for_subscribers': 1})], env)
+        assert publisher.wait(60) == 0, publisher.output
+        learn.wait_for('2000 images, 20 batches', 30)
+    finally:
+        assert learn.interrupt() == 0, learn.output
+    model = load_model_config(MODEL_CONFIG, load_layer_config(LAYER_CONFIG))
+    folder = model_weight_dir(tmp_path / 'learnt', model.name)
+    dataset = load_dataset('mnist', data_root, train_limit=2000, test_limit=500)
+    offline = FFNetwork.from_model_config(model)
+    for start in range(0, 2000, model.training.batch_size):
+        stop = start + model.training.batch_size
+        offline.train_batch_classes(dataset.x_train[start:stop], dataset.y_train[start:stop])
+    for stage, trainer in zip(offline.stages, offline.trainers):
+        state = load_state(folder / f'layer_{stage.index}.pt')
+        assert state['batches_seen'] == 20
+        for name, value in trainer.layer.state_dict().items():
+            assert torch.allclose(state['layer'][name], value, atol=1e-5), name
+    served = LocalPredictor(model, folder).scores(dataset.x_test).argmax(dim=1)
+    assert (served == dataset.y_test).float().mean() > 0.3  # learnt (20 batches: about 0.5)
