@@ -12,6 +12,7 @@ from pathlib import Path
 import signal
 import sys
 import threading
+import time
 from typing import Any, NoReturn, Optional
 
 from dff_lifecycle.common.folders import writable_folder
@@ -34,6 +35,8 @@ from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+FINALIZED_LINGER_S = 1.0  # a finalized layer stays this long, for its last messages to go out
+
 
 class ServerContainer(Node):
     """Hosts layer nodes and creates or removes them on request."""
@@ -45,6 +48,7 @@ class ServerContainer(Node):
         self._executor = executor
         self._layers: dict[str, FFLayerNode] = {}  # fully qualified name -> node
         self._lock = threading.Lock()
+        self._finalized_at: dict[str, float] = {}  # when each finalized layer was first seen
         group = MutuallyExclusiveCallbackGroup()
         self.create_service(CreateLayers, '~/create_layers', self._on_create, callback_group=group)
         self.create_service(DeleteModel, '~/delete_model', self._on_delete, callback_group=group)
@@ -195,11 +199,25 @@ class ServerContainer(Node):
         return response
 
     def _remove_finalized(self) -> None:
+        """
+        Remove layers finalized at least FINALIZED_LINGER_S ago.
+
+        Not at once: destroying a node deletes its DDS writers, and what they had not yet
+        delivered is lost with them (CI lost the shutdown's change_state response, and the
+        layer's last 'finalized' status, when the node went 0.15 s after its shutdown).
+        """
+        now = time.monotonic()
         for node in self._layers_of(''):
-            if node.lifecycle_label == 'finalized':
-                self.get_logger().info(f'removing {node.get_fully_qualified_name()}: finalized '
-                                       '(its weights were saved by shutdown)')
-                self._remove(node, save=False)
+            name = node.get_fully_qualified_name()
+            if node.lifecycle_label != 'finalized':
+                continue
+            seen = self._finalized_at.setdefault(name, now)
+            if now - seen < FINALIZED_LINGER_S:
+                continue
+            del self._finalized_at[name]
+            self.get_logger().info(f'removing {name}: finalized (its weights were saved by '
+                                   'shutdown)')
+            self._remove(node, save=False)
 
     # ------------------------------------------------------------------ helpers
     def _layers_of(self, model: str) -> list[FFLayerNode]:

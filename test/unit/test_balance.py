@@ -1,0 +1,53 @@
+"""Balanced placement: the exact least-bottleneck contiguous partition."""
+from __future__ import annotations
+
+import itertools
+import random
+
+from dff_lifecycle.master.balance import balanced_blocks, block_times
+import pytest
+
+
+def brute_force(costs, servers, speeds):
+    """Return the least largest block time over every split into min(servers, n) blocks."""
+    n, best = len(costs), float('inf')
+    used = min(servers, n)
+    for cuts in itertools.combinations(range(1, n), used - 1):
+        bounds = (0, *cuts, n)
+        times = [sum(costs[a:b]) / speeds[k] for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+        best = min(best, max(times))
+    return best
+
+
+@pytest.mark.parametrize('seed', range(30))
+def test_the_bottleneck_is_the_least_any_contiguous_split_has(seed):
+    rng = random.Random(seed)
+    n, servers = rng.randint(1, 8), rng.randint(1, 4)
+    costs = [rng.uniform(0, 5) for _ in range(n)]
+    speeds = [rng.choice([0.5, 1.0, 2.0]) for _ in range(servers)]
+    chosen = balanced_blocks(costs, servers, speeds)
+    assert chosen == sorted(chosen) and len(set(chosen)) == min(servers, n)  # in order, all used
+    assert max(block_times(costs, chosen, servers, speeds)) == pytest.approx(
+        brute_force(costs, servers, speeds))
+
+
+def test_a_heavy_first_layer_gets_a_device_of_its_own():
+    # 784 -> 2000 then three 2000 -> 2000: contiguous puts two heavy layers together
+    costs = [1.0, 2.5, 2.5, 2.5]
+    assert balanced_blocks(costs, 2) == [0, 0, 1, 1]
+    assert balanced_blocks(costs, 4) == [0, 1, 2, 3]
+    assert balanced_blocks([5.0, 1.0, 1.0, 1.0], 2) == [0, 1, 1, 1]
+
+
+def test_a_faster_device_takes_more_stages():
+    assert balanced_blocks([1.0] * 6, 2, speeds=[2.0, 1.0]) == [0, 0, 0, 0, 1, 1]
+
+
+@pytest.mark.parametrize('args, says', [
+    (([1.0], 0), 'servers must be >= 1'),
+    (([-1.0], 1), 'finite and >= 0'),
+    (([1.0], 2, [1.0]), 'one speed > 0 per server'),
+])
+def test_bad_inputs_are_refused(args, says):
+    with pytest.raises(ValueError, match=says):
+        balanced_blocks(*args)
