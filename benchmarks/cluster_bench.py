@@ -3,6 +3,7 @@
     sudo .venv/bin/python benchmarks/cluster_bench.py scaling [--cpus 0.5]
     sudo .venv/bin/python benchmarks/cluster_bench.py thesis [--memory 2560]
     sudo .venv/bin/python benchmarks/cluster_bench.py links [--rates 1gbit 100mbit 20mbit]
+    sudo .venv/bin/python benchmarks/cluster_bench.py placement [--devices 3 --cpus 0.4]
 
 Each makes its clusters with dff_cluster, runs FF (dff_train on one device) and DFF
 (dff_launch --cluster) side by side in the same invocation, prints a table, and writes
@@ -226,6 +227,60 @@ def scaling(bench: Bench, args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- placement
+
+def placement(bench: Bench, args: argparse.Namespace) -> int:
+    """Contiguous against balanced placement on the same devices, alternating, --runs each."""
+    config = CONFIGS / 'scaling_4x2000.yaml'
+    k = args.devices
+    with bench.cluster(1, cpus=args.cpus) as name:
+        script = str(REPO / 'benchmarks' / 'stage_costs.py')
+        costs = json.loads(subprocess.run(
+            bench.cluster_cmd(name, 'exec', 'd1', '--', PY, script, str(config)),
+            env=bench.env, capture_output=True, text=True, check=True).stdout)
+        costs = costs['seconds_per_batch']
+    runs: dict[str, list[dict]] = {'contiguous': [], 'balanced': []}
+    with bench.cluster(k, cpus=args.cpus) as name:
+        for attempt in range(args.runs):
+            for policy in runs:
+                master = {'placement': policy}
+                if policy == 'balanced':  # the costs measured on a device, as a user would
+                    master['stage_costs'] = [f'{c:.6f}' for c in costs]
+                run = bench.dff(name, config, k, bench.tmp / f'{policy}_{attempt}', master)
+                if run['returncode']:
+                    raise SystemExit(f'{policy} failed:\n{run["output"]}')
+                runs[policy].append(run)
+    rows = []
+    for policy, done in runs.items():
+        seconds = sorted(r['train_seconds'] for r in done)
+        plan = [entry['server'] for entry in done[0]['plan']]
+        servers = sorted(set(plan))
+        blocks = [sum(c for c, s in zip(costs, plan) if s == server) for server in servers]
+        rows.append({'placement': policy, 'plan': plan, 'train_seconds': seconds,
+                     'median_seconds': seconds[len(seconds) // 2],
+                     'accuracy': [r['test_accuracy'] for r in done],
+                     'slowest_stage_s_per_batch': max(blocks),
+                     'ideal_speedup': sum(costs) / max(blocks)})
+    ratio = rows[0]['median_seconds'] / rows[1]['median_seconds']
+    print(f'\nplacement: {config.name} on {k} devices of {args.cpus:g} core, '
+          f'{args.runs} runs each')
+    print(f'layer step costs on one device (s/batch): {[round(c, 4) for c in costs]}')
+    print('| placement | plan | median s / epoch | accuracy | slowest stage s/batch |')
+    print('|---|---|---|---|---|')
+    for r in rows:
+        print(f'| {r["placement"]} | {" ".join(r["plan"])} | {r["median_seconds"]:.1f} | '
+              f'{r["accuracy"][0]:.4f} | {r["slowest_stage_s_per_batch"]:.4f} |')
+    print(f'contiguous / balanced: {ratio:.2f}x')
+    pyplot = plt()
+    fig, axis = pyplot.subplots(figsize=(5, 4))
+    axis.bar([r['placement'] for r in rows], [r['median_seconds'] for r in rows])
+    axis.set_ylabel(f'seconds per epoch ({k} devices of {args.cpus:g} core)')
+    save('placement', {'config': str(config), 'cpus': args.cpus, 'devices': k,
+                       'stage_costs': costs, 'rows': rows, 'contiguous_over_balanced': ratio},
+         fig, bench.tmp)
+    return 0
+
+
 # ------------------------------------------------------------------------------ thesis
 
 def thesis_config(path: Path, width: int) -> Path:
@@ -324,6 +379,10 @@ def main() -> int:
     s = sub.add_parser('scaling')
     s.add_argument('--cpus', type=float, default=0.5)
     s.add_argument('--devices', type=int, nargs='+', default=[1, 2, 4])
+    pl = sub.add_parser('placement')
+    pl.add_argument('--cpus', type=float, default=0.4)
+    pl.add_argument('--devices', type=int, default=3)
+    pl.add_argument('--runs', type=int, default=2)
     t = sub.add_parser('thesis')
     t.add_argument('--memory', type=int, default=4096, help='MiB per device')
     t.add_argument('--cpus', type=float, default=0.0)
@@ -335,7 +394,8 @@ def main() -> int:
     if not ready_for_clusters('cluster_bench'):
         return 2
     with tempfile.TemporaryDirectory(prefix='dff_cluster_bench_') as tmp:
-        return {'scaling': scaling, 'thesis': thesis, 'links': links}[args.which](
+        return {'scaling': scaling, 'thesis': thesis, 'links': links,
+                'placement': placement}[args.which](
             Bench(Path(tmp)), args)
 
 

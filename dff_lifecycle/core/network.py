@@ -1,4 +1,5 @@
 """A whole FF model in one process: one LocalTrainer per stage, wired as the rows say."""
+import time
 from typing import Any, Optional, Protocol, Sequence, Union
 
 from dff_lifecycle.core.ff_layers import build_row
@@ -99,28 +100,40 @@ class FFNetwork(nn.Module):
         result = self.trainers[position].step(ops.join(inputs_pos), ops.join(inputs_neg), steps)
         return result, ops.post(result.h_pos), ops.post(result.h_neg)
 
-    def train_batch_classes(self, x: Tensor, y: Tensor, steps: int = 1) -> list[StepResult]:
+    def train_batch_classes(self, x: Tensor, y: Tensor, steps: int = 1,
+                            seconds: Optional[list[float]] = None) -> list[StepResult]:
         """Train every class_groups stage in order on one labelled batch."""
         results: list[StepResult] = []
         outputs: dict[int, Tensor] = {}
         for position, stage in enumerate(self.stages):
+            started = time.perf_counter()
             ops = self.ops[position]
             joined = ops.join(self.stage_inputs(position, outputs, x))
             result = self.trainers[position].step_classes(joined, y, steps)
             outputs[stage.index] = ops.post(result.h_pos)
             results.append(result)
+            if seconds is not None:
+                seconds.append(time.perf_counter() - started)
         return results
 
-    def train_batch(self, x_pos: Tensor, x_neg: Tensor, steps: int = 1) -> list[StepResult]:
-        """Train every stage in order on one batch; returns one StepResult per stage."""
+    def train_batch(self, x_pos: Tensor, x_neg: Tensor, steps: int = 1,
+                    seconds: Optional[list[float]] = None) -> list[StepResult]:
+        """
+        Train every stage in order on one batch; returns one StepResult per stage.
+
+        `seconds`, when given, gets each stage's wall time appended (core.stage_costs).
+        """
         results: list[StepResult] = []
         outputs: dict[int, tuple[Tensor, Tensor]] = {}
         for position, stage in enumerate(self.stages):
+            started = time.perf_counter()
             sources = self.stage_inputs(position, outputs, (x_pos, x_neg))
             result, out_pos, out_neg = self.train_stage(
                 position, [pos for pos, _ in sources], [neg for _, neg in sources], steps)
             outputs[stage.index] = (out_pos, out_neg)
             results.append(result)
+            if seconds is not None:
+                seconds.append(time.perf_counter() - started)
         return results
 
     @torch.no_grad()

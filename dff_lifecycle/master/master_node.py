@@ -134,7 +134,7 @@ class MasterCoordinator(Node):
             for f in self.deployer.save_model(model.name, servers):
                 self.log(f'saved {f}')
             return 0
-        plan = make_plan(model, servers, s)
+        plan = make_plan(model, servers, s, self.log)
         self.log(f'distribution plan for {model.name} ({s["placement"]}):\n{plan.table()}')
         if command == 'plan':
             return 0

@@ -8,7 +8,7 @@ from dff_lifecycle.nodes.parameters import CHUNK_ELEMENTS
 COMMANDS = ('run', 'train', 'evaluate', 'plan', 'bringup', 'reset', 'save', 'delete', 'serve')
 # The action `command:=serve` offers (dff_msgs/action/Train), beside the servers' services.
 TRAIN_ACTION = join(NAMESPACE, 'train')
-PLACEMENTS = ('contiguous', 'round_robin', 'pinned')
+PLACEMENTS = ('contiguous', 'round_robin', 'pinned', 'balanced')
 
 MASTER_PARAMETERS = {
     'command': Param(str, 'run', ' | '.join(('run (train + evaluate)', *COMMANDS[1:-1],
@@ -21,6 +21,10 @@ MASTER_PARAMETERS = {
     'servers': Param(int, 1, 'Number of server containers to wait for.', 1),
     'placement': Param(str, 'contiguous', ' | '.join(PLACEMENTS)),
     'pins': Param(list, [''], 'Pinned layers as "<layer>:<server>", e.g. "0:server_2".'),
+    'stage_costs': Param(list, [''], 'placement balanced: seconds per training batch of each '
+                                     'layer node (stage), in order, e.g. measured on a device '
+                                     'with benchmarks/stage_costs.py; empty: the master '
+                                     'measures them on its own CPU.'),
     'parallel_bringup': Param(bool, True, 'Configure (then activate) all layers at once; false: '
                                           'one after the other.'),
     'window': Param(int, 16, 'Batches in flight in the pipeline.', 1),

@@ -18,6 +18,7 @@ from dff_lifecycle.core.config import ConfigError, LayerSpecConfig, ModelConfig
 from dff_lifecycle.core.ff_layers import LAYER_TYPES
 from dff_lifecycle.core.memory import layer_node_bytes, parameter_count
 from dff_lifecycle.core.model_graph import MODEL_INPUT, Stage
+from dff_lifecycle.master.balance import balanced_blocks
 from dff_lifecycle.master.parameters import PLACEMENTS
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
 
@@ -139,8 +140,9 @@ def check_placement(num_layers: int, policy: str, pins: Mapping[int, str]) -> No
 
 
 def assign_servers(num_layers: int, servers: Sequence[str], policy: str,
-                   pins: Mapping[int, str] | None = None) -> list[str]:
-    """Server for each layer index under a placement policy."""
+                   pins: Mapping[int, str] | None = None,
+                   costs: Sequence[float] | None = None) -> list[str]:
+    """Server for each layer index under a placement policy (balanced: by `costs`)."""
     pins = dict(pins or {})
     check_placement(num_layers, policy, pins)
     if not servers:
@@ -149,7 +151,13 @@ def assign_servers(num_layers: int, servers: Sequence[str], policy: str,
         if server not in servers:
             raise ConfigError(PARAMETERS, 'pins', f'pin layer {index} -> {server}: no such '
                               f'server (found: {", ".join(servers)})')
-    if policy == 'round_robin':
+    if policy == 'balanced':
+        if costs is None or len(costs) != num_layers:
+            raise ConfigError(PARAMETERS, 'stage_costs', f'placement "balanced" needs one cost '
+                              f'per layer node ({num_layers}), got '
+                              f'{0 if costs is None else len(costs)}')
+        chosen = [servers[i] for i in balanced_blocks(costs, len(servers))]
+    elif policy == 'round_robin':
         chosen = [servers[i % len(servers)] for i in range(num_layers)]
     else:  # contiguous blocks, the paper's layout; also the fallback for unpinned layers
         block = math.ceil(num_layers / len(servers))
@@ -187,11 +195,12 @@ def input_topic(model: str, port: str) -> str:
 
 def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contiguous',
                pins: Mapping[int, str] | None = None,
-               extra_parameters: Mapping[str, Any] | None = None) -> DistributionPlan:
+               extra_parameters: Mapping[str, Any] | None = None,
+               costs: Sequence[float] | None = None) -> DistributionPlan:
     """Place every stage of `model` (one layer node each) on `servers` and wire its ports."""
     name = model.name
     stages = model.stages
-    chosen = assign_servers(len(stages), servers, policy, pins)
+    chosen = assign_servers(len(stages), servers, policy, pins, costs)
     ports = _layer_ports(model)
     consumers: dict[int, set[str]] = {}  # stage -> its output ports that something reads
     for stage in stages:

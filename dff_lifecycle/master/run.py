@@ -23,6 +23,7 @@ from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.core.data import Dataset
 from dff_lifecycle.core.evaluation import evaluate
 from dff_lifecycle.core.objectives.separation import inseparable_layers
+from dff_lifecycle.core.stage_costs import measure_stage_costs
 from dff_lifecycle.master.checkpoints import CheckpointKeeper
 from dff_lifecycle.master.deployer import Deployer
 from dff_lifecycle.master.errors import PipelineError
@@ -72,13 +73,35 @@ class RunOutcome:
     canceled: bool = False
 
 
-def make_plan(model: ModelConfig, servers: list[str], settings: dict) -> DistributionPlan:
+def make_plan(model: ModelConfig, servers: list[str], settings: dict,
+              log: Log = print) -> DistributionPlan:
     s = settings
+    costs = stage_costs(model, s, log) if s['placement'] == 'balanced' else None
     return build_plan(model, servers, s['placement'], parse_pins([p for p in s['pins'] if p]),
                       {'chunk_elements': s['chunk_elements'],
                        'save_every_batches': s['save_every_batches'],
                        'save_every_s': s['save_every_s'],
-                       'load_weights': s['load_weights']})
+                       'load_weights': s['load_weights']}, costs)
+
+
+def stage_costs(model: ModelConfig, settings: dict, log: Log = print) -> list[float]:
+    """Return the `stage_costs` parameter as seconds, or each stage measured here (logged)."""
+    given = [text for text in settings.get('stage_costs', ['']) if text.strip()]
+    if given:
+        try:
+            costs = [float(text) for text in given]
+        except ValueError:
+            raise ConfigError('parameters', 'stage_costs', f'must be numbers of seconds, got '
+                              f'{given}') from None
+        if any(not math.isfinite(c) or c < 0 for c in costs):
+            raise ConfigError('parameters', 'stage_costs', f'must be finite and >= 0, got '
+                              f'{given}')
+        return costs
+    started = time.perf_counter()
+    costs = measure_stage_costs(model)
+    log(f'stage costs measured here in {time.perf_counter() - started:.1f} s (ms per batch): '
+        + ', '.join(f'{stage.index}: {c * 1e3:.1f}' for stage, c in zip(model.stages, costs)))
+    return costs
 
 
 def _placements(plan: DistributionPlan) -> list[dict]:
@@ -157,7 +180,7 @@ class DeployedRun:
         """Deploy, train and/or evaluate (`command`: run, train, evaluate), then tear down."""
         s = self.settings
         try:
-            plan = make_plan(model, servers, s)
+            plan = make_plan(model, servers, s, self.log)
         except ConfigError as exc:  # e.g. a layer pinned to a server that is not there
             raise RunFailed('servers', str(exc)) from exc
         self.log(f'distribution plan for {model.name} ({s["placement"]}):\n{plan.table()}')

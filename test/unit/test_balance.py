@@ -2,10 +2,18 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 import random
 
+from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
+from dff_lifecycle.core.stage_costs import measure_stage_costs
 from dff_lifecycle.master.balance import balanced_blocks, block_times
+from dff_lifecycle.master.parameters import MASTER_PARAMETERS
+from dff_lifecycle.master.run import make_plan
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LAYERS = load_layer_config(REPO / 'params' / 'layers.yaml')
 
 
 def brute_force(costs, servers, speeds):
@@ -51,3 +59,42 @@ def test_a_faster_device_takes_more_stages():
 def test_bad_inputs_are_refused(args, says):
     with pytest.raises(ValueError, match=says):
         balanced_blocks(*args)
+
+
+def model_4x2000():
+    return load_model_config(REPO / 'benchmarks' / 'configs' / 'scaling_4x2000.yaml', LAYERS)
+
+
+def settings(**changes):
+    return {**{k: p.default for k, p in MASTER_PARAMETERS.items()}, **changes}
+
+
+def test_a_balanced_plan_uses_every_device_where_contiguous_leaves_one_idle():
+    model = model_4x2000()
+    servers = ['server_1', 'server_2', 'server_3']
+    balanced = make_plan(model, servers, settings(placement='balanced',
+                                                  stage_costs=['1.0', '2.5', '2.5', '2.5']))
+    contiguous = make_plan(model, servers, settings())
+    assert [p.server for p in balanced.placements] == ['server_1', 'server_1', 'server_2',
+                                                       'server_3']
+    assert {p.server for p in contiguous.placements} == {'server_1', 'server_2'}
+
+
+@pytest.mark.parametrize('costs, says', [
+    (['1', 'x', '1', '1'], 'must be numbers of seconds'),
+    (['1', '-1', '1', '1'], 'finite and >= 0'),
+    (['1', '1'], 'needs one cost per layer node'),
+])
+def test_bad_stage_costs_are_one_config_error(costs, says):
+    with pytest.raises(ConfigError, match=says):
+        make_plan(model_4x2000(), ['server_1', 'server_2'],
+                  settings(placement='balanced', stage_costs=costs))
+
+
+def test_measured_costs_follow_the_layer_widths():
+    model = load_model_config({'name': 'c', 'dataset': 'mnist', 'supervised': True,
+                               'training': {'batch_size': 64},
+                               'layers': [[-1, 'FFDense', [50]], [-1, 'FFDense', [1500]]]},
+                              LAYERS)
+    small, large = measure_stage_costs(model, batches=3)
+    assert 0 < small < large
