@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -257,7 +258,7 @@ def placement(bench: Bench, args: argparse.Namespace) -> int:
         servers = sorted(set(plan))
         blocks = [sum(c for c, s in zip(costs, plan) if s == server) for server in servers]
         rows.append({'placement': policy, 'plan': plan, 'train_seconds': seconds,
-                     'median_seconds': seconds[len(seconds) // 2],
+                     'median_seconds': statistics.median(seconds),
                      'accuracy': [r['test_accuracy'] for r in done],
                      'slowest_stage_s_per_batch': max(blocks),
                      'ideal_speedup': sum(costs) / max(blocks)})
