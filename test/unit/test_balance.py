@@ -91,10 +91,12 @@ def test_bad_stage_costs_are_one_config_error(costs, says):
                   settings(placement='balanced', stage_costs=costs))
 
 
-def test_measured_costs_follow_the_layer_widths():
+def test_measured_costs_are_one_positive_time_per_stage_and_follow_large_width_gaps():
+    """Timing under a loaded CI: only a cost gap of about 500x is asserted (CI saw 2.5x flip)."""
     model = load_model_config({'name': 'c', 'dataset': 'mnist', 'supervised': True,
                                'training': {'batch_size': 64},
-                               'layers': [[-1, 'FFDense', [50]], [-1, 'FFDense', [1500]]]},
-                              LAYERS)
-    small, large = measure_stage_costs(model, batches=3)
-    assert 0 < small < large
+                               'layers': [[-1, 'FFDense', [10]], [-1, 'FFDense', [2000]],
+                                          [-1, 'FFDense', [2000]]]}, LAYERS)
+    costs = measure_stage_costs(model, batches=5)
+    assert len(costs) == 3 and all(c > 0 for c in costs)
+    assert costs[0] < costs[2]  # 784 x 10 against 2000 x 2000 multiply-adds per row
