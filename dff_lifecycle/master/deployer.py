@@ -24,13 +24,16 @@ from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.lifecycle_manager import BringUpError, LifecycleManager
 from dff_lifecycle.master.plan import DistributionPlan, LayerPlacement
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
-from dff_lifecycle.ros.service_calls import call, ClientCache, ServiceCallError
+from dff_lifecycle.ros.service_calls import (call, ClientCache, ServiceCallError,
+                                             ServiceUnavailable)
 from dff_msgs.msg import LayerCheckpoint, LayerSpec
 from dff_msgs.srv import CreateLayers, DeleteModel, GetCheckpoints, ListLayers, SaveModel
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 Log = Callable[[str], None]
+
+DEPLOY_ATTEMPTS = 2  # a second bring-up only after a discovery loss (see Deployer.deploy)
 
 
 class PipelineEndpoints(Protocol):
@@ -211,7 +214,28 @@ class Deployer:
 
     def deploy(self, plan: DistributionPlan, servers: list[str],
                endpoints: PipelineEndpoints) -> LifecycleManager:
-        """Create, configure all, activate all, connect; on failure undo and raise."""
+        """
+        Create, configure all, activate all, connect; on failure undo and raise.
+
+        A bring-up that failed only because a just-created layer's services were never
+        discovered is undone and tried once more: the middleware can lose the discovery
+        of a new node's endpoints under load (seen in CI: change_state of a new layer
+        answered, its get_state stayed unknown for 30 s), and new nodes are announced
+        anew. Any other failure is raised at once.
+        """
+        for attempt in range(1, DEPLOY_ATTEMPTS + 1):
+            try:
+                return self._deploy_once(plan, servers, endpoints)
+            except BringUpError as exc:
+                if attempt == DEPLOY_ATTEMPTS or not isinstance(exc.__cause__,
+                                                                ServiceUnavailable):
+                    raise
+                self.log(f'bring-up: {exc}; the layers are created anew '
+                         f'(try {attempt + 1} of {DEPLOY_ATTEMPTS})')
+        raise AssertionError('unreachable')
+
+    def _deploy_once(self, plan: DistributionPlan, servers: list[str],
+                     endpoints: PipelineEndpoints) -> LifecycleManager:
         self.delete_model(plan.model, servers, quiet=True)  # stale layers of a crashed run
         started = time.perf_counter()
         try:
@@ -228,9 +252,12 @@ class Deployer:
             self.log(f'bring-up: {len(plan.placements)} layer(s) on {len(plan.by_server())} '
                      f'server(s), first create to last active in {self.bring_up_seconds:.2f} s')
             endpoints.wait_connected(self.settings.discovery_timeout_s)
-        except Exception:
+        except Exception as exc:
             self.log('bring-up failed: tearing down what was created')
-            manager.shutdown()
+            # A node never discovered would cost a second wait; its server removes it below.
+            unseen = ({exc.node} if isinstance(exc, BringUpError)
+                      and isinstance(exc.__cause__, ServiceUnavailable) else set())
+            manager.shutdown(skip=unseen)
             endpoints.close()
             self.delete_model(plan.model, servers, quiet=True)
             raise

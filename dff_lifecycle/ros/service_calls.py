@@ -19,6 +19,10 @@ class ServiceCallError(RuntimeError):
     """A service was unavailable, timed out or failed."""
 
 
+class ServiceUnavailable(ServiceCallError):
+    """No server of the service was discovered in time (nothing was sent)."""
+
+
 # rclpy's Client.wait_for_service looks every 0.25 s (rclpy issue #58): a just-created
 # layer's services then cost up to a quarter second per call in bring-up.
 POLL_S = 0.005
@@ -28,8 +32,8 @@ def wait_for_service(client: Client, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not client.service_is_ready():
         if time.monotonic() >= deadline or not client.context.ok():
-            raise ServiceCallError(f'service {client.srv_name} not available after '
-                                   f'{timeout_s:.1f} s')
+            raise ServiceUnavailable(f'service {client.srv_name} not available after '
+                                     f'{timeout_s:.1f} s')
         time.sleep(POLL_S)
 
 
