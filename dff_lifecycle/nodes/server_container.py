@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-import signal
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_P
 from dff_lifecycle.nodes.server_naming import claimed_server_name
 from dff_lifecycle.ros.diagnostics import ContainerDiagnostics
 from dff_lifecycle.ros.heartbeat import Heartbeat
+from dff_lifecycle.ros.node_main import stop_event, wait_for
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import exit_process, ros_process
 from dff_msgs.msg import LayerCheckpoint, LayerInfo
@@ -291,9 +291,7 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
 
 
 def serve(argv: Optional[list[str]] = None) -> int:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_event()
     try:
         with ros_process(sys.argv if argv is None else argv, shutdown_timeout_s=5.0) as ros:
             settings = read_settings()
@@ -307,8 +305,7 @@ def serve(argv: Optional[list[str]] = None) -> int:
             ros.add(server)
             print(f'server container {server.get_fully_qualified_name()} up (pid {os.getpid()})',
                   flush=True)
-            while not stop.wait(0.5):
-                pass
+            wait_for(stop)
             server.get_logger().info('shutting down: saving and removing hosted layers')
             server.shutdown_layers()
             server.heartbeat.stop()

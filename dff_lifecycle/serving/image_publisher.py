@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-import signal
 import sys
 import threading
 import time
@@ -22,6 +21,7 @@ from typing import Any, Callable, NoReturn, Optional
 from dff_lifecycle.core.data import DataNotFoundError, load_dataset
 from dff_lifecycle.core.image_codec import encode_image
 from dff_lifecycle.core.image_folder import ImageFolderError, images_in, read_image
+from dff_lifecycle.ros.node_main import stop_event
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import exit_process, ros_process
 from dff_lifecycle.serving.parameters import PUBLISHER_PARAMETERS, RELIABILITIES
@@ -138,9 +138,7 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
 
 
 def run(argv: Optional[list[str]] = None) -> int:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_event()
     try:
         with ros_process(sys.argv if argv is None else argv) as ros:
             node = ImagePublisher()

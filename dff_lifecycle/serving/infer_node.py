@@ -17,8 +17,6 @@ containers), which answer the same for the same image.
 """
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import threading
 import time
@@ -32,8 +30,9 @@ from dff_lifecycle.core.input_stats import InputStats, stats_of
 from dff_lifecycle.core.predictor import (load_stats, LocalPredictor, model_weight_dir,
                                           PredictorError)
 from dff_lifecycle.master.configs import load_run_model, RunRequest
+from dff_lifecycle.ros.node_main import run_lifecycle_node
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
-from dff_lifecycle.ros.process import exit_process, ros_process
+from dff_lifecycle.ros.process import exit_process
 from dff_lifecycle.serving.parameters import INFER_PARAMETERS, MODES
 from dff_lifecycle.serving.qos import image_qos
 from dff_msgs.msg import Prediction
@@ -227,35 +226,7 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
 
 def serve(argv: Optional[list[str]] = None) -> int:
     """Run the node until SIGINT or SIGTERM; with autostart, a failed configure ends it (2)."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        with ros_process(sys.argv if argv is None else argv, shutdown_timeout_s=5.0) as ros:
-            node = InferNode()
-            ros.start(node)  # single-threaded, as the master: see pipeline_scorer.py
-            code = _autostart(node) if node.get_parameter('autostart').value else 0
-            if code == 0:
-                print(f'{NODE_NAME} up (pid {os.getpid()})', flush=True)
-                while not stop.wait(0.5):
-                    pass
-            if node._state_machine.current_state[1] != 'finalized':
-                node.trigger_shutdown()
-            ros.done(code)
-    except ParameterError as exc:
-        print(f'{NODE_NAME}: error: {exc}', file=sys.stderr, flush=True)
-        return 2
-    return code
-
-
-def _autostart(node: InferNode) -> int:
-    """Configure and activate, as nav2's lifecycle manager does with autostart; 0 or 2."""
-    if node.trigger_configure() != SUCCESS:
-        print(f'{NODE_NAME}: error: configure failed: {node.configure_error}', file=sys.stderr,
-              flush=True)
-        return 2
-    node.trigger_activate()
-    return 0
+    return run_lifecycle_node(NODE_NAME, InferNode, argv)
 
 
 if __name__ == '__main__':

@@ -14,9 +14,7 @@ after the pending partial batch is trained.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
-import signal
 import sys
 import threading
 import time
@@ -33,8 +31,9 @@ from dff_lifecycle.core.predictor import load_stats, PredictorError
 from dff_lifecycle.core.stream_learning import StreamLearner
 from dff_lifecycle.core.weights import load_state, WeightFileError
 from dff_lifecycle.master.configs import load_run_model, RunRequest
+from dff_lifecycle.ros.node_main import run_lifecycle_node
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
-from dff_lifecycle.ros.process import exit_process, ros_process
+from dff_lifecycle.ros.process import exit_process
 from dff_lifecycle.serving.infer_node import camera_shape
 from dff_lifecycle.serving.parameters import LEARN_PARAMETERS, RELIABILITIES
 from dff_lifecycle.serving.qos import image_qos
@@ -211,32 +210,7 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
 
 def run(argv: Optional[list[str]] = None) -> int:
     """Run the node until SIGINT or SIGTERM; with autostart, a failed configure ends it (2)."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    code = 0
-    try:
-        with ros_process(sys.argv if argv is None else argv, shutdown_timeout_s=5.0) as ros:
-            node = LearnNode()
-            ros.start(node)
-            if node.get_parameter('autostart').value:
-                if node.trigger_configure() != SUCCESS:
-                    print(f'{NODE_NAME}: error: configure failed: {node.configure_error}',
-                          file=sys.stderr, flush=True)
-                    code = 2
-                else:
-                    node.trigger_activate()
-            if code == 0:
-                print(f'{NODE_NAME} up (pid {os.getpid()})', flush=True)
-                while not stop.wait(0.5):
-                    pass
-            if node._state_machine.current_state[1] != 'finalized':
-                node.trigger_shutdown()
-            ros.done(code)
-    except ParameterError as exc:
-        print(f'{NODE_NAME}: error: {exc}', file=sys.stderr, flush=True)
-        return 2
-    return code
+    return run_lifecycle_node(NODE_NAME, LearnNode, argv)
 
 
 if __name__ == '__main__':

@@ -39,7 +39,10 @@ def test_every_torch_load_refuses_arbitrary_pickles():
 
 
 def test_discovery_stays_on_this_host_unless_asked():
-    assert configure_environment({})['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+    # LOCALHOST, run as SYSTEM_DEFAULT with a profile that peers with 127.0.0.1 only.
+    env = configure_environment({})
+    assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'SYSTEM_DEFAULT'
+    assert env['FASTDDS_DEFAULT_PROFILES_FILE'].endswith('fastdds_localhost.xml')
     chosen = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET'}
     assert configure_environment(chosen)['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'SUBNET'
 

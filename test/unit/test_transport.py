@@ -1,6 +1,9 @@
 """Tests for dff_lifecycle.transport without a network: messages, sender, receiver, torch."""
+from xml.etree import ElementTree
+
 from builtin_interfaces.msg import Time
-from dff_lifecycle.ros.environment import configure_environment
+from dff_lifecycle.ros.environment import (configure_environment, FASTDDS_LOCALHOST_PROFILE,
+                                           FASTDDS_PROFILE)
 from dff_lifecycle.transport import (from_numpy, payload_view, STATUS_LATCHED_QOS, STATUS_QOS,
                                      TENSOR_QOS, tensor_to_msgs, TensorReceiver, TensorSender,
                                      to_numpy)
@@ -42,9 +45,42 @@ class FakePublisher:
 
 
 def test_configure_environment_sets_defaults_but_keeps_user_choices():
-    env = configure_environment({'FASTDDS_BUILTIN_TRANSPORTS': 'SHM'})
+    across = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET'}
+    env = configure_environment({**across, 'FASTDDS_BUILTIN_TRANSPORTS': 'SHM'})
     assert env['FASTDDS_BUILTIN_TRANSPORTS'] == 'SHM'
-    assert configure_environment({})['FASTDDS_BUILTIN_TRANSPORTS'] == 'LARGE_DATA'
+    assert configure_environment(dict(across))['FASTDDS_BUILTIN_TRANSPORTS'] == 'LARGE_DATA'
+    assert configure_environment(dict(across))['FASTDDS_DEFAULT_PROFILES_FILE'] == \
+        str(FASTDDS_PROFILE)
+    own = {'FASTDDS_DEFAULT_PROFILES_FILE': '/etc/my_profile.xml'}
+    assert configure_environment(dict(own)) == {
+        **own, 'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
+        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
+
+
+def test_localhost_runs_with_the_localhost_profile_and_stays_so_in_children():
+    """rmw_fastrtps's LOCALHOST has a 512 KiB segment: the same scope, through our profile."""
+    env = configure_environment({})
+    assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'SYSTEM_DEFAULT'
+    assert env['FASTDDS_DEFAULT_PROFILES_FILE'] == str(FASTDDS_LOCALHOST_PROFILE)
+    assert configure_environment(dict(env)) == env  # a child configured again
+    assert configure_environment({'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}) == env
+    # A device of the emulated cluster inherits the profile but discovers its subnet.
+    member = configure_environment({**env, 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET',
+                                    'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4'})
+    assert member['FASTDDS_DEFAULT_PROFILES_FILE'] == str(FASTDDS_PROFILE)
+    assert member['FASTDDS_BUILTIN_TRANSPORTS'] == 'UDPv4'
+
+
+def test_the_localhost_profile_is_rmw_fastrtps_localhost_with_a_larger_segment():
+    root = ElementTree.parse(FASTDDS_LOCALHOST_PROFILE).getroot()
+    ns = {'d': 'http://www.eprosima.com'}
+    shm = root.find(".//d:transport_descriptor[d:type='SHM']", ns)
+    assert int(shm.find('d:segment_size', ns).text) >= 16 * 2**20
+    rtps = root.find('.//d:participant/d:rtps', ns)
+    assert rtps.find('d:useBuiltinTransports', ns).text == 'false'
+    peers = [a.text for a in rtps.iterfind('.//d:initialPeersList//d:address', ns)]
+    assert peers == ['127.0.0.1']
+    assert rtps.find('.//d:metatrafficMulticastLocatorList', ns) is None
 
 
 def test_qos_profiles():
