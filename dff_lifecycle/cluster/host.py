@@ -14,10 +14,11 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from dff_lifecycle.cluster.plan import Action, member_cgroups, names_in_use, Step, up_steps
 from dff_lifecycle.cluster.spec import ClusterError, ClusterSpec, MASTER
+from dff_lifecycle.ros.environment import FASTDDS_PROFILE, OUR_PROFILES
 
 DEFAULT_STATE_DIR = Path(os.environ.get('DFF_CLUSTER_STATE', '/run/dff_cluster'))
 NETNS_DIR = Path('/run/netns')
@@ -236,12 +237,20 @@ def member_environment(spec: ClusterSpec, member: str, data_dir: Path,
         # Processes of one machine would otherwise talk through /dev/shm and never
         # touch the emulated network.
         'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4',
+        # The lease profile only: the one-host profile peers with 127.0.0.1 alone.
+        'FASTDDS_DEFAULT_PROFILES_FILE': member_profile(env),
         'OMP_NUM_THREADS': threads,
         'DFF_CLUSTER': spec.name,
         'DFF_CLUSTER_DEVICE': member,
         'DFF_CLUSTER_DATA': str(data_dir / member),
     })
     return env
+
+
+def member_profile(env: Mapping[str, str]) -> str:
+    """Return a member's Fast DDS profile: the user's own, else DFF's lease-only one."""
+    chosen = env.get('FASTDDS_DEFAULT_PROFILES_FILE') or env.get('FASTRTPS_DEFAULT_PROFILES_FILE')
+    return chosen if chosen and chosen not in OUR_PROFILES else str(FASTDDS_PROFILE)
 
 
 CLONE_NEWNET = 0x40000000

@@ -27,11 +27,13 @@ from dff_lifecycle.ros.process import exit_process, ros_process
 from dff_lifecycle.serving.parameters import PUBLISHER_PARAMETERS, RELIABILITIES
 from dff_lifecycle.serving.qos import image_qos
 from dff_msgs.msg import LabeledImage
+from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 import torch
 from torch import Tensor
 
+ACK_WAIT_S = 10.0  # at the end, how long reliable subscribers may take to acknowledge
 NODE_NAME = 'dff_image_publisher'
 DATASETS = ('mnist', 'cifar10')
 SPLITS = ('test', 'train')
@@ -120,6 +122,9 @@ class ImagePublisher(Node):
             self.sent += 1
             next_at += period
             stop.wait(max(0.0, next_at - time.monotonic()))
+        if not stop.is_set() and s['reliability'] == 'reliable':
+            # The last images may still be on their way: an exit now would lose them.
+            self.publisher.wait_for_all_acked(Duration(seconds=ACK_WAIT_S))
         self.done.set()
 
     def _message(self, index: int) -> Image | LabeledImage:

@@ -7,6 +7,7 @@ from dff_lifecycle.cluster import host as cluster_host
 from dff_lifecycle.cluster.placement import member_for, on_member
 from dff_lifecycle.cluster.plan import tbf_burst_bytes, up_steps
 from dff_lifecycle.cluster.spec import ClusterError, ClusterSpec, parse_rate
+from dff_lifecycle.ros.environment import FASTDDS_LOCALHOST_PROFILE, FASTDDS_PROFILE
 import pytest
 
 
@@ -151,3 +152,12 @@ def test_member_environment_keeps_dds_on_the_emulated_network(tmp_path):
     assert env['FASTDDS_BUILTIN_TRANSPORTS'] == 'UDPv4'
     assert env['OMP_NUM_THREADS'] == '1'
     assert env['DFF_CLUSTER_DATA'] == str(tmp_path / 'd1')
+    assert env['FASTDDS_DEFAULT_PROFILES_FILE'] == str(FASTDDS_PROFILE)
+    # A test or launch on one host hands down its one-host profile: never to a member, whose
+    # peers are on the bridge; a profile of the user's own is kept.
+    one_host = {'FASTDDS_DEFAULT_PROFILES_FILE': str(FASTDDS_LOCALHOST_PROFILE)}
+    member = cluster_host.member_environment(spec, 'd1', tmp_path, base=one_host)
+    assert member['FASTDDS_DEFAULT_PROFILES_FILE'] == str(FASTDDS_PROFILE)
+    own = {'FASTDDS_DEFAULT_PROFILES_FILE': '/etc/my.xml'}
+    member = cluster_host.member_environment(spec, 'd1', tmp_path, base=own)
+    assert member['FASTDDS_DEFAULT_PROFILES_FILE'] == '/etc/my.xml'
