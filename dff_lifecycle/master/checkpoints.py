@@ -69,6 +69,9 @@ class CheckpointKeeper:
             if held is None or checkpoint.batches_seen > held.batches_seen:
                 self._held[checkpoint.node] = checkpoint
                 self.pulls += 1
+        if held is None:  # once per layer: from now on it can move without starting over
+            self.log(f'checkpoints: first copy of {checkpoint.node} held '
+                     f'({checkpoint.batches_seen} batches)')
 
     def save(self, folder: Path) -> list[Path]:
         """

@@ -110,6 +110,9 @@ def test_the_keeper_keeps_the_newest_copy_and_skips_silent_servers():
     assert len([line for line in logs if 'server_2' in line]) == 1  # said once
     keeper.offer(Checkpoint('/m/layer_0', 5, b'old'))
     assert keeper.get('/m/layer_0').data == b'a'
+    # The first copy of each layer is said once (tests and operators wait for it).
+    assert [line for line in logs if 'first copy' in line] == [
+        'checkpoints: first copy of /m/layer_0 held (10 batches)']
 
 
 # ----------------------------------------------------------------------------- recovery
