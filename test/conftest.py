@@ -1,4 +1,4 @@
-"""Shared fixtures: the data root (also exported for child processes)."""
+"""Shared fixtures: the data root (also exported for child processes), one torch thread."""
 import os
 from pathlib import Path
 
@@ -16,3 +16,19 @@ os.environ['DFF_DATA_ROOT'] = str(DATA_ROOT)  # masters and servers started by t
 def data_root() -> Path:
     """$DFF_DATA_ROOT, else the shared data beside the checkout."""
     return DATA_ROOT
+
+
+@pytest.fixture(scope='session', autouse=True)
+def one_torch_thread():
+    """Compute on one torch thread in the test process.
+
+    The suite runs two workers on two cores beside the processes the tests start: torch's
+    threads spin-wait for each other whenever another process holds a core, and a small
+    model then trains many times slower (the paper recipe's 2.8 s test took 40 s in the
+    suite on 2 threads). Child processes choose their own (`torch_threads`).
+    """
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
