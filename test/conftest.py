@@ -32,3 +32,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the shared memory that processes the tests killed left in /dev/shm.
+
+    Run once, by the controller (not by each xdist worker), as a process of its own: a
+    process with a Fast DDS participant of its own must not probe the lock files.
+    """
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        return
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, '-m', 'dff_lifecycle.ros.shm_files'], timeout=60,
+                   stdout=subprocess.DEVNULL, check=False)

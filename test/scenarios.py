@@ -42,7 +42,7 @@ TINY_BATCHES_PER_EPOCH = 8          # 2000 training images in batches of 250
 BROKEN = 'mnist_broken'             # a layer whose configure fails (unknown goodness)
 BROKEN_LAYER = f'/{BROKEN}/layer_0'
 MASTER_WINDOW = MASTER_PARAMETERS['window'].default  # batches the master keeps in flight
-PAUSE_EPOCHS = 120                  # 960 batches, ~9 s alone: 6x the time a CLI call takes to pause
+PAUSE_EPOCHS = 120                  # 960 batches, ~9 s alone: 6x what a CLI call needs
 WaitForOutput = Callable[[str, float], object]  # (text, timeout_s): return once seen, else raise
 
 

@@ -40,6 +40,7 @@ from dff_lifecycle.cli.arguments import non_negative_float, non_negative_int, po
 from dff_lifecycle.common.names import server_name
 from dff_lifecycle.deploy.deployment import (Deployment, DeploymentError, find_deployment,
                                              load_deployment, ProcessSpec)
+from dff_lifecycle.ros.shm_files import remove_orphans
 
 PROG = 'dff_launch'
 EXIT_INTERRUPTED = 130
@@ -211,7 +212,17 @@ class Launcher:
                 self._supervise()
         finally:
             self._shutdown()
+            children = [*self.servers, *([self.master] if self.master else [])]
+            if any(exit_status(c.popen.returncode or 0) > 128 for c in children):
+                self._release_shared_memory()  # a child was killed (wrapped: 128 + N)
         return self._exit_code()
+
+    def _release_shared_memory(self) -> None:
+        """Remove what children killed by a signal left in /dev/shm (`ros/shm_files.py`)."""
+        done = remove_orphans()
+        if done.files:
+            self.out.say(f'removed {done.files} shared-memory files of dead processes '
+                         f'({done.size / 2**20:.1f} MiB)')
 
     def _start_servers(self, specs: list[ProcessSpec]) -> bool:
         """Start every server and wait until each is up; False if that failed or was stopped."""
@@ -242,6 +253,8 @@ class Launcher:
                     continue
                 code = exit_status(server.returncode)
                 server.finish_output()
+                if code > 128:  # killed: its shared memory is left behind
+                    self._release_shared_memory()
                 if self._may_respawn(server):
                     count = self.respawns[server.name] = self.respawns.get(server.name, 0) + 1
                     self.out.say(f'{server.name}: exited with code {code} while the master was '

@@ -71,6 +71,14 @@ def single_process_accuracy(data_root: Path, folder: Path) -> float:
                               log=lambda _t: None)['test_accuracy']
 
 
+def shared_memory_of(pid: int) -> list[Path]:
+    """The Fast DDS files in /dev/shm whose lock `pid` holds: its segment and ports."""
+    inodes = {line.split()[5].rsplit(':', 1)[1] for line in
+              Path('/proc/locks').read_text().splitlines() if line.split()[4] == str(pid)}
+    return [path for path in Path('/dev/shm').glob('fastdds_*_[es]l')
+            if str(path.stat().st_ino) in inodes]
+
+
 def test_kill_9_of_a_server_mid_run_still_ends_cleanly_with_the_same_accuracy(
         ros_domain, tmp_path, data_root):
     env = isolated_ros_env(ros_domain)
@@ -81,6 +89,7 @@ def test_kill_9_of_a_server_mid_run_still_ends_cleanly_with_the_same_accuracy(
         # Early in the run: layer_1 checkpointed a quarter of its 1200 batches.
         scenarios.wait_until(lambda: batches_in(layer_1) >= 300, 180, 'layer_1 half trained')
         victim = scenarios.child_pids(launcher.output)['server_2']
+        left = shared_memory_of(victim)
         os.killpg(victim, signal.SIGKILL)
         code = launcher.wait(300)
     finally:
@@ -89,6 +98,8 @@ def test_kill_9_of_a_server_mid_run_still_ends_cleanly_with_the_same_accuracy(
     assert code == 0, out
     assert re.search(r'recovered: .*/mnist_small/layer_1 now on server_\d', out), out
     assert 'server_2: exited with code 137 while the master was running: respawning' in out
+    # The killed container's shared memory (its 32 MiB segment) was removed by dff_launch.
+    assert left and not [path for path in left if path.exists()], out
     accuracy = float(ACCURACY.search(out).group(1))
     baseline = single_process_accuracy(data_root, tmp_path)
     print(f'accuracy after kill -9: {accuracy:.4f}; uninterrupted: {baseline:.4f}')

@@ -23,8 +23,15 @@ def run_pair(domain_id: int, topic: str, send_args: list[str], receive_args: lis
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert receiver.stdout.readline().strip() == 'READY', receiver.stderr.read()
-        sender = subprocess.run([sys.executable, str(PEERS), 'send', *common, *send_args],
-                                env=env, capture_output=True, text=True, timeout=timeout_s)
+        try:
+            sender = subprocess.run([sys.executable, str(PEERS), 'send', *common, *send_args],
+                                    env=env, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired as late:
+            receiver.kill()
+            said = late.stderr or b''  # bytes here, although the run was text=True
+            said = said.decode(errors='replace') if isinstance(said, bytes) else said
+            pytest.fail(f'sender still running after {timeout_s} s; its phases:\n{said}\n'
+                        f'receiver:\n{receiver.communicate()[1]}')
         assert sender.returncode == 0, sender.stderr
         out, err = receiver.communicate(timeout=timeout_s)
     finally:

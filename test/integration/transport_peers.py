@@ -78,9 +78,16 @@ def corrupted_stream(elements: int,
     yield 'good', chunks(6)
 
 
+def phase(text: str, since: float) -> None:
+    """Say on stderr how long a phase took: a test that times out shows where it was."""
+    print(f'{text} after {time.monotonic() - since:.2f} s', file=sys.stderr, flush=True)
+
+
 def send(args: argparse.Namespace, node: Node) -> dict:
+    begun = time.monotonic()
     publisher = node.create_publisher(TensorChunk, args.topic, TENSOR_QOS)
     wait_for_subscriber(node, publisher)
+    phase('subscriber matched', begun)
     started = time.monotonic()
     if args.corrupt:
         for _, msgs in corrupted_stream(args.elements, args.chunk_elements):
@@ -93,8 +100,10 @@ def send(args: argparse.Namespace, node: Node) -> dict:
             sender.send(make_tensor(seq, args.elements), model=MODEL, stream=STREAM,
                         batch_seq=seq, kind=TensorChunk.KIND_POSITIVE)
     published_s = time.monotonic() - started
+    phase('published', begun)
     # KEEP_ALL + reliable: stay alive until the subscriber holds every sample.
     acked = publisher.wait_for_all_acked(Duration(seconds=args.timeout_s))
+    phase(f'acknowledged: {acked}', begun)
     return {'publish_s': published_s, 'acked': acked}
 
 
@@ -102,10 +111,13 @@ def receive(args: argparse.Namespace, node: Node) -> dict:
     receiver = TensorReceiver(node.get_logger())
     tensors: list[dict] = []
 
+    begun = time.monotonic()
+
     def on_chunk(msg: TensorChunk) -> None:
         time.sleep(args.delay_s)  # a deliberately slow consumer
         tensor = receiver.on_message(msg)
         if tensor is not None:
+            phase(f'tensor {tensor.batch_seq} received', begun)
             tensors.append({'batch_seq': tensor.batch_seq, 'shape': list(tensor.array.shape),
                             'sha256': digest(tensor.array)})
 
