@@ -41,7 +41,7 @@ BURST_ELEMENTS = 1 << 20  # 4 MiB tensors, sent as one message each in the QoS c
 # ---------------------------------------------------------------- child roles
 
 def _qos(name: str):
-    from dff_lifecycle.transport import TENSOR_QOS
+    from dff_lifecycle.wire.qos import TENSOR_QOS
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     if name == 'tensor':
         return TENSOR_QOS
@@ -53,7 +53,7 @@ def _bench_tensor(elements: int) -> np.ndarray:
 
 
 def role_send(args: argparse.Namespace) -> dict:
-    from dff_lifecycle.transport import TensorSender
+    from dff_lifecycle.wire.endpoints import TensorSender
     from dff_msgs.msg import TensorChunk
     import rclpy
     from rclpy.duration import Duration
@@ -92,7 +92,7 @@ def role_send(args: argparse.Namespace) -> dict:
 
 
 def role_receive(args: argparse.Namespace) -> dict:
-    from dff_lifecycle.transport import TensorReceiver
+    from dff_lifecycle.wire.endpoints import TensorReceiver
     from dff_msgs.msg import TensorChunk
     import rclpy
 
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                         help='data per size and mode (at least 4 tensors)')
     parser.add_argument('--sizes-mib', type=float, nargs='+', default=[1, 4, 16])
     parser.add_argument('--chunk-elements', type=int, default=None,
-                        help='default: dff_lifecycle.transport.DEFAULT_CHUNK_ELEMENTS')
+                        help='default: dff_lifecycle.wire.header.DEFAULT_CHUNK_ELEMENTS')
     parser.add_argument('--burst', type=int, default=30, help='tensors in the QoS burst check')
     parser.add_argument('--domain-id', type=int, default=os.getpid() % 100 + 1)
     parser.add_argument('--out', type=Path, default=None)
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--timeout-s', type=float, default=60.0)
     args = parser.parse_args(argv)
     if args.chunk_elements is None:
-        from dff_lifecycle.transport import DEFAULT_CHUNK_ELEMENTS
+        from dff_lifecycle.wire.header import DEFAULT_CHUNK_ELEMENTS
         args.chunk_elements = DEFAULT_CHUNK_ELEMENTS
     if args.role != 'bench':  # a child: the parent passed the isolated environment
         result = role_send(args) if args.role == 'send' else role_receive(args)
@@ -220,7 +220,7 @@ def vs_bare(args: argparse.Namespace) -> int:
     same message size), and DFF with its default chunks.
     """
     import statistics
-    from dff_lifecycle.transport import DEFAULT_CHUNK_ELEMENTS
+    from dff_lifecycle.wire.header import DEFAULT_CHUNK_ELEMENTS
     base = {'domain_id': args.domain_id, 'timeout_s': args.timeout_s, 'qos': 'tensor',
             'delay_s': 0.0}
     rows = []

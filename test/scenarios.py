@@ -24,7 +24,7 @@ from dff_lifecycle.master.plan import build_plan
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
 from dff_lifecycle.ros.service_calls import call, ClientCache
 from dff_lifecycle.testing.waiting import wait_until
-from dff_lifecycle.transport import STATUS_QOS
+from dff_lifecycle.wire.qos import STATUS_QOS
 from dff_msgs.msg import LayerSpec, LayerStatus
 from dff_msgs.srv import CreateLayers
 from dff_processes import launched_pids, Proc

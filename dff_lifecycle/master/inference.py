@@ -19,7 +19,7 @@ from dff_lifecycle.core.negatives import stacked_with_itself
 from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.plan import DistributionPlan
 from dff_lifecycle.master.streaming import Streamer
-from dff_lifecycle.transport import to_numpy
+from dff_lifecycle.wire.torch_arrays import to_numpy
 import numpy as np
 import torch
 

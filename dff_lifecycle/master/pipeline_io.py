@@ -16,8 +16,9 @@ from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.heartbeats import HANG_S, HeartbeatWatch
 from dff_lifecycle.master.pipeline_watch import PipelineWatch
 from dff_lifecycle.master.plan import DistributionPlan, model_topics
-from dff_lifecycle.transport import (HEARTBEAT_QOS, STATUS_QOS, TENSOR_QOS, TensorReceiver,
-                                     TensorSender)
+from dff_lifecycle.ros.heartbeat import HEARTBEAT_QOS
+from dff_lifecycle.wire.endpoints import TensorReceiver, TensorSender
+from dff_lifecycle.wire.qos import STATUS_QOS, TENSOR_QOS
 from dff_msgs.msg import LayerStatus, TensorChunk
 import numpy as np
 from rclpy.event_handler import SubscriptionEventCallbacks

@@ -28,7 +28,7 @@ from dff_lifecycle.master.pipeline_watch import Scalars
 from dff_lifecycle.master.plan import DistributionPlan
 from dff_lifecycle.master.run_progress import ProgressClock, TrainingProgress
 from dff_lifecycle.master.streaming import Streamer
-from dff_lifecycle.transport import to_numpy
+from dff_lifecycle.wire.torch_arrays import to_numpy
 import torch
 
 T = TypeVar('T')

@@ -28,8 +28,9 @@ from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
 from dff_lifecycle.nodes.stage_wiring import StageWiring
 from dff_lifecycle.ros.diagnostics import LayerDiagnostics
 from dff_lifecycle.ros.parameters import declare_all, read_all
-from dff_lifecycle.transport import (from_numpy, LAYER_STATUS_QOS, ReceivedTensor, TENSOR_QOS,
-                                     TensorReceiver, TensorSender, to_numpy)
+from dff_lifecycle.wire.endpoints import ReceivedTensor, TensorReceiver, TensorSender
+from dff_lifecycle.wire.qos import LAYER_STATUS_QOS, TENSOR_QOS
+from dff_lifecycle.wire.torch_arrays import from_numpy, to_numpy
 from dff_msgs.msg import LayerStatus, TensorChunk
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn

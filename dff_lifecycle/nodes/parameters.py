@@ -8,8 +8,8 @@ and descriptions. The master's plan fills exactly this table for each layer.
 from __future__ import annotations
 
 from dff_lifecycle.common.parameter_table import Param
-from dff_lifecycle.core.chunking import DEFAULT_CHUNK_ELEMENTS
 from dff_lifecycle.core.hyperparams import field_docs
+from dff_lifecycle.wire.header import DEFAULT_CHUNK_ELEMENTS
 
 CHUNK_ELEMENTS = Param(int, DEFAULT_CHUNK_ELEMENTS, 'Float32 values per chunk message (1 MiB).', 1)
 

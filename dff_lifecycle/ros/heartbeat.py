@@ -7,7 +7,7 @@ them and the master "recovered" a live server. Now:
 
 - a thread of its own publishes a beat every `HEARTBEAT_PERIOD_S`; it needs the
   GIL for a moment per beat, nothing else;
-- the writer's DDS liveliness is AUTOMATIC (`transport.HEARTBEAT_QOS`): Fast DDS
+- the writer's DDS liveliness is AUTOMATIC (`HEARTBEAT_QOS` below): Fast DDS
   asserts it from its C++ threads even while Python is held up entirely, so
   the master can tell a busy process from a gone one;
 - each beat carries the executor's last tick (a timer on the executor sets it),
@@ -19,9 +19,24 @@ from __future__ import annotations
 import threading
 
 from builtin_interfaces.msg import Time
-from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
-from dff_lifecycle.transport import HEARTBEAT_QOS
+from dff_lifecycle.common.liveness import HEARTBEAT_LEASE_S, HEARTBEAT_PERIOD_S
+from rclpy.duration import Duration
 from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile,
+                       ReliabilityPolicy)
+
+HEARTBEAT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+    liveliness=LivelinessPolicy.AUTOMATIC,
+    liveliness_lease_duration=Duration(seconds=HEARTBEAT_LEASE_S),
+)
+"""Container heartbeats: only the latest beat matters, and a lost one is no loss. The
+writer's liveliness is AUTOMATIC with the heartbeat lease: Fast DDS asserts it from its own
+threads every 2/3 lease, so the master's liveliness event says "process gone" (dead, frozen,
+cut off) independently of whether the server's Python is busy (master/heartbeats.py)."""
 
 
 class Heartbeat:

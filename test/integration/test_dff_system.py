@@ -13,7 +13,8 @@ from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.core.data import load_dataset
 from dff_lifecycle.core.experiment import run_single_process
 from dff_lifecycle.ros.service_calls import call
-from dff_lifecycle.transport import STATUS_QOS, TENSOR_QOS, tensor_to_msgs
+from dff_lifecycle.wire.messages import tensor_to_msgs
+from dff_lifecycle.wire.qos import STATUS_QOS, TENSOR_QOS
 from dff_msgs.msg import LayerStatus, TensorChunk
 from dff_msgs.srv import ListLayers
 from dff_processes import LAYER_CONFIG, REPO, start_master, start_servers, stop_all

@@ -15,7 +15,8 @@ import time
 from dff_lifecycle.common.health import CONTAINER_KEYS, LAYER_KEYS
 from dff_lifecycle.core.weights import layer_weight_path
 from dff_lifecycle.ros.service_calls import call
-from dff_lifecycle.transport import TENSOR_QOS, tensor_to_msgs
+from dff_lifecycle.wire.messages import tensor_to_msgs
+from dff_lifecycle.wire.qos import TENSOR_QOS
 from dff_msgs.msg import LayerSpec, TensorChunk
 from dff_msgs.srv import CreateLayers
 from dff_processes import start_server

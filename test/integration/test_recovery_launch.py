@@ -72,7 +72,7 @@ def single_process_accuracy(data_root: Path, folder: Path) -> float:
 
 
 def shared_memory_of(pid: int) -> list[Path]:
-    """The Fast DDS files in /dev/shm whose lock `pid` holds: its segment and ports."""
+    """List the Fast DDS files in /dev/shm whose lock `pid` holds: its segment and ports."""
     inodes = {line.split()[5].rsplit(':', 1)[1] for line in
               Path('/proc/locks').read_text().splitlines() if line.split()[4] == str(pid)}
     return [path for path in Path('/dev/shm').glob('fastdds_*_[es]l')

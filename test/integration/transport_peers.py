@@ -15,7 +15,9 @@ import sys
 import time
 
 from dff_lifecycle.ros.environment import configure_environment
-from dff_lifecycle.transport import TENSOR_QOS, tensor_to_msgs, TensorReceiver, TensorSender
+from dff_lifecycle.wire.endpoints import TensorReceiver, TensorSender
+from dff_lifecycle.wire.messages import tensor_to_msgs
+from dff_lifecycle.wire.qos import TENSOR_QOS
 from dff_msgs.msg import TensorChunk
 import numpy as np
 import rclpy

@@ -9,7 +9,7 @@ from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.ros.diagnostics import (ContainerDiagnostics, DIAGNOSTICS_TOPIC,
                                            DiagnosticsUpdater, layer_state_bytes,
                                            process_rss_bytes, to_status)
-from dff_lifecycle.transport import tensor_to_msgs
+from dff_lifecycle.wire.messages import tensor_to_msgs
 from dff_msgs.msg import TensorChunk
 from diagnostic_msgs.msg import DiagnosticStatus
 from layer_ports import ports

@@ -6,7 +6,7 @@ from typing import Iterator
 
 from dff_lifecycle.core.weights import layer_weight_path, load_state
 from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
-from dff_lifecycle.transport import tensor_to_msgs
+from dff_lifecycle.wire.messages import tensor_to_msgs
 from dff_msgs.msg import TensorChunk
 from layer_ports import ports
 import numpy as np

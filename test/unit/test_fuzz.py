@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
-from dff_lifecycle.transport import iter_serialized_chunks, TensorReceiver
+from dff_lifecycle.wire.endpoints import TensorReceiver
+from dff_lifecycle.wire.messages import iter_serialized_chunks
 from hypothesis import example, given, HealthCheck, settings, strategies as st
 import numpy as np
 import pytest

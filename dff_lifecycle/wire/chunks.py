@@ -1,9 +1,9 @@
 """
 Cut float32 tensors into chunks and put them back together, with checks.
 
-Pure numpy: the ROS edge (`dff_lifecycle.transport`) converts messages to
-`ChunkMeta` + payload arrays and back. A tensor is identified by
-`TensorKey(model, stream, batch_seq, kind)`.
+Pure numpy: the codec (`wire.cdr`) and the messages (`wire.messages`) turn chunks
+into bytes or messages and back into a `ChunkHeader` and a payload array. A tensor
+is identified by `TensorKey(model, stream, batch_seq, kind)`.
 """
 from __future__ import annotations
 
@@ -11,29 +11,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 import math
 import time
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 import zlib
 
+from dff_lifecycle.wire.header import ChunkHeader, TensorKey, WIRE_DTYPE
 import numpy as np
-
-# Little-endian float32: the byte order the CRC (and the wire) is defined in.
-WIRE_DTYPE = np.dtype('<f4')
-# 256 Ki float32 values = 1 MiB per message. Measured here: 1 MiB messages arrive
-# within ~50 ms and stream faster than 4 MiB ones, whose first delivery often lags
-# 0.2-0.6 s (benchmarks/transport_bench.py --chunk-elements).
-DEFAULT_CHUNK_ELEMENTS = 1 << 18
-
-
-class TensorKey(NamedTuple):
-    """Identity of one tensor in flight."""
-
-    model: str
-    stream: str
-    batch_seq: int
-    kind: int
-
-    def describe(self) -> str:
-        return f'tensor {self.model}/{self.stream}#{self.batch_seq} (kind {self.kind})'
 
 
 class ChunkError(ValueError):
@@ -52,18 +34,6 @@ class ChunkView:
     offset: int  # element offset in the flat tensor
     count: int   # number of elements in this chunk
     data: np.ndarray
-
-
-@dataclass(frozen=True)
-class ChunkMeta:
-    """Header of one received chunk (everything except the payload)."""
-
-    key: TensorKey
-    chunk_index: int
-    chunk_count: int
-    offset: int
-    shape: tuple[int, ...]
-    crc32: int
 
 
 def _flat_float32(array: np.ndarray) -> np.ndarray:
@@ -118,7 +88,7 @@ class _PartialTensor:
     spans: dict[int, tuple[int, int]]  # chunk_index -> (offset, count)
     last_update_s: float
 
-    def check_consistent(self, meta: ChunkMeta) -> None:
+    def check_consistent(self, meta: ChunkHeader) -> None:
         if meta.chunk_count != self.chunk_count:
             raise ChunkError(f'chunk_count changed from {self.chunk_count} to {meta.chunk_count}')
         if meta.shape != self.shape:
@@ -177,7 +147,7 @@ class Reassembler:
     def pending_bytes(self) -> int:
         return sum(p.buffer.nbytes for p in self._pending.values())
 
-    def add(self, meta: ChunkMeta, payload: np.ndarray) -> Optional[np.ndarray]:
+    def add(self, meta: ChunkHeader, payload: np.ndarray) -> Optional[np.ndarray]:
         """Store one chunk; return the tensor (shaped) once all its chunks arrived."""
         if meta.key in self._rejected:
             self.ignored_chunks += 1
@@ -198,7 +168,7 @@ class Reassembler:
             del self._rejected[key]
         return stale
 
-    def _add(self, meta: ChunkMeta, payload: np.ndarray) -> Optional[np.ndarray]:
+    def _add(self, meta: ChunkHeader, payload: np.ndarray) -> Optional[np.ndarray]:
         partial = self._pending.get(meta.key)
         if partial is None:
             partial = self._start(meta)
@@ -215,7 +185,7 @@ class Reassembler:
             raise ChunkError(f'CRC-32 mismatch (got {crc:#010x}, header {partial.crc32:#010x})')
         return partial.buffer.reshape(partial.shape)
 
-    def _start(self, meta: ChunkMeta) -> _PartialTensor:
+    def _start(self, meta: ChunkHeader) -> _PartialTensor:
         if meta.chunk_count < 1:
             raise ChunkError(f'chunk_count must be >= 1, got {meta.chunk_count}')
         if any(dim < 0 for dim in meta.shape):
@@ -232,7 +202,7 @@ class Reassembler:
         self._pending[meta.key] = partial
         return partial
 
-    def _place(self, partial: _PartialTensor, meta: ChunkMeta, payload: np.ndarray) -> None:
+    def _place(self, partial: _PartialTensor, meta: ChunkHeader, payload: np.ndarray) -> None:
         if not 0 <= meta.chunk_index < partial.chunk_count:
             last = partial.chunk_count - 1
             raise ChunkError(f'chunk_index {meta.chunk_index} outside 0..{last}')

@@ -11,36 +11,17 @@ subscriber decode them; the unit tests check both directions against
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import struct
 from typing import Sequence
 
+from dff_lifecycle.wire.header import ChunkHeader, WIRE_DTYPE
 import numpy as np
 
 ENCAPSULATION = b'\x00\x01\x00\x00'   # CDR, little endian
-_FLOAT = np.dtype('<f4')
 
 
 class CdrError(ValueError):
     """Bytes that are not a well-formed serialized TensorChunk."""
-
-
-@dataclass(frozen=True)
-class ChunkHeader:
-    """Every TensorChunk field except the payload values."""
-
-    sec: int
-    nanosec: int
-    model: str
-    stream: str
-    source: str
-    batch_seq: int
-    kind: int
-    chunk_index: int
-    chunk_count: int
-    offset: int
-    shape: tuple[int, ...]
-    crc32: int
 
 
 class _Writer:
@@ -70,7 +51,7 @@ class _Writer:
 
 def encode_chunk(header: ChunkHeader, payload: np.ndarray) -> bytes:
     """Return the serialized TensorChunk; `payload` is a flat float32 array (copied once)."""
-    values = np.ascontiguousarray(payload, dtype=_FLOAT).reshape(-1)
+    values = np.ascontiguousarray(payload, dtype=WIRE_DTYPE).reshape(-1)
     w = _Writer()
     w.pack('iI', header.sec, header.nanosec)
     for text in (header.model, header.stream, header.source):
@@ -137,14 +118,9 @@ def decode_chunk(data: bytes) -> tuple[ChunkHeader, np.ndarray]:
     (count,) = r.unpack('I')
     if r.pos + 4 * count > len(data):
         raise CdrError('payload shorter than its length says')
-    payload = np.frombuffer(data, dtype=_FLOAT, count=count, offset=r.pos)
+    payload = np.frombuffer(data, dtype=WIRE_DTYPE, count=count, offset=r.pos)
     return ChunkHeader(sec, nanosec, model, stream, source, batch_seq, kind, chunk_index,
                        chunk_count, offset, tuple(shape), crc32), payload
-
-
-def header_fields(header: ChunkHeader) -> dict:
-    return {'model': header.model, 'stream': header.stream, 'source': header.source,
-            'batch_seq': header.batch_seq, 'kind': header.kind}
 
 
 __all__: Sequence[str] = ['ChunkHeader', 'CdrError', 'decode_chunk', 'encode_chunk']

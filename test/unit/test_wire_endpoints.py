@@ -1,12 +1,13 @@
-"""Tests for dff_lifecycle.transport without a network: messages, sender, receiver, torch."""
+"""The wire without a network: messages, sender, receiver, torch arrays (dff_lifecycle.wire)."""
 from xml.etree import ElementTree
 
 from builtin_interfaces.msg import Time
 from dff_lifecycle.ros.environment import (configure_environment, FASTDDS_LOCALHOST_PROFILE,
                                            FASTDDS_PROFILE)
-from dff_lifecycle.transport import (from_numpy, payload_view, STATUS_LATCHED_QOS, STATUS_QOS,
-                                     TENSOR_QOS, tensor_to_msgs, TensorReceiver, TensorSender,
-                                     to_numpy)
+from dff_lifecycle.wire.endpoints import TensorReceiver, TensorSender
+from dff_lifecycle.wire.messages import payload_view, tensor_to_msgs
+from dff_lifecycle.wire.qos import STATUS_LATCHED_QOS, STATUS_QOS, TENSOR_QOS
+from dff_lifecycle.wire.torch_arrays import from_numpy, to_numpy
 from dff_msgs.msg import TensorChunk
 import numpy as np
 import pytest

@@ -1,8 +1,8 @@
-"""Tests for dff_lifecycle.core.chunking: split, reassemble and every rejection path."""
+"""dff_lifecycle.wire.chunks: split, reassemble and every rejection path."""
 import zlib
 
-from dff_lifecycle.core.chunking import (ChunkError, ChunkMeta, crc32_of, Reassembler,
-                                         split_tensor, TensorKey)
+from dff_lifecycle.wire.chunks import ChunkError, crc32_of, Reassembler, split_tensor
+from dff_lifecycle.wire.header import ChunkHeader, TensorKey
 from fake_clock import FakeClock
 import numpy as np
 import pytest
@@ -18,7 +18,7 @@ def chunks_of(array: np.ndarray, chunk_elements: int, key: TensorKey = KEY):
     """(meta, payload) pairs as a sender would produce them."""
     views = split_tensor(array, chunk_elements)
     crc = crc32_of(array, key, array.shape)
-    return [(ChunkMeta(key, v.index, len(views), v.offset, array.shape, crc), v.data)
+    return [(ChunkHeader.of(key, v.index, len(views), v.offset, array.shape, crc), v.data)
             for v in views]
 
 
@@ -124,40 +124,40 @@ def test_wrong_chunk_count_in_later_chunk_is_rejected():
     reassembler = Reassembler()
     reassembler.add(meta0, p0)
     with pytest.raises(ChunkError, match='chunk_count changed'):
-        reassembler.add(ChunkMeta(KEY, 1, 3, meta1.offset, meta1.shape, meta1.crc32), p1)
+        reassembler.add(ChunkHeader.of(KEY, 1, 3, meta1.offset, meta1.shape, meta1.crc32), p1)
 
 
 def test_chunk_count_larger_than_sent_never_completes():
     array = tensor(6)
     crc = crc32_of(array, KEY)
     reassembler = Reassembler()
-    assert reassembler.add(ChunkMeta(KEY, 0, 3, 0, (6,), crc), array[:3]) is None
-    assert reassembler.add(ChunkMeta(KEY, 1, 3, 3, (6,), crc), array[3:]) is None
+    assert reassembler.add(ChunkHeader.of(KEY, 0, 3, 0, (6,), crc), array[:3]) is None
+    assert reassembler.add(ChunkHeader.of(KEY, 1, 3, 3, (6,), crc), array[3:]) is None
     assert reassembler.pending_count == 1
 
 
 @pytest.mark.parametrize('count', [0, 7])
 def test_impossible_chunk_count_is_rejected(count):
     with pytest.raises(ChunkError, match='chunk'):
-        Reassembler().add(ChunkMeta(KEY, 0, count, 0, (6,), 0), tensor(1))
+        Reassembler().add(ChunkHeader.of(KEY, 0, count, 0, (6,), 0), tensor(1))
 
 
 def test_chunk_index_out_of_range_is_rejected():
     with pytest.raises(ChunkError, match='chunk_index 2 outside 0..1'):
-        Reassembler().add(ChunkMeta(KEY, 2, 2, 0, (6,), 0), tensor(3))
+        Reassembler().add(ChunkHeader.of(KEY, 2, 2, 0, (6,), 0), tensor(3))
 
 
 def test_shape_product_smaller_than_data_is_rejected():
     (meta0, p0), (meta1, p1) = chunks_of(tensor(8), 4)
     reassembler = Reassembler()
     small = (7,)
-    reassembler.add(ChunkMeta(KEY, 0, 2, 0, small, meta0.crc32), p0)
+    reassembler.add(ChunkHeader.of(KEY, 0, 2, 0, small, meta0.crc32), p0)
     with pytest.raises(ChunkError, match=r'spans \[4, 8\) outside the 7 elements'):
-        reassembler.add(ChunkMeta(KEY, 1, 2, 4, small, meta1.crc32), p1)
+        reassembler.add(ChunkHeader.of(KEY, 1, 2, 4, small, meta1.crc32), p1)
 
 
 def test_shape_product_larger_than_data_is_rejected_on_completion():
-    pairs = [(ChunkMeta(m.key, m.chunk_index, m.chunk_count, m.offset, (9,), m.crc32), p)
+    pairs = [(ChunkHeader.of(m.key, m.chunk_index, m.chunk_count, m.offset, (9,), m.crc32), p)
              for m, p in chunks_of(tensor(8), 4)]
     reassembler = Reassembler()
     reassembler.add(*pairs[0])
@@ -170,7 +170,7 @@ def test_shape_change_between_chunks_is_rejected():
     reassembler = Reassembler()
     reassembler.add(meta0, p0)
     with pytest.raises(ChunkError, match='shape changed'):
-        reassembler.add(ChunkMeta(KEY, 1, 2, 4, (4, 2), meta1.crc32), p1)
+        reassembler.add(ChunkHeader.of(KEY, 1, 2, 4, (4, 2), meta1.crc32), p1)
 
 
 @pytest.mark.parametrize('offset', [5, 7, 1 << 40])
@@ -179,17 +179,17 @@ def test_bad_offset_is_rejected(offset):
     reassembler = Reassembler()
     reassembler.add(meta0, p0)
     with pytest.raises(ChunkError, match='outside'):
-        reassembler.add(ChunkMeta(KEY, 1, 2, offset, meta1.shape, meta1.crc32), p1)
+        reassembler.add(ChunkHeader.of(KEY, 1, 2, offset, meta1.shape, meta1.crc32), p1)
 
 
 def test_overlapping_chunks_are_rejected_even_when_counts_add_up():
     array = tensor(8)
     crc = crc32_of(array, KEY)
     reassembler = Reassembler()
-    reassembler.add(ChunkMeta(KEY, 0, 3, 0, (8,), crc), array[0:4])
-    reassembler.add(ChunkMeta(KEY, 1, 3, 2, (8,), crc), array[2:4])
+    reassembler.add(ChunkHeader.of(KEY, 0, 3, 0, (8,), crc), array[0:4])
+    reassembler.add(ChunkHeader.of(KEY, 1, 3, 2, (8,), crc), array[2:4])
     with pytest.raises(ChunkError, match='do not tile'):
-        reassembler.add(ChunkMeta(KEY, 2, 3, 4, (8,), crc), array[4:6])
+        reassembler.add(ChunkHeader.of(KEY, 2, 3, 4, (8,), crc), array[4:6])
 
 
 def test_crc_mismatch_is_rejected_and_state_discarded():
@@ -243,7 +243,7 @@ def test_pending_bytes_are_bounded():
 def test_tensor_larger_than_the_byte_bound_is_rejected_before_allocating():
     with pytest.raises(ChunkError, match='max_pending_bytes'):
         Reassembler(max_pending_bytes=1 << 20).add(
-            ChunkMeta(KEY, 0, 1, 0, (1 << 30,), 0), tensor(4))
+            ChunkHeader.of(KEY, 0, 1, 0, (1 << 30,), 0), tensor(4))
 
 
 def test_reassembly_fills_the_buffer_allocated_at_the_first_chunk():
@@ -266,6 +266,6 @@ def test_a_corrupted_header_cannot_pass_a_payload_off_as_another_tensor(field):
                             {'kind': 2} if field == 'kind' else {'stream': 't'}
                             if field == 'stream' else {})
     shape = (3, 2) if field == 'shape' else meta.shape
-    forged = ChunkMeta(key, 0, 1, 0, shape, meta.crc32)
+    forged = ChunkHeader.of(key, 0, 1, 0, shape, meta.crc32)
     with pytest.raises(ChunkError, match='CRC-32 mismatch'):
         Reassembler().add(forged, payload)

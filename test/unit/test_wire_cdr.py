@@ -1,8 +1,10 @@
 """Serialized TensorChunks built and read without rclpy match rclpy's own serialization."""
 from __future__ import annotations
 
-from dff_lifecycle.core.tensor_cdr import CdrError, ChunkHeader, decode_chunk, encode_chunk
-from dff_lifecycle.transport import iter_serialized_chunks, tensor_to_msgs, TensorReceiver
+from dff_lifecycle.wire.cdr import CdrError, decode_chunk, encode_chunk
+from dff_lifecycle.wire.endpoints import TensorReceiver
+from dff_lifecycle.wire.header import ChunkHeader
+from dff_lifecycle.wire.messages import iter_serialized_chunks, tensor_to_msgs
 from dff_msgs.msg import TensorChunk
 import numpy as np
 import pytest
