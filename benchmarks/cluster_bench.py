@@ -292,7 +292,7 @@ def thesis_config(path: Path, width: int) -> Path:
 
 def thesis(bench: Bench, args: argparse.Namespace) -> int:
     from dff_lifecycle.common.memory_limit import mib
-    from dff_lifecycle.core.memory import state_bytes
+    from dff_lifecycle.core.ff.memory import state_bytes
     cap = args.memory << 20
     # Five layers, 784->w then four w->w, on four devices: each w->w layer's weights and
     # gradients (plain SGD: 8 bytes per weight) are a quarter of the model's; w is chosen

@@ -20,8 +20,8 @@ import sys
 import time
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.evaluation import supervised_scores
-from dff_lifecycle.core.network import FFNetwork
+from dff_lifecycle.core.ff.network import FFNetwork
+from dff_lifecycle.core.run.evaluation import supervised_scores
 from portable import REPO
 import torch
 

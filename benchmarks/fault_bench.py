@@ -91,7 +91,7 @@ def fresh_disks(bench: Bench, name: str) -> None:
 
 
 def weight_files_ok(bench: Bench, name: str) -> tuple[int, list[str]]:
-    from dff_lifecycle.core.weights import load_state, WeightFileError
+    from dff_lifecycle.core.run.weights import load_state, WeightFileError
     files, bad = 0, []
     for path in (bench.tmp / name).glob('*/weights/**/*.pt'):
         files += 1

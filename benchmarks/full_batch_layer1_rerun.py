@@ -13,10 +13,10 @@ import argparse
 import os
 from pathlib import Path
 
-from dff_lifecycle.core import experiment
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import load_dataset
-from dff_lifecycle.core.local_trainer import StepResult
+from dff_lifecycle.core.data.datasets import load_dataset
+from dff_lifecycle.core.ff.local_trainer import StepResult
+from dff_lifecycle.core.run import experiment
 import torch
 import yaml
 

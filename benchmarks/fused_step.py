@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 import time
 
-from dff_lifecycle.core.ff_layers import FFDense
+from dff_lifecycle.core.ff.layers import FFDense
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.local_trainer import LocalTrainer
 import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / 'results'

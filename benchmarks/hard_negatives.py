@@ -18,11 +18,11 @@ import json
 from pathlib import Path
 import time
 
-from dff_lifecycle.core.batches import training_epochs
 from dff_lifecycle.core.config import load_layer_config, load_model_config, ModelConfig
-from dff_lifecycle.core.data import Dataset, load_dataset
-from dff_lifecycle.core.evaluation import evaluate_supervised, supervised_scores
-from dff_lifecycle.core.network import FFNetwork
+from dff_lifecycle.core.data.datasets import Dataset, load_dataset
+from dff_lifecycle.core.ff.network import FFNetwork
+from dff_lifecycle.core.run.evaluation import evaluate_supervised, supervised_scores
+from dff_lifecycle.core.stage.batches import training_epochs
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -33,12 +33,12 @@ import threading
 import time
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import load_dataset
-from dff_lifecycle.core.experiment import save_layer_weights
-from dff_lifecycle.core.image_codec import decode_image, encode_image, ModelInput
-from dff_lifecycle.core.input_stats import save_input_stats, stats_of
-from dff_lifecycle.core.network import FFNetwork
-from dff_lifecycle.core.predictor import LocalPredictor
+from dff_lifecycle.core.data.datasets import load_dataset
+from dff_lifecycle.core.data.image_codec import decode_image, encode_image, ModelInput
+from dff_lifecycle.core.data.input_stats import save_input_stats, stats_of
+from dff_lifecycle.core.ff.network import FFNetwork
+from dff_lifecycle.core.run.experiment import save_layer_weights
+from dff_lifecycle.core.run.predictor import LocalPredictor
 from dff_lifecycle.ros.domain_lease import allocate_domain_id
 from dff_lifecycle.serving.infer_node import camera_shape
 from portable import REPO, scrub

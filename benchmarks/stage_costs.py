@@ -15,8 +15,8 @@ from pathlib import Path
 import time
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.ff_layers import build_layer
-from dff_lifecycle.core.local_trainer import LocalTrainer
+from dff_lifecycle.core.ff.layers import build_layer
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,10 +24,10 @@ import tempfile
 import time
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import load_dataset
-from dff_lifecycle.core.experiment import run_single_process
-from dff_lifecycle.core.predictor import LocalPredictor, model_weight_dir
-from dff_lifecycle.core.weights import load_state
+from dff_lifecycle.core.data.datasets import load_dataset
+from dff_lifecycle.core.run.experiment import run_single_process
+from dff_lifecycle.core.run.predictor import LocalPredictor, model_weight_dir
+from dff_lifecycle.core.run.weights import load_state
 from dff_lifecycle.ros.domain_lease import allocate_domain_id
 from portable import REPO, scrub
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import threading
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import load_dataset
-from dff_lifecycle.core.experiment import run_single_process
-from dff_lifecycle.core.predictor import LocalPredictor, model_weight_dir
+from dff_lifecycle.core.data.datasets import load_dataset
+from dff_lifecycle.core.run.experiment import run_single_process
+from dff_lifecycle.core.run.predictor import LocalPredictor, model_weight_dir
 from dff_msgs.msg import Prediction
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image

@@ -20,10 +20,10 @@ from dff_lifecycle.common.folders import writable_folder
 from dff_lifecycle.common.package_files import resolve_config_path
 from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_model_config,
                                        ModelConfig)
-from dff_lifecycle.core.data import DATA_ROOT_ENV, DataNotFoundError, load_model_data
-from dff_lifecycle.core.download import MIRROR_ENV
-from dff_lifecycle.core.experiment import run_single_process
-from dff_lifecycle.core.memory import check_fits, DoesNotFit, model_bytes
+from dff_lifecycle.core.data.datasets import DATA_ROOT_ENV, DataNotFoundError, load_model_data
+from dff_lifecycle.core.data.download import MIRROR_ENV
+from dff_lifecycle.core.ff.memory import check_fits, DoesNotFit, model_bytes
+from dff_lifecycle.core.run.experiment import run_single_process
 import torch
 
 PROG = 'dff_train'

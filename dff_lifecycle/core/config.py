@@ -14,17 +14,18 @@ import re
 from typing import Any, Mapping, Sequence
 
 from dff_lifecycle.common.ports import INPUT_PORTS, OUTPUT_PORTS
-from dff_lifecycle.core.ff_layers import LAYER_TYPES
-from dff_lifecycle.core.head import HeadConfig
+from dff_lifecycle.core.data.image_folder import (ImageFolderError, ImageFolderSpec,
+                                                  scan_image_folder)
+from dff_lifecycle.core.ff.head import HeadConfig
+from dff_lifecycle.core.ff.layers import LAYER_TYPES
 from dff_lifecycle.core.hyperparams import FFHyperParams, field_names, OBJECTIVES
-from dff_lifecycle.core.image_folder import ImageFolderError, ImageFolderSpec, scan_image_folder
-from dff_lifecycle.core.model_graph import GraphError, group_stages, Stage
+from dff_lifecycle.core.stage.model_graph import GraphError, group_stages, Stage
 import yaml
 
 MODEL_NAME_RE = re.compile(r'[a-z][a-z0-9_]*\Z')  # model names become parts of ROS names
 PORT_RE = re.compile(r'[a-z][a-z0-9_]*\Z')
 MSG_TYPE_RE = re.compile(r'[A-Za-z][A-Za-z0-9_]*/msg/[A-Z][A-Za-z0-9]*\Z')
-# What each dataset loader produces (dff_lifecycle.core.data): input shape and class count.
+# What each dataset loader produces (core/data/datasets.py): input shape and class count.
 DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     'mnist': ((784,), 10),
     'cifar10': ((3, 32, 32), 10),

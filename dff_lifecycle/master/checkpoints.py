@@ -17,7 +17,7 @@ import time
 from typing import Callable, Iterable, Optional
 
 from dff_lifecycle.common.duty_cycle import DutyCycle
-from dff_lifecycle.core.weights import save_bytes_atomic
+from dff_lifecycle.core.run.weights import save_bytes_atomic
 
 Log = Callable[[str], None]
 

@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable, Mapping, Optional, Protocol
 
 from dff_lifecycle.common.names import join, NAMESPACE, node_names, server_indices, server_name
-from dff_lifecycle.core.file_pieces import Assembly, Piece, PIECE_BYTES
+from dff_lifecycle.core.run.file_pieces import Assembly, Piece, PIECE_BYTES
 from dff_lifecycle.master.checkpoints import Checkpoint
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.lifecycle_manager import BringUpError, LifecycleManager

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from dff_lifecycle.core.batch_codec import Kind
 from dff_lifecycle.core.config import ModelConfig
-from dff_lifecycle.core.evaluation import scores_from_goodness
-from dff_lifecycle.core.negatives import stacked_with_itself
+from dff_lifecycle.core.ff.negatives import stacked_with_itself
+from dff_lifecycle.core.run.evaluation import scores_from_goodness
+from dff_lifecycle.core.stage.batch_codec import Kind
 from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.plan import DistributionPlan
 from dff_lifecycle.master.streaming import Streamer

@@ -30,9 +30,9 @@ from typing import Optional
 
 from dff_lifecycle.common.names import MASTER_NAME, NAMESPACE
 from dff_lifecycle.core.config import ConfigError, ModelConfig
-from dff_lifecycle.core.data import DataNotFoundError, Dataset, load_model_data
-from dff_lifecycle.core.image_folder import ImageFolderError
-from dff_lifecycle.core.metrics import write_metrics
+from dff_lifecycle.core.data.datasets import DataNotFoundError, Dataset, load_model_data
+from dff_lifecycle.core.data.image_folder import ImageFolderError
+from dff_lifecycle.core.run.metrics import write_metrics
 from dff_lifecycle.master.configs import load_run_model, RunRequest
 from dff_lifecycle.master.deployer import Deployer, DeployerSettings
 from dff_lifecycle.master.errors import PipelineError

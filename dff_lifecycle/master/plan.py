@@ -15,9 +15,9 @@ from dff_lifecycle.common.parameter_table import coerce
 from dff_lifecycle.common.ports import encode_shape, INPUT_PORTS, OUTPUT_PORTS, PortBinding
 from dff_lifecycle.common.text_table import format_table
 from dff_lifecycle.core.config import ConfigError, LayerSpecConfig, ModelConfig
-from dff_lifecycle.core.ff_layers import LAYER_TYPES
-from dff_lifecycle.core.memory import layer_node_bytes, parameter_count
-from dff_lifecycle.core.model_graph import MODEL_INPUT, Stage
+from dff_lifecycle.core.ff.layers import LAYER_TYPES
+from dff_lifecycle.core.ff.memory import layer_node_bytes, parameter_count
+from dff_lifecycle.core.stage.model_graph import MODEL_INPUT, Stage
 from dff_lifecycle.master.balance import balanced_blocks
 from dff_lifecycle.master.parameters import PLACEMENTS
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS

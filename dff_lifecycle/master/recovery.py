@@ -40,7 +40,7 @@ from pathlib import Path
 import time
 from typing import Callable, Iterable, Optional, Protocol
 
-from dff_lifecycle.core.weights import load_state_bytes, WeightFileError
+from dff_lifecycle.core.run.weights import load_state_bytes, WeightFileError
 from dff_lifecycle.master.checkpoints import CheckpointKeeper
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.heartbeats import HeartbeatWatch

@@ -20,10 +20,10 @@ import time
 from typing import Callable, Optional
 
 from dff_lifecycle.core.config import ConfigError, ModelConfig
-from dff_lifecycle.core.data import Dataset
-from dff_lifecycle.core.evaluation import evaluate
+from dff_lifecycle.core.data.datasets import Dataset
 from dff_lifecycle.core.objectives.separation import inseparable_layers
-from dff_lifecycle.core.stage_costs import measure_stage_costs
+from dff_lifecycle.core.run.evaluation import evaluate
+from dff_lifecycle.core.stage.stage_costs import measure_stage_costs
 from dff_lifecycle.master.checkpoints import CheckpointKeeper
 from dff_lifecycle.master.deployer import Deployer
 from dff_lifecycle.master.errors import PipelineError

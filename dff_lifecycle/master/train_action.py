@@ -34,8 +34,8 @@ import traceback
 from typing import Callable, Optional
 
 from dff_lifecycle.core.config import ConfigError
-from dff_lifecycle.core.data import DataNotFoundError
-from dff_lifecycle.core.image_folder import ImageFolderError
+from dff_lifecycle.core.data.datasets import DataNotFoundError
+from dff_lifecycle.core.data.image_folder import ImageFolderError
 from dff_lifecycle.master.configs import RunRequest
 from dff_lifecycle.master.parameters import TRAIN_ACTION
 from dff_lifecycle.master.run import RunControl, RunFailed, RunOutcome

@@ -17,11 +17,11 @@ import itertools
 import math
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
-from dff_lifecycle.core.batch_codec import Kind, pack_classed, pack_labelled, pack_pair
-from dff_lifecycle.core.batches import count_batches, TrainBatch, training_epochs
 from dff_lifecycle.core.config import ModelConfig
-from dff_lifecycle.core.data import Dataset
-from dff_lifecycle.core.metrics import epoch_means, record
+from dff_lifecycle.core.data.datasets import Dataset
+from dff_lifecycle.core.run.metrics import epoch_means, record
+from dff_lifecycle.core.stage.batch_codec import Kind, pack_classed, pack_labelled, pack_pair
+from dff_lifecycle.core.stage.batches import count_batches, TrainBatch, training_epochs
 from dff_lifecycle.master.inference import DistributedInference, Progress
 from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.pipeline_watch import Scalars

@@ -17,12 +17,12 @@ import traceback
 from typing import Any, Optional
 
 from dff_lifecycle.common.memory_limit import process_budget
-from dff_lifecycle.core.ff_layers import build_row
+from dff_lifecycle.core.ff.layers import build_row
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
+from dff_lifecycle.core.ff.memory import check_fits, layer_node_bytes
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.layer_stage import InputRejected, LayerStage, StageSettings
-from dff_lifecycle.core.local_trainer import LocalTrainer
-from dff_lifecycle.core.memory import check_fits, layer_node_bytes
-from dff_lifecycle.core.weights import layer_weight_path, load_state, save_state_atomic
+from dff_lifecycle.core.run.weights import layer_weight_path, load_state, save_state_atomic
+from dff_lifecycle.core.stage.layer_stage import InputRejected, LayerStage, StageSettings
 from dff_lifecycle.nodes.compute_worker import ComputeWorker
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
 from dff_lifecycle.nodes.stage_wiring import StageWiring

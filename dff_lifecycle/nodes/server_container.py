@@ -18,8 +18,8 @@ from dff_lifecycle.common.folders import writable_folder
 from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
 from dff_lifecycle.common.memory_limit import process_budget
 from dff_lifecycle.common.names import NAMESPACE
-from dff_lifecycle.core.file_pieces import FileChanged, read_piece
-from dff_lifecycle.core.weights import layer_weight_path, save_bytes_atomic
+from dff_lifecycle.core.run.file_pieces import FileChanged, read_piece
+from dff_lifecycle.core.run.weights import layer_weight_path, save_bytes_atomic
 from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_PARAMETERS
 from dff_lifecycle.nodes.server_naming import claimed_server_name
@@ -167,7 +167,7 @@ class ServerContainer(Node):
         Send each layer's newest checkpoint file, if newer than the caller's.
 
         Whole, or at most `max_bytes` of each from `offset`; with `node_name`, only the
-        next piece of that layer's file named by `etag` (core/file_pieces.py).
+        next piece of that layer's file named by `etag` (core/run/file_pieces.py).
         """
         held = dict(zip(request.node_names, request.batches_seen))
         response.success = True

@@ -12,8 +12,8 @@ from typing import Any, Mapping
 
 from dff_lifecycle.common.ports import (decode_bindings, decode_shape, PortBinding,
                                         positions)
-from dff_lifecycle.core.ff_layers import build_row, get_layer_type
-from dff_lifecycle.core.stage_ops import chain_modules, joined_shape, StageOps
+from dff_lifecycle.core.ff.layers import build_row, get_layer_type
+from dff_lifecycle.core.stage.stage_ops import chain_modules, joined_shape, StageOps
 
 OpEntry = tuple[str, tuple[int, ...], tuple[int, ...]]  # type, args, in shape
 

@@ -26,7 +26,7 @@ from dff_lifecycle.common.health import (assess_container, CONTAINER_TASK, Conta
                                          entry_name, LAYER_TASK, LayerFacts, LayerHealth, Level,
                                          Report)
 from dff_lifecycle.common.memory_limit import cgroup_room
-from dff_lifecycle.core.memory import OPTIMIZER_SLOTS
+from dff_lifecycle.core.ff.memory import OPTIMIZER_SLOTS
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -172,7 +172,7 @@ def layer_state_bytes(trainer) -> int:
     """
     Return the bytes of a layer's weights, their gradients and its optimiser's state.
 
-    Counted as the memory check before configure counts them (core/memory.py), from
+    Counted as the memory check before configure counts them (core/ff/memory.py), from
     the layer's parameters, which steps never add or remove; 0 when unconfigured.
     """
     if trainer is None:

@@ -18,9 +18,9 @@ import threading
 import time
 from typing import Any, Callable, NoReturn, Optional
 
-from dff_lifecycle.core.data import DataNotFoundError, load_dataset
-from dff_lifecycle.core.image_codec import encode_image
-from dff_lifecycle.core.image_folder import ImageFolderError, images_in, read_image
+from dff_lifecycle.core.data.datasets import DataNotFoundError, load_dataset
+from dff_lifecycle.core.data.image_codec import encode_image
+from dff_lifecycle.core.data.image_folder import ImageFolderError, images_in, read_image
 from dff_lifecycle.ros.node_main import stop_event
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import exit_process, ros_process

@@ -24,11 +24,12 @@ from typing import Any, NoReturn, Optional, Protocol
 
 from dff_lifecycle.common.package_files import resolve_config_path
 from dff_lifecycle.core.config import ConfigError, IMAGE_SHAPES, ModelConfig
-from dff_lifecycle.core.data import DataNotFoundError, dataset_class_names, load_model_data
-from dff_lifecycle.core.image_codec import decode_image, ImageDecodeError, ModelInput
-from dff_lifecycle.core.input_stats import InputStats, stats_of
-from dff_lifecycle.core.predictor import (load_stats, LocalPredictor, model_weight_dir,
-                                          PredictorError)
+from dff_lifecycle.core.data.datasets import (DataNotFoundError, dataset_class_names,
+                                              load_model_data)
+from dff_lifecycle.core.data.image_codec import decode_image, ImageDecodeError, ModelInput
+from dff_lifecycle.core.data.input_stats import InputStats, stats_of
+from dff_lifecycle.core.run.predictor import (load_stats, LocalPredictor, model_weight_dir,
+                                              PredictorError)
 from dff_lifecycle.master.configs import load_run_model, RunRequest
 from dff_lifecycle.ros.node_main import run_lifecycle_node
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all

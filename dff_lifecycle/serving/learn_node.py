@@ -22,14 +22,14 @@ from typing import Any, NoReturn, Optional
 
 from dff_lifecycle.common.package_files import resolve_config_path
 from dff_lifecycle.core.config import ConfigError, ModelConfig
-from dff_lifecycle.core.data import DataNotFoundError, load_model_data
-from dff_lifecycle.core.experiment import save_layer_weights
-from dff_lifecycle.core.image_codec import decode_image, ImageDecodeError, ModelInput
-from dff_lifecycle.core.input_stats import InputStats, save_input_stats, stats_of, stats_path
-from dff_lifecycle.core.network import FFNetwork
-from dff_lifecycle.core.predictor import load_stats, PredictorError
-from dff_lifecycle.core.stream_learning import StreamLearner
-from dff_lifecycle.core.weights import load_state, WeightFileError
+from dff_lifecycle.core.data.datasets import DataNotFoundError, load_model_data
+from dff_lifecycle.core.data.image_codec import decode_image, ImageDecodeError, ModelInput
+from dff_lifecycle.core.data.input_stats import InputStats, save_input_stats, stats_of, stats_path
+from dff_lifecycle.core.ff.network import FFNetwork
+from dff_lifecycle.core.run.experiment import save_layer_weights
+from dff_lifecycle.core.run.predictor import load_stats, PredictorError
+from dff_lifecycle.core.run.stream_learning import StreamLearner
+from dff_lifecycle.core.run.weights import load_state, WeightFileError
 from dff_lifecycle.master.configs import load_run_model, RunRequest
 from dff_lifecycle.ros.node_main import run_lifecycle_node
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all

@@ -5,9 +5,9 @@ import re
 
 from dff_lifecycle.cli.train import main
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import load_dataset
-from dff_lifecycle.core.experiment import run_single_process
-from dff_lifecycle.core.weights import load_state
+from dff_lifecycle.core.data.datasets import load_dataset
+from dff_lifecycle.core.run.experiment import run_single_process
+from dff_lifecycle.core.run.weights import load_state
 import pytest
 import torch
 import yaml

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import load_dataset
-from dff_lifecycle.core.experiment import run_single_process
+from dff_lifecycle.core.data.datasets import load_dataset
+from dff_lifecycle.core.run.experiment import run_single_process
 from dff_processes import LAYER_CONFIG, REPO, start_master, start_servers, stop_all
 import pytest
 from ros_env import isolated_ros_env

@@ -10,8 +10,8 @@ from pathlib import Path
 import re
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import load_dataset
-from dff_lifecycle.core.experiment import run_single_process
+from dff_lifecycle.core.data.datasets import load_dataset
+from dff_lifecycle.core.run.experiment import run_single_process
 from dff_lifecycle.ros.service_calls import call
 from dff_lifecycle.wire.messages import tensor_to_msgs
 from dff_lifecycle.wire.qos import STATUS_QOS, TENSOR_QOS

@@ -13,7 +13,7 @@ import threading
 import time
 
 from dff_lifecycle.common.health import CONTAINER_KEYS, LAYER_KEYS
-from dff_lifecycle.core.weights import layer_weight_path
+from dff_lifecycle.core.run.weights import layer_weight_path
 from dff_lifecycle.ros.service_calls import call
 from dff_lifecycle.wire.messages import tensor_to_msgs
 from dff_lifecycle.wire.qos import TENSOR_QOS

@@ -19,8 +19,8 @@ import threading
 from typing import Iterator
 
 from dff_lifecycle.cli.train import main as train_main
-from dff_lifecycle.core.data import DataNotFoundError, load_dataset
-from dff_lifecycle.core.download import MIRROR_ENV
+from dff_lifecycle.core.data.datasets import DataNotFoundError, load_dataset
+from dff_lifecycle.core.data.download import MIRROR_ENV
 from dff_processes import REPO, start_master
 import numpy as np
 import pytest

@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from dff_lifecycle.core.weights import layer_weight_path, load_state
+from dff_lifecycle.core.run.weights import layer_weight_path, load_state
 from dff_lifecycle.testing.waiting import wait_until
 from dff_processes import REPO, start_master, start_servers, stop_all
 import pytest

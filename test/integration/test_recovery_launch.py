@@ -18,9 +18,9 @@ import re
 import signal
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import load_dataset
-from dff_lifecycle.core.experiment import run_single_process
-from dff_lifecycle.core.weights import load_state, WeightFileError
+from dff_lifecycle.core.data.datasets import load_dataset
+from dff_lifecycle.core.run.experiment import run_single_process
+from dff_lifecycle.core.run.weights import load_state, WeightFileError
 from dff_processes import launched_pids, LAYER_CONFIG, Proc, REPO
 import pytest
 from ros_env import isolated_ros_env

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 import signal
 
-from dff_lifecycle.core.weights import layer_weight_path
+from dff_lifecycle.core.run.weights import layer_weight_path
 from dff_lifecycle.ros.process import STACK_DUMP_SIGNAL
 from dff_lifecycle.ros.service_calls import call
 from dff_msgs.msg import LayerSpec

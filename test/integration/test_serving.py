@@ -11,10 +11,10 @@ is rejected without ending the service, and bad settings end configure with one 
 from __future__ import annotations
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import load_dataset
-from dff_lifecycle.core.network import FFNetwork
-from dff_lifecycle.core.predictor import LocalPredictor, model_weight_dir
-from dff_lifecycle.core.weights import load_state
+from dff_lifecycle.core.data.datasets import load_dataset
+from dff_lifecycle.core.ff.network import FFNetwork
+from dff_lifecycle.core.run.predictor import LocalPredictor, model_weight_dir
+from dff_lifecycle.core.run.weights import load_state
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient
 from dff_lifecycle.testing.processes import Proc
 from dff_processes import BIN, ros_args, start_server, stop_all

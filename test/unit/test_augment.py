@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dff_lifecycle.core.augment import augment, random_crop, random_flip
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
+from dff_lifecycle.core.data.augment import augment, random_crop, random_flip
 import pytest
 import torch
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from dff_lifecycle.core.config import ConfigError, load_layer_config
-from dff_lifecycle.core.data import DataNotFoundError, load_dataset
+from dff_lifecycle.core.data.datasets import DataNotFoundError, load_dataset
 import pytest
 from ros_env import isolated_ros_env
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import random
 
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
-from dff_lifecycle.core.stage_costs import measure_stage_costs
+from dff_lifecycle.core.stage.stage_costs import measure_stage_costs
 from dff_lifecycle.master.balance import balanced_blocks, block_times
 from dff_lifecycle.master.parameters import MASTER_PARAMETERS
 from dff_lifecycle.master.run import make_plan

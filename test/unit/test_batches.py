@@ -1,10 +1,10 @@
 """Training batches: determinism, positive/negative construction, epochs, full-batch mode."""
 import copy
 
-from dff_lifecycle.core.batches import (count_batches, inference_inputs, training_batches,
-                                        training_epochs)
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import Dataset
+from dff_lifecycle.core.data.datasets import Dataset
+from dff_lifecycle.core.stage.batches import (count_batches, inference_inputs, training_batches,
+                                              training_epochs)
 import pytest
 import torch
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from dff_lifecycle.core.batch_codec import CodecError, Kind, pack_classed, unpack_classed
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
-from dff_lifecycle.core.evaluation import supervised_scores
-from dff_lifecycle.core.ff_layers import build_layer, build_row
+from dff_lifecycle.core.ff.layers import build_layer, build_row
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
+from dff_lifecycle.core.ff.network import FFNetwork
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.layer_stage import InputRejected, LayerStage, StageSettings
-from dff_lifecycle.core.local_trainer import LocalTrainer
-from dff_lifecycle.core.network import FFNetwork
 from dff_lifecycle.core.objectives.class_groups import (class_group_loss, class_scores,
                                                         group_goodness,
                                                         true_and_other_goodness)
-from dff_lifecycle.core.stage_ops import StageOps
+from dff_lifecycle.core.run.evaluation import supervised_scores
+from dff_lifecycle.core.stage.batch_codec import CodecError, Kind, pack_classed, unpack_classed
+from dff_lifecycle.core.stage.layer_stage import InputRejected, LayerStage, StageSettings
+from dff_lifecycle.core.stage.stage_ops import StageOps
 import pytest
 import torch
 import torch.nn.functional as F

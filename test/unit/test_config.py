@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dff_lifecycle.core import config as config_module
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
-from dff_lifecycle.core.head import HeadConfig
+from dff_lifecycle.core.ff.head import HeadConfig
 from dff_lifecycle.core.hyperparams import FFHyperParams
 import pytest
 import yaml

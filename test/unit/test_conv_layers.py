@@ -1,9 +1,9 @@
 """Conv, pool, Flatten and Concat rows: shapes, args, gradients against autograd, the network."""
 import math
 
-from dff_lifecycle.core.ff_layers import build_row, FFConv2d, LAYER_TYPES
+from dff_lifecycle.core.ff.layers import build_row, FFConv2d, LAYER_TYPES
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.local_trainer import LocalTrainer
 from dff_lifecycle.core.objectives.goodness import goodness, position_goodness
 from dff_lifecycle.core.objectives.pos_neg import ff_loss
 import pytest

@@ -2,10 +2,10 @@
 from pathlib import Path
 import shutil
 
-from dff_lifecycle.core import data
-from dff_lifecycle.core.data import (DATA_ROOT_ENV, DataNotFoundError, load_dataset,
-                                     resolve_data_root)
-from dff_lifecycle.core.download import DownloadError
+from dff_lifecycle.core.data import datasets as data
+from dff_lifecycle.core.data.datasets import (DATA_ROOT_ENV, DataNotFoundError, load_dataset,
+                                              resolve_data_root)
+from dff_lifecycle.core.data.download import DownloadError
 import pytest
 import torch
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from dff_lifecycle.common.health import CONTAINER_KEYS, LAYER_KEYS, Level, Report
-from dff_lifecycle.core.weights import layer_weight_path
+from dff_lifecycle.core.run.weights import layer_weight_path
 from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.ros.diagnostics import (ContainerDiagnostics, DIAGNOSTICS_TOPIC,
                                            DiagnosticsUpdater, layer_state_bytes,

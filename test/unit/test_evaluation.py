@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dff_lifecycle.core import evaluation
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import Dataset
-from dff_lifecycle.core.evaluation import (evaluate, features_from_activities,
-                                           scores_from_activities)
-from dff_lifecycle.core.metrics import epoch_means, record
-from dff_lifecycle.core.network import FFNetwork
+from dff_lifecycle.core.data.datasets import Dataset
+from dff_lifecycle.core.ff.network import FFNetwork
+from dff_lifecycle.core.run import evaluation
+from dff_lifecycle.core.run.evaluation import (evaluate, features_from_activities,
+                                               scores_from_activities)
+from dff_lifecycle.core.run.metrics import epoch_means, record
 import pytest
 import torch
 
@@ -74,8 +74,8 @@ def test_the_master_and_the_single_process_get_the_same_figures_from_the_same_ne
                                                                          model))
 
     # The master's way: per-layer goodness of every candidate overlay, as layer nodes report it.
-    from dff_lifecycle.core.batches import inference_inputs
-    from dff_lifecycle.core.scoring import label_scores
+    from dff_lifecycle.core.stage.batches import inference_inputs
+    from dff_lifecycle.core.ff.scoring import label_scores
 
     def remote(x: torch.Tensor, _split: str) -> torch.Tensor:
         activities = network.activities(inference_inputs(x, model))

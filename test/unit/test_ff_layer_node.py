@@ -4,7 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from dff_lifecycle.core.weights import layer_weight_path, load_state
+from dff_lifecycle.core.run.weights import layer_weight_path, load_state
 from dff_lifecycle.nodes.ff_layer_node import FFLayerNode
 from dff_lifecycle.wire.messages import tensor_to_msgs
 from dff_msgs.msg import TensorChunk

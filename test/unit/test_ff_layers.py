@@ -1,7 +1,7 @@
 """FF hyperparameters, the FFDense layer and the layer registry."""
 import math
 
-from dff_lifecycle.core.ff_layers import (build_layer, FFDense, LAYER_TYPES, OPTIMIZERS,
+from dff_lifecycle.core.ff.layers import (build_layer, FFDense, LAYER_TYPES, OPTIMIZERS,
                                           parse_layer_args)
 from dff_lifecycle.core.hyperparams import (FFHyperParams, GOODNESS_REDUCTIONS, LOSS_NAMES,
                                             OPTIMIZER_NAMES)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from dff_lifecycle.core.file_pieces import Assembly, FileChanged, read_piece
-from dff_lifecycle.core.weights import save_bytes_atomic
+from dff_lifecycle.core.run.file_pieces import Assembly, FileChanged, read_piece
+from dff_lifecycle.core.run.weights import save_bytes_atomic
 import pytest
 
 

@@ -1,8 +1,8 @@
 """The hand-written FFDense gradient must equal autograd's for every loss and reduction."""
-from dff_lifecycle.core.ff_layers import FFDense
-from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
+from dff_lifecycle.core.ff.fused_step import fused_forward_backward, supports_fused
+from dff_lifecycle.core.ff.layers import FFDense
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.local_trainer import LocalTrainer
 from dff_lifecycle.core.objectives.goodness import goodness
 from dff_lifecycle.core.objectives.pos_neg import ff_loss
 import pytest

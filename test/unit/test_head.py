@@ -1,7 +1,7 @@
 """Classifier head on frozen features."""
-from dff_lifecycle.core.head import (ClassifierHead, head_predict, HeadConfig, Standardiser,
-                                     train_head)
-from dff_lifecycle.core.scoring import accuracy
+from dff_lifecycle.core.ff.head import (ClassifierHead, head_predict, HeadConfig, Standardiser,
+                                        train_head)
+from dff_lifecycle.core.ff.scoring import accuracy
 import pytest
 import torch
 

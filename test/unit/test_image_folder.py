@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
-from dff_lifecycle.core.data import load_model_data
-from dff_lifecycle.core.experiment import run_single_process
-from dff_lifecycle.core.image_folder import ImageFolderError
+from dff_lifecycle.core.data.datasets import load_model_data
+from dff_lifecycle.core.data.image_folder import ImageFolderError
+from dff_lifecycle.core.run.experiment import run_single_process
 import numpy as np
 from PIL import Image
 import pytest

@@ -1,10 +1,10 @@
 """The input normalisations: their maths, and BatchNorm's statistics in the weight file."""
 from __future__ import annotations
 
-from dff_lifecycle.core.ff_layers import build_layer, build_row
+from dff_lifecycle.core.ff.input_norms import build_input_norm, INPUT_NORMS
+from dff_lifecycle.core.ff.layers import build_layer, build_row
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.input_norms import build_input_norm, INPUT_NORMS
-from dff_lifecycle.core.local_trainer import LocalTrainer
 import pytest
 import torch
 

@@ -1,13 +1,14 @@
 """The layer stage: one tensor per batch, the first layer's overlay, exactly-once training."""
 from __future__ import annotations
 
-from dff_lifecycle.core.batch_codec import (CodecError, expand_candidates, Kind, pack_labelled,
-                                            pack_pair, unpack_labelled, unpack_pair)
-from dff_lifecycle.core.ff_layers import build_layer
+from dff_lifecycle.core.ff.layers import build_layer
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
+from dff_lifecycle.core.ff.negatives import candidate_inputs, overlay_labels
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.layer_stage import InputRejected, LayerStage, StageSettings
-from dff_lifecycle.core.local_trainer import LocalTrainer
-from dff_lifecycle.core.negatives import candidate_inputs, overlay_labels
+from dff_lifecycle.core.stage.batch_codec import (CodecError, expand_candidates, Kind,
+                                                  pack_labelled, pack_pair, unpack_labelled,
+                                                  unpack_pair)
+from dff_lifecycle.core.stage.layer_stage import InputRejected, LayerStage, StageSettings
 from dff_msgs.msg import TensorChunk
 import pytest
 import torch

@@ -1,9 +1,9 @@
 """LocalTrainer: local optimisation, inference and resumable state."""
 import io
 
-from dff_lifecycle.core.ff_layers import build_layer
+from dff_lifecycle.core.ff.layers import build_layer
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.local_trainer import LocalTrainer
 import pytest
 from synthetic import separable_batch
 import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dff_lifecycle.common.memory_limit import cgroup_room, machine_available
-from dff_lifecycle.core.memory import check_fits, dense_layer_bytes, DoesNotFit, state_bytes
+from dff_lifecycle.core.ff.memory import check_fits, dense_layer_bytes, DoesNotFit, state_bytes
 import pytest
 
 

@@ -3,8 +3,8 @@ import copy
 from pathlib import Path
 
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
-from dff_lifecycle.core.model_graph import MODEL_INPUT
-from dff_lifecycle.core.network import FFNetwork
+from dff_lifecycle.core.ff.network import FFNetwork
+from dff_lifecycle.core.stage.model_graph import MODEL_INPUT
 import pytest
 import torch
 

@@ -1,7 +1,7 @@
 """Label overlays, wrong labels, candidate inputs and hybrid-image negatives."""
-from dff_lifecycle.core.negatives import (candidate_inputs, hard_wrong_labels, hybrid_negatives,
-                                          overlay_labels, permuted_labels, random_wrong_labels,
-                                          smooth_masks)
+from dff_lifecycle.core.ff.negatives import (candidate_inputs, hard_wrong_labels, hybrid_negatives,
+                                             overlay_labels, permuted_labels, random_wrong_labels,
+                                             smooth_masks)
 import pytest
 import torch
 

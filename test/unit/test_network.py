@@ -3,9 +3,9 @@ from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
-from dff_lifecycle.core.ff_layers import FFDense
+from dff_lifecycle.core.ff.layers import FFDense
+from dff_lifecycle.core.ff.network import FFNetwork
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.network import FFNetwork
 import pytest
 from synthetic import separable_batch
 import torch

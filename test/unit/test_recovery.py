@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dff_lifecycle.common.memory_limit import mib
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
-from dff_lifecycle.core.memory import layer_node_bytes
+from dff_lifecycle.core.ff.memory import layer_node_bytes
 from dff_lifecycle.master.checkpoints import Checkpoint, CheckpointKeeper
 from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.heartbeats import EVIDENCE_AGE_S, HeartbeatWatch

@@ -1,7 +1,7 @@
 """Goodness-based label scores, predictions and head features."""
-from dff_lifecycle.core.negatives import candidate_inputs
-from dff_lifecycle.core.scoring import (accuracy, label_scores, layer_goodness,
-                                        normalised_features, predict_labels)
+from dff_lifecycle.core.ff.negatives import candidate_inputs
+from dff_lifecycle.core.ff.scoring import (accuracy, label_scores, layer_goodness,
+                                           normalised_features, predict_labels)
 import pytest
 import torch
 

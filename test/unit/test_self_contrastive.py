@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dff_lifecycle.core.batches import inference_inputs, make_batch
 from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model_config
-from dff_lifecycle.core.data import Dataset
-from dff_lifecycle.core.experiment import run_single_process
-from dff_lifecycle.core.negatives import self_contrastive_pairs
+from dff_lifecycle.core.data.datasets import Dataset
+from dff_lifecycle.core.ff.negatives import self_contrastive_pairs
+from dff_lifecycle.core.run.experiment import run_single_process
+from dff_lifecycle.core.stage.batches import inference_inputs, make_batch
 import pytest
 import torch
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 from dff_lifecycle.common.health import LayerFacts, LayerHealth, Level
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data import Dataset
-from dff_lifecycle.core.experiment import run_single_process
+from dff_lifecycle.core.data.datasets import Dataset
 from dff_lifecycle.core.objectives.separation import (inseparable, inseparable_layers,
                                                       SeparationWatch)
+from dff_lifecycle.core.run.experiment import run_single_process
 import pytest
 import torch
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 
-from dff_lifecycle.core.data import MNIST_MEAN, MNIST_STD
-from dff_lifecycle.core.image_codec import decode_image, encode_image, ImageDecodeError
-from dff_lifecycle.core.image_codec import ModelInput
-from dff_lifecycle.core.input_stats import InputStats, InputStatsError, load_input_stats
-from dff_lifecycle.core.input_stats import save_input_stats
-from dff_lifecycle.core.predictor import model_weight_dir, PredictorError
+from dff_lifecycle.core.data.datasets import MNIST_MEAN, MNIST_STD
+from dff_lifecycle.core.data.image_codec import decode_image, encode_image, ImageDecodeError
+from dff_lifecycle.core.data.image_codec import ModelInput
+from dff_lifecycle.core.data.input_stats import InputStats, InputStatsError, load_input_stats
+from dff_lifecycle.core.data.input_stats import save_input_stats
+from dff_lifecycle.core.run.predictor import model_weight_dir, PredictorError
 import numpy as np
 import pytest
 import torch

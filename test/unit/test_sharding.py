@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from dff_lifecycle.core.ff_layers import FFDense
+from dff_lifecycle.core.ff.layers import FFDense
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
+from dff_lifecycle.core.ff.sharding import shard_ranges, ShardTrainer, split_dense
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.local_trainer import LocalTrainer
-from dff_lifecycle.core.sharding import shard_ranges, ShardTrainer, split_dense
 import pytest
 import torch
 

@@ -1,10 +1,10 @@
 """A layer node's stage parameters: port bindings, shapes, post-ops; and joining inputs."""
 from dff_lifecycle.common.ports import decode_bindings, PortBinding, positions
-from dff_lifecycle.core.batch_codec import Kind, pack_pair
-from dff_lifecycle.core.ff_layers import build_row
+from dff_lifecycle.core.ff.layers import build_row
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.layer_stage import InputRejected, LayerStage, StageSettings
-from dff_lifecycle.core.local_trainer import LocalTrainer
+from dff_lifecycle.core.stage.batch_codec import Kind, pack_pair
+from dff_lifecycle.core.stage.layer_stage import InputRejected, LayerStage, StageSettings
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
 from dff_lifecycle.nodes.stage_wiring import StageWiring
 import pytest

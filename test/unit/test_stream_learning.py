@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.network import FFNetwork
-from dff_lifecycle.core.stream_learning import ReplayBuffer, StreamLearner
+from dff_lifecycle.core.ff.network import FFNetwork
+from dff_lifecycle.core.run.stream_learning import ReplayBuffer, StreamLearner
 import pytest
 import torch
 

@@ -4,7 +4,7 @@ import threading
 from types import SimpleNamespace
 
 from dff_lifecycle.core.config import ConfigError
-from dff_lifecycle.core.data import DataNotFoundError
+from dff_lifecycle.core.data.datasets import DataNotFoundError
 from dff_lifecycle.master.configs import RunRequest
 from dff_lifecycle.master.run import RunFailed, RunOutcome, STAGES
 from dff_lifecycle.master.run_progress import TrainingProgress

@@ -1,10 +1,10 @@
 """Weight files: path rule, atomic save, safe load and clear errors."""
-from dff_lifecycle.core import weights
-from dff_lifecycle.core.ff_layers import build_layer
+from dff_lifecycle.core.ff.layers import build_layer
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.local_trainer import LocalTrainer
-from dff_lifecycle.core.weights import (layer_weight_path, load_state, save_state_atomic,
-                                        WeightFileError)
+from dff_lifecycle.core.run import weights
+from dff_lifecycle.core.run.weights import (layer_weight_path, load_state, save_state_atomic,
+                                            WeightFileError)
 import pytest
 import torch
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Iterator, Optional
 
-from dff_lifecycle.core.augment import augment
 from dff_lifecycle.core.config import ModelConfig
-from dff_lifecycle.core.data import Dataset
-from dff_lifecycle.core.negatives import (candidate_inputs, hard_wrong_labels, hybrid_negatives,
-                                          overlay_labels, permuted_labels, random_wrong_labels,
-                                          self_contrastive_pairs, stacked_with_itself)
+from dff_lifecycle.core.data.augment import augment
+from dff_lifecycle.core.data.datasets import Dataset
+from dff_lifecycle.core.ff.negatives import (candidate_inputs, hard_wrong_labels, hybrid_negatives,
+                                             overlay_labels, permuted_labels, random_wrong_labels,
+                                             self_contrastive_pairs, stacked_with_itself)
 import torch
 from torch import Tensor
 

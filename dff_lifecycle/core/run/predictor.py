@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from dff_lifecycle.core.config import ModelConfig
-from dff_lifecycle.core.evaluation import supervised_scores
-from dff_lifecycle.core.input_stats import InputStats, InputStatsError, load_input_stats
-from dff_lifecycle.core.input_stats import stats_path
-from dff_lifecycle.core.network import FFNetwork
-from dff_lifecycle.core.weights import load_state, WeightFileError
+from dff_lifecycle.core.data.input_stats import InputStats, InputStatsError, load_input_stats
+from dff_lifecycle.core.data.input_stats import stats_path
+from dff_lifecycle.core.ff.network import FFNetwork
+from dff_lifecycle.core.run.evaluation import supervised_scores
+from dff_lifecycle.core.run.weights import load_state, WeightFileError
 import torch
 from torch import Tensor
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from dff_lifecycle.core.ff_layers import build_row
-from dff_lifecycle.core.model_graph import Stage
+from dff_lifecycle.core.ff.layers import build_row
+from dff_lifecycle.core.stage.model_graph import Stage
 import torch
 from torch import nn, Tensor
 

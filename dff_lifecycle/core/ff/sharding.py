@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from dff_lifecycle.core.ff_layers import FFDense
+from dff_lifecycle.core.ff.layers import FFDense
+from dff_lifecycle.core.ff.local_trainer import make_optimizer
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.local_trainer import make_optimizer
 from dff_lifecycle.core.objectives.class_groups import (check_groups, class_group_loss,
                                                         true_and_other_goodness)
 from dff_lifecycle.core.objectives.pos_neg import ff_loss

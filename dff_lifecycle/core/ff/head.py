@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from dff_lifecycle.core.ff_layers import reset_linear_
+from dff_lifecycle.core.ff.layers import reset_linear_
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F

@@ -5,17 +5,17 @@ from pathlib import Path
 import time
 from typing import Callable, Iterable
 
-from dff_lifecycle.core.batches import count_batches, TrainBatch, training_batches
 from dff_lifecycle.core.config import ModelConfig
-from dff_lifecycle.core.data import Dataset
-from dff_lifecycle.core.evaluation import (evaluate, features_from_activities,
-                                           scores_from_activities, supervised_scores)
-from dff_lifecycle.core.input_stats import InputStats, save_input_stats, stats_of
-from dff_lifecycle.core.local_trainer import StepResult
-from dff_lifecycle.core.metrics import describe, record, write_metrics
-from dff_lifecycle.core.network import FFNetwork
+from dff_lifecycle.core.data.datasets import Dataset
+from dff_lifecycle.core.data.input_stats import InputStats, save_input_stats, stats_of
+from dff_lifecycle.core.ff.local_trainer import StepResult
+from dff_lifecycle.core.ff.network import FFNetwork
 from dff_lifecycle.core.objectives.separation import inseparable_layers
-from dff_lifecycle.core.weights import layer_weight_path, save_state_atomic
+from dff_lifecycle.core.run.evaluation import (evaluate, features_from_activities,
+                                               scores_from_activities, supervised_scores)
+from dff_lifecycle.core.run.metrics import describe, record, write_metrics
+from dff_lifecycle.core.run.weights import layer_weight_path, save_state_atomic
+from dff_lifecycle.core.stage.batches import count_batches, TrainBatch, training_batches
 import torch
 from torch import Tensor
 from tqdm import tqdm

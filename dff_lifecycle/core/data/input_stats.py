@@ -43,7 +43,7 @@ class InputStats:
 
 
 def stats_of(dataset: Any) -> InputStats:
-    """Return the statistics a core.data.Dataset was standardised with."""
+    """Return the statistics a Dataset (core/data/datasets.py) was standardised with."""
     return InputStats(tuple(dataset.mean), tuple(dataset.std), tuple(dataset.class_names))
 
 

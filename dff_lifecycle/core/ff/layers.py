@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import math
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from dff_lifecycle.core.input_norms import build_input_norm
+from dff_lifecycle.core.ff.input_norms import build_input_norm
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F

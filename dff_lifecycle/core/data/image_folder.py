@@ -173,8 +173,8 @@ def _stack(files, spec: ImageFolderSpec, limit: Optional[int]) -> tuple[Tensor, 
 
 def load_image_folder(spec: ImageFolderSpec, train_limit: Optional[int] = None,
                       test_limit: Optional[int] = None):
-    """Decode the images into a core.data.Dataset, standardised with the training set's stats."""
-    from dff_lifecycle.core.data import channel_values, Dataset  # data imports this module
+    """Decode the images into a Dataset, standardised with the training set's stats."""
+    from dff_lifecycle.core.data.datasets import channel_values, Dataset
     # A fixed shuffle, so train_limit keeps a mix of classes instead of the first class.
     order = np.random.default_rng(SPLIT_SEED).permutation(len(spec.train_files))
     x_train, y_train = _stack([spec.train_files[i] for i in order], spec, train_limit)

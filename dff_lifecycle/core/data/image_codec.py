@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dff_lifecycle.core.input_stats import InputStats
+from dff_lifecycle.core.data.input_stats import InputStats
 import numpy as np
 import torch
 from torch import Tensor

@@ -21,13 +21,13 @@ import time
 from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 from dff_lifecycle.common.duty_cycle import DutyCycle
-from dff_lifecycle.core.batch_codec import (CodecError, expand_candidates, Kind, pack_classed,
-                                            pack_pair, unpack_classed, unpack_labelled,
-                                            unpack_pair)
-from dff_lifecycle.core.local_trainer import LocalTrainer, StepResult
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer, StepResult
+from dff_lifecycle.core.ff.scoring import normalised_features
 from dff_lifecycle.core.objectives.separation import SeparationWatch
-from dff_lifecycle.core.scoring import normalised_features
-from dff_lifecycle.core.stage_ops import StageOps
+from dff_lifecycle.core.stage.batch_codec import (CodecError, expand_candidates, Kind,
+                                                  pack_classed, pack_pair, unpack_classed,
+                                                  unpack_labelled, unpack_pair)
+from dff_lifecycle.core.stage.stage_ops import StageOps
 import torch
 from torch import Tensor
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from dff_lifecycle.common.memory_limit import available_bytes, mib
-from dff_lifecycle.core.ff_layers import LAYER_TYPES
+from dff_lifecycle.core.ff.layers import LAYER_TYPES
 
 FLOAT_BYTES = 4
 OPTIMIZER_SLOTS = {'adam': 3, 'sgd': 0}  # weight-sized tensors besides weights and grads

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 import math
 from typing import Callable, Optional, Sequence
 
-from dff_lifecycle.core.batches import inference_inputs
 from dff_lifecycle.core.config import ModelConfig
-from dff_lifecycle.core.data import Dataset
-from dff_lifecycle.core.head import head_predict, Standardiser, train_head
+from dff_lifecycle.core.data.datasets import Dataset
+from dff_lifecycle.core.ff.head import head_predict, Standardiser, train_head
+from dff_lifecycle.core.ff.scoring import (accuracy, label_scores, layer_goodness,
+                                           normalised_features, predict_labels)
 from dff_lifecycle.core.objectives.class_groups import class_scores, group_goodness
-from dff_lifecycle.core.scoring import (accuracy, label_scores, layer_goodness,
-                                        normalised_features, predict_labels)
+from dff_lifecycle.core.stage.batches import inference_inputs
 import torch
 from torch import Tensor
 

@@ -2,11 +2,11 @@
 import time
 from typing import Any, Optional, Protocol, Sequence, Union
 
-from dff_lifecycle.core.ff_layers import build_row
+from dff_lifecycle.core.ff.layers import build_row
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer, StepResult
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.local_trainer import LocalTrainer, StepResult
-from dff_lifecycle.core.model_graph import group_stages, Stage
-from dff_lifecycle.core.stage_ops import StageOps
+from dff_lifecycle.core.stage.model_graph import group_stages, Stage
+from dff_lifecycle.core.stage.stage_ops import StageOps
 import torch
 from torch import nn, Tensor
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from dff_lifecycle.core.negatives import candidate_inputs, overlay_labels
+from dff_lifecycle.core.ff.negatives import candidate_inputs, overlay_labels
 import torch
 from torch import Tensor
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import statistics
 
 from dff_lifecycle.core.config import ModelConfig
-from dff_lifecycle.core.negatives import overlay_labels
-from dff_lifecycle.core.network import FFNetwork
+from dff_lifecycle.core.ff.negatives import overlay_labels
+from dff_lifecycle.core.ff.network import FFNetwork
 import torch
 
 WARM_UP = 1  # the first batch pays for allocations and lazy initialisation

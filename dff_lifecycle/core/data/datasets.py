@@ -1,4 +1,4 @@
-"""MNIST / CIFAR-10 loading into float32 tensors (file reading; fetching is core/download.py)."""
+"""MNIST / CIFAR-10 loading into float32 tensors (file reading; fetching is data/download.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,8 +8,8 @@ from pathlib import Path
 import zipfile
 import zlib
 
-from dff_lifecycle.core.download import download_dataset, DownloadError, MIRROR_ENV
-from dff_lifecycle.core.image_folder import load_image_folder
+from dff_lifecycle.core.data.download import download_dataset, DownloadError, MIRROR_ENV
+from dff_lifecycle.core.data.image_folder import load_image_folder
 import numpy as np
 import torch
 from torch import Tensor
@@ -82,7 +82,7 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Fal
     """
     Load 'mnist' or 'cifar10' from `root` (see resolve_data_root).
 
-    `download`: fetch a missing dataset first (core/download.py; `progress`: its bars).
+    `download`: fetch a missing dataset first (core/data/download.py; `progress`: its bars).
     `train_limit` / `test_limit` keep only the first N samples (quick tests).
     """
     _check_name(name)

@@ -8,7 +8,7 @@ On this 2-core CPU a full-batch step gets 1.5-2x faster (benchmarks/fused_step.p
 """
 from typing import Optional
 
-from dff_lifecycle.core.ff_layers import FFDense
+from dff_lifecycle.core.ff.layers import FFDense
 from dff_lifecycle.core.hyperparams import FFHyperParams
 import torch
 from torch import Tensor

@@ -2,8 +2,8 @@
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Union
 
-from dff_lifecycle.core.ff_layers import OPTIMIZERS
-from dff_lifecycle.core.fused_step import fused_forward_backward, supports_fused
+from dff_lifecycle.core.ff.fused_step import fused_forward_backward, supports_fused
+from dff_lifecycle.core.ff.layers import OPTIMIZERS
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.objectives.class_groups import (check_groups, class_group_loss,
                                                         group_goodness,

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from dff_lifecycle.core.plots import plot_training
+from dff_lifecycle.core.run.plots import plot_training
 import numpy as np
 
 Scalars = Sequence[float]  # loss, goodness of positives, goodness of negatives

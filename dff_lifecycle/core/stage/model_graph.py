@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from dff_lifecycle.core.ff_layers import LAYER_TYPES
+from dff_lifecycle.core.ff.layers import LAYER_TYPES
 
 MODEL_INPUT = -1
 

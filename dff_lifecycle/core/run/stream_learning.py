@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from dff_lifecycle.core.batches import make_batch, MIN_BATCH
 from dff_lifecycle.core.config import ModelConfig
-from dff_lifecycle.core.local_trainer import StepResult
-from dff_lifecycle.core.network import FFNetwork
+from dff_lifecycle.core.ff.local_trainer import StepResult
+from dff_lifecycle.core.ff.network import FFNetwork
+from dff_lifecycle.core.stage.batches import make_batch, MIN_BATCH
 import torch
 from torch import Tensor
 
