@@ -28,17 +28,18 @@ def generate_test_description():
     deployment = load_deployment(scenarios.write_deployment(folder, epochs=scenarios.PAUSE_EPOCHS))
     servers, master = deployment_nodes(deployment, additional_env=env)
     return (LaunchDescription([*servers, master, launch_testing.actions.ReadyToTest()]),
-            {'master': master, 'env': env})
+            {'master': master, 'env': env, 'folder': folder})
 
 
 class TestManualPause(unittest.TestCase):
 
-    def test_deactivate_pauses_and_activate_resumes(self, proc_info, proc_output, master, env):
+    def test_deactivate_pauses_and_activate_resumes(self, proc_info, proc_output, master, env,
+                                                    folder):
         def wait_for_master(text, timeout_s):
             proc_output.assertWaitFor(text, process=master, timeout=timeout_s, stream='stdout')
 
         with ros_client('_dff_launch_test') as ros:
-            scenarios.pause_and_resume(env, ros.node, wait_for_master)
+            scenarios.pause_and_resume(env, ros.node, wait_for_master, folder / 'weights')
         proc_info.assertWaitForShutdown(process=master, timeout=120)
 
 

@@ -114,8 +114,10 @@ def test_ros2_lifecycle_set_pauses_and_resumes_a_training_layer(launch, ros2_lif
 
         set_state(launch, ros2_lifecycle, 'activate')
         launch.proc.wait_for('training done', 120)
-        scenarios.wait_until(lambda: set(watch.snapshot().values()) == {TOTAL}, 10,
-                             f'every layer to have trained {TOTAL} batches: {watch.snapshot()}')
+        weights = launch.folder / 'w'  # what the layers saved at teardown (pause_and_resume)
+        scenarios.wait_until(lambda: scenarios.trained_batches(weights) == [TOTAL, TOTAL], 30,
+                             f'every layer to have saved {TOTAL} trained batches: '
+                             f'{scenarios.trained_batches(weights)}')
         # while layer_1 was inactive the master held the stream (scenarios.pause_and_resume)
         assert watch.lead_while_paused <= scenarios.MASTER_WINDOW + 2, watch.lead_while_paused
 
