@@ -142,6 +142,12 @@ def _bench_env(domain_id: int) -> dict[str, str]:
     return dict(configure_environment(env))
 
 
+def _transports(env: dict[str, str]) -> str:
+    """Name what carries the bytes: a builtin transport set, or the profile file."""
+    profile = env.get('FASTDDS_DEFAULT_PROFILES_FILE')
+    return env.get('FASTDDS_BUILTIN_TRANSPORTS') or (Path(profile).name if profile else 'default')
+
+
 def run_case(mode: str, elements: int, count: int, *, chunk_elements: int, qos: str,
              delay_s: float, domain_id: int, timeout_s: float) -> dict:
     """One sender and one receiver process; returns timings and delivery figures."""
@@ -250,7 +256,7 @@ def vs_bare(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({'setup': {
         'repeats': args.repeats, 'mib_per_case': args.mib_per_case, 'cpus': os.cpu_count(),
-        'transports': _bench_env(args.domain_id)['FASTDDS_BUILTIN_TRANSPORTS'],
+        'transports': _transports(_bench_env(args.domain_id)),
         'load_average_1m': os.getloadavg()[0]}, 'rows': rows}, indent=2) + '\n')
     print(f'wrote {out}')
     return 0
