@@ -20,8 +20,8 @@ from typing import Optional, Sequence
 
 from dff_lifecycle.cli.tool_node import poll, settle, tool_node
 from dff_lifecycle.common.names import absolute, is_hidden, node_names
-from dff_lifecycle.ros.lifecycle_client import LifecycleClient
-from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError
+from dff_lifecycle.ros.lifecycle_client import GOAL_STATE, LifecycleClient, TransitionInfo
+from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError, ServiceUnavailable
 from rclpy.node import Node
 
 PROG = 'dff_lifecycle'
@@ -146,7 +146,7 @@ def cmd_set(node: Node, client: LifecycleClient, args: argparse.Namespace) -> in
             print('Unknown transition requested, available ones are:' +
                   ''.join(f'\n- {t.label} [{t.id}]' for t in available), file=sys.stderr)
             return 1
-        accepted = client.change_state(name, chosen.id)
+        accepted = changed(client, name, chosen)
     except ServiceCallError as exc:
         print(f"Exception while calling service of node '{name}': {exc}", file=sys.stderr)
         return 1
@@ -155,6 +155,25 @@ def cmd_set(node: Node, client: LifecycleClient, args: argparse.Namespace) -> in
         return 0
     print('Transitioning failed', file=sys.stderr)
     return 1
+
+
+def changed(client: LifecycleClient, name: str, chosen: TransitionInfo) -> bool:
+    """
+    Ask for the transition once; True when the node accepted it.
+
+    A change of state is never sent twice. If its answer is lost (a server that has not
+    discovered this new client yet answers nobody), the node's state says whether it
+    happened: the goal state of the transition means it did.
+    """
+    try:
+        return client.change_state(name, chosen.id)
+    except ServiceUnavailable:
+        raise
+    except ServiceCallError:
+        goal = GOAL_STATE.get(chosen.label)
+        if goal is None or client.get_state(name)[0] != goal:
+            raise
+        return True
 
 
 def not_found() -> int:

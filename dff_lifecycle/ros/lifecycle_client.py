@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dff_lifecycle.ros.service_calls import call, ClientCache
+from dff_lifecycle.ros.service_calls import call, ClientCache, RESEND_S
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetAvailableStates, GetAvailableTransitions, GetState
 
@@ -52,12 +52,12 @@ class LifecycleClient:
 
     def get_state(self, node: str) -> tuple[int, str]:
         response = call(self._clients.get(GetState, f'{node}/get_state'),
-                        GetState.Request(), self.timeout_s)
+                        GetState.Request(), self.timeout_s, resend_s=RESEND_S)
         return response.current_state.id, response.current_state.label
 
     def available_states(self, node: str) -> list[tuple[int, str]]:
         response = call(self._clients.get(GetAvailableStates, f'{node}/get_available_states'),
-                        GetAvailableStates.Request(), self.timeout_s)
+                        GetAvailableStates.Request(), self.timeout_s, resend_s=RESEND_S)
         return [(s.id, s.label) for s in response.available_states]
 
     def available_transitions(self, node: str) -> list[TransitionInfo]:
@@ -69,7 +69,7 @@ class LifecycleClient:
 
     def _transitions(self, node: str, service: str) -> list[TransitionInfo]:
         response = call(self._clients.get(GetAvailableTransitions, f'{node}/{service}'),
-                        GetAvailableTransitions.Request(), self.timeout_s)
+                        GetAvailableTransitions.Request(), self.timeout_s, resend_s=RESEND_S)
         return [TransitionInfo(t.transition.id, t.transition.label, t.start_state.label,
                                t.goal_state.label) for t in response.available_transitions]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Optional
 
 from rclpy.client import Client
 from rclpy.node import Node
@@ -37,19 +37,45 @@ def wait_for_service(client: Client, timeout_s: float) -> None:
         time.sleep(POLL_S)
 
 
-def call(client: Client, request: Any, timeout_s: float) -> Any:
-    """Call a service and wait for its response, or raise ServiceCallError."""
+#: A query unanswered this long is asked again (`call(..., resend_s=RESEND_S)`): a server
+#: whose response writer has not yet discovered a brand-new client sends its answer to
+#: nobody (rmw_fastrtps waits only briefly for that match), and on a loaded machine the
+#: client then waited out its whole timeout (CI: `dff_lifecycle set` got no answer in 15 s).
+RESEND_S = 2.0
+
+
+def call(client: Client, request: Any, timeout_s: float,
+         resend_s: Optional[float] = None) -> Any:
+    """
+    Call a service and wait for its response, or raise ServiceCallError.
+
+    With `resend_s` the request is sent again each time that long passes without an
+    answer, until `timeout_s`; the first answer to any of them is returned. Only for
+    requests that may be served twice (queries), never for a state change.
+    """
     wait_for_service(client, timeout_s)
     done = threading.Event()
-    future = client.call_async(request)
-    future.add_done_callback(lambda _f: done.set())
-    if not done.wait(timeout_s):
-        future.cancel()
-        raise ServiceCallError(f'{client.srv_name}: no response within {timeout_s:.1f} s')
-    exc = future.exception()
+    futures = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        future = client.call_async(request)
+        future.add_done_callback(lambda _f: done.set())
+        futures.append(future)
+        left = deadline - time.monotonic()
+        if done.wait(max(0.0, min(left, resend_s or left))):
+            break
+        if time.monotonic() >= deadline:
+            for pending in futures:
+                pending.cancel()
+            raise ServiceCallError(f'{client.srv_name}: no response within {timeout_s:.1f} s')
+    answered = next(f for f in futures if f.done())
+    for pending in futures:
+        if pending is not answered:
+            pending.cancel()
+    exc = answered.exception()
     if exc is not None:
         raise ServiceCallError(f'{client.srv_name}: {exc}') from exc
-    return future.result()
+    return answered.result()
 
 
 class ClientCache:
