@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 from dff_lifecycle.cli.tool_node import poll, settle, tool_node
 from dff_lifecycle.common.names import absolute, is_hidden, node_names
 from dff_lifecycle.ros.lifecycle_client import GOAL_STATE, LifecycleClient, TransitionInfo
-from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError, ServiceUnavailable
+from dff_lifecycle.ros.service_calls import (ClientCache, RESEND_S, ServiceCallError,
+                                             ServiceUnavailable)
 from rclpy.node import Node
 
 PROG = 'dff_lifecycle'
@@ -187,7 +188,7 @@ VERBS = {'nodes': cmd_nodes, 'get': cmd_get, 'list': cmd_list, 'set': cmd_set}
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     with tool_node('dff_lifecycle') as node:
-        client = LifecycleClient(ClientCache(node), timeout_s=args.timeout)
+        client = LifecycleClient(ClientCache(node), timeout_s=args.timeout, resend_s=RESEND_S)
         return VERBS[args.verb](node, client, args)
 
 

@@ -125,8 +125,8 @@ class ServerContainer(Node):
         for node in self._layers_of(request.model):
             name = node.get_fully_qualified_name()
             try:
-                self._remove(node, save=request.save_weights)
-                response.removed_nodes.append(name)
+                if self._remove(node, save=request.save_weights):
+                    response.removed_nodes.append(name)
             except Exception as exc:  # noqa: BLE001
                 response.success = False
                 response.message += f'{name}: {exc}; '
@@ -225,18 +225,29 @@ class ServerContainer(Node):
             return [n for full, n in self._layers.items()
                     if not model or full.startswith(f'/{model}/')]
 
-    def _remove(self, node: FFLayerNode, save: bool) -> None:
-        """Shut the layer down (saving unless told not to) and drop it from the graph."""
+    def _remove(self, node: FFLayerNode, save: bool) -> bool:
+        """
+        Shut the layer down (saving unless told not to) and drop it from the graph.
+
+        The caller first claims the node (takes it off the hosted list); False when
+        another path already did. A container told to stop removes its layers from the
+        main thread while a client's DeleteModel can remove the same ones from the
+        executor: destroying one node twice crashed the process (SIGSEGV in CI, at the
+        end of the serving launch test).
+        """
+        with self._lock:
+            if self._layers.get(node.get_fully_qualified_name()) is not node:
+                return False
+            del self._layers[node.get_fully_qualified_name()]
         node.discard_weights_on_shutdown = not save
         if node.lifecycle_label != 'finalized':
             node.trigger_shutdown()  # on_shutdown saves the weights unless discarded
-        with self._lock:
-            self._layers.pop(node.get_fully_qualified_name(), None)
         self._executor.remove_node(node)
         node.destroy_node()
         # rclpy 9 keeps a destroyed lifecycle node in the graph until its state
         # machine is released as well.
         node._state_machine.destroy_when_not_in_use()
+        return True
 
     def shutdown_layers(self) -> None:
         for node in self._layers_of(''):

@@ -7,8 +7,9 @@ This is exactly what `ros2 lifecycle` does: `<node>/get_state`,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
-from dff_lifecycle.ros.service_calls import call, ClientCache, RESEND_S
+from dff_lifecycle.ros.service_calls import call, ClientCache
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetAvailableStates, GetAvailableTransitions, GetState
 
@@ -46,18 +47,27 @@ class LifecycleError(RuntimeError):
 class LifecycleClient:
     """Lifecycle services of many nodes, through one helper node."""
 
-    def __init__(self, clients: ClientCache, timeout_s: float = 5.0) -> None:
+    def __init__(self, clients: ClientCache, timeout_s: float = 5.0,
+                 resend_s: Optional[float] = None) -> None:
+        """
+        Use `clients`; with `resend_s`, ask a query again after that long unanswered.
+
+        (`service_calls.call`.) For short-lived tools, whose brand-new clients meet servers that have not
+        discovered them yet. Not for the master: on a starved device every resend is one
+        more request for a server that is slow already (the cluster tests ran 2x longer).
+        """
         self._clients = clients
         self.timeout_s = timeout_s
+        self.resend_s = resend_s
 
     def get_state(self, node: str) -> tuple[int, str]:
         response = call(self._clients.get(GetState, f'{node}/get_state'),
-                        GetState.Request(), self.timeout_s, resend_s=RESEND_S)
+                        GetState.Request(), self.timeout_s, resend_s=self.resend_s)
         return response.current_state.id, response.current_state.label
 
     def available_states(self, node: str) -> list[tuple[int, str]]:
         response = call(self._clients.get(GetAvailableStates, f'{node}/get_available_states'),
-                        GetAvailableStates.Request(), self.timeout_s, resend_s=RESEND_S)
+                        GetAvailableStates.Request(), self.timeout_s, resend_s=self.resend_s)
         return [(s.id, s.label) for s in response.available_states]
 
     def available_transitions(self, node: str) -> list[TransitionInfo]:
@@ -69,7 +79,7 @@ class LifecycleClient:
 
     def _transitions(self, node: str, service: str) -> list[TransitionInfo]:
         response = call(self._clients.get(GetAvailableTransitions, f'{node}/{service}'),
-                        GetAvailableTransitions.Request(), self.timeout_s, resend_s=RESEND_S)
+                        GetAvailableTransitions.Request(), self.timeout_s, resend_s=self.resend_s)
         return [TransitionInfo(t.transition.id, t.transition.label, t.start_state.label,
                                t.goal_state.label) for t in response.available_transitions]
 
