@@ -52,9 +52,9 @@ class LifecycleClient:
         """
         Use `clients`; with `resend_s`, ask a query again after that long unanswered.
 
-        (`service_calls.call`.) For short-lived tools, whose brand-new clients meet servers that have not
-        discovered them yet. Not for the master: on a starved device every resend is one
-        more request for a server that is slow already (the cluster tests ran 2x longer).
+        See `service_calls.call`. For short-lived tools, whose brand-new clients meet
+        servers that have not discovered them yet; not for the master, where each resend
+        would be one more request to a server on a starved device that is slow already.
         """
         self._clients = clients
         self.timeout_s = timeout_s
