@@ -198,6 +198,19 @@ class ModelConfig:
         """Return the rows that train, one per stage (and per layer node), in order."""
         return tuple(self.layers[stage.index] for stage in self.stages)
 
+    def with_schedule_horizon(self, batches: int) -> 'ModelConfig':
+        """
+        Return this config with every scheduled layer's schedule_batches filled.
+
+        `batches` is how many batches each layer trains on in this run (core.stage.batches'
+        count_batches); layers with a constant rate, or a horizon set in the config, keep theirs.
+        """
+        layers = tuple(dataclasses.replace(spec, hparams=spec.hparams.with_schedule_horizon(
+            batches)) for spec in self.layers)
+        return dataclasses.replace(
+            self, layers=layers,
+            layer_defaults=self.layer_defaults.with_schedule_horizon(batches))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data that load_model_config accepts again (and yaml.safe_dump can write)."""
         return {

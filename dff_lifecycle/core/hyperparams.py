@@ -20,6 +20,7 @@ LOSS_NAMES = ('softplus', 'symba')
 OBJECTIVES = ('pos_neg', 'class_groups')
 INPUT_NORMS = ('auto', 'length', 'position', 'sample', 'layer', 'batch')  # core.input_norms
 OPTIMIZER_NAMES = ('adam', 'sgd')
+LR_SCHEDULES = ('constant', 'cosine')
 
 
 def _hp(default: Any, help_text: str, minimum: float | None = None) -> Any:
@@ -51,6 +52,12 @@ class FFHyperParams:
     symba_alpha: float = _hp(4.0, 'Scale of the SymBa loss.', 0.0)
     optimizer: str = _hp('adam', 'Optimiser of this layer: adam | sgd.')
     weight_decay: float = _hp(0.0, 'Weight decay of the optimiser.', 0.0)
+    lr_schedule: str = _hp('constant', 'How the learning rate moves over training: constant '
+                           '| cosine (from lr down to lr * lr_final over schedule_batches '
+                           'of this layer\'s batches, half a cosine).')
+    lr_final: float = _hp(0.0, 'cosine: the last learning rate, as a fraction of lr.', 0.0)
+    schedule_batches: int = _hp(0, 'cosine: how many batches the learning rate falls over; '
+                                '0: set by the run (epochs x batches per epoch).', 0)
 
     def validate(self) -> 'FFHyperParams':
         """Raise ValueError naming the first bad field; return self so calls can chain."""
@@ -67,7 +74,34 @@ class FFHyperParams:
         if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 0:
             raise ValueError(f'groups must be a whole number >= 0, got {self.groups!r}')
         _require_choice('optimizer', self.optimizer, OPTIMIZER_NAMES)
+        _require_choice('lr_schedule', self.lr_schedule, LR_SCHEDULES)
+        _require_number('lr_final', self.lr_final, minimum=0.0, exclusive=False)
+        if self.lr_final > 1.0:
+            raise ValueError(f'lr_final must be <= 1 (a fraction of lr), got {self.lr_final!r}')
+        if (isinstance(self.schedule_batches, bool) or not isinstance(self.schedule_batches, int)
+                or self.schedule_batches < 0):
+            raise ValueError('schedule_batches must be a whole number >= 0, got '
+                             f'{self.schedule_batches!r}')
         return self
+
+    def lr_at(self, batch: int) -> float:
+        """
+        Return the learning rate of the layer's batch number `batch` (counted from 0).
+
+        cosine: lr * (f + (1 - f) * (1 + cos(pi * t)) / 2), t = batch / schedule_batches
+        clipped to 1, f = lr_final; with schedule_batches 0 (no horizon known) it stays lr.
+        """
+        if self.lr_schedule == 'constant' or self.schedule_batches == 0:
+            return self.lr
+        t = min(1.0, max(0, batch) / self.schedule_batches)
+        f = self.lr_final
+        return self.lr * (f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+    def with_schedule_horizon(self, batches: int) -> 'FFHyperParams':
+        """Fill schedule_batches from the run when the schedule needs it and none is set."""
+        if self.lr_schedule == 'constant' or self.schedule_batches:
+            return self
+        return dataclasses.replace(self, schedule_batches=max(1, int(batches))).validate()
 
     def resolved_input_norm(self, conv: bool) -> str:
         """Return the input normalisation in effect for a conv or a dense layer."""

@@ -23,6 +23,7 @@ from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.core.data.datasets import Dataset
 from dff_lifecycle.core.objectives.separation import inseparable_layers
 from dff_lifecycle.core.run.evaluation import evaluate
+from dff_lifecycle.core.stage.batches import count_batches
 from dff_lifecycle.core.stage.stage_costs import measure_stage_costs
 from dff_lifecycle.master.checkpoints import CheckpointKeeper
 from dff_lifecycle.master.deployer import Deployer
@@ -179,6 +180,8 @@ class DeployedRun:
                 servers: list[str], control: RunControl = RunControl()) -> RunOutcome:
         """Deploy, train and/or evaluate (`command`: run, train, evaluate), then tear down."""
         s = self.settings
+        if dataset is not None and command in ('run', 'train'):  # a cosine rate's horizon
+            model = model.with_schedule_horizon(count_batches(dataset, model))
         try:
             plan = make_plan(model, servers, s, self.log)
         except ConfigError as exc:  # e.g. a layer pinned to a server that is not there

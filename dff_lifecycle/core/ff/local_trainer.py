@@ -78,6 +78,7 @@ class LocalTrainer:
         if bool(((y < 0) | (y >= groups)).any()):
             raise ValueError(f'labels must be in 0..{groups - 1}')
         self.layer.train()
+        self._schedule_lr()
 
         def objective(h: Tensor) -> tuple[Tensor, Tensor]:
             g = group_goodness(h, groups, self.hparams.goodness)
@@ -114,6 +115,7 @@ class LocalTrainer:
         # One forward over both halves; valid because layers treat samples independently.
         x = torch.cat([x_pos.to(self.device), x_neg.to(self.device)])
         self.layer.train()
+        self._schedule_lr()
         if supports_fused(self.layer, self.hparams):
             loss, g_pos, g_neg, h = self._fused_steps(self.layer.prepare_input(x), n_pos, steps)
         else:
@@ -126,6 +128,12 @@ class LocalTrainer:
         return StepResult(loss=float(scalars[0]), goodness_pos=float(scalars[1]),
                           goodness_neg=float(scalars[2]), h_pos=h_pos.detach(),
                           h_neg=h_neg.detach())
+
+    def _schedule_lr(self) -> None:
+        """Set this batch's learning rate (hparams.lr_at): the count lives in checkpoints."""
+        lr = self.hparams.lr_at(self.batches_seen)
+        for group in self.optimizer.param_groups:
+            group['lr'] = lr
 
     def _fused_steps(self, x: Tensor, n_pos: int, steps: int) -> tuple[Tensor, ...]:
         for _ in range(steps):  # the fused pass overwrites .grad, so no zero_grad
@@ -221,8 +229,8 @@ class LocalTrainer:
             raise ValueError(f'trainer state does not fit this layer: {error}') from error
         self.optimizer.load_state_dict(state['optimizer'])
         # The config, not the checkpoint, decides the hyperparameters of the resumed run.
-        for group in self.optimizer.param_groups:
-            group['lr'] = self.hparams.lr
-            group['weight_decay'] = self.hparams.weight_decay
         self.batches_seen = int(state['batches_seen'])
+        for group in self.optimizer.param_groups:
+            group['lr'] = self.hparams.lr_at(self.batches_seen)
+            group['weight_decay'] = self.hparams.weight_decay
         self.steps_seen = int(state['steps_seen'])

@@ -103,6 +103,7 @@ def run_single_process(model_cfg: ModelConfig, dataset: Dataset, device: torch.d
                        log: Log = print) -> dict:
     """Train all layers here and evaluate; with out_dir also write metrics, plot and weights."""
     device = torch.device(device)
+    model_cfg = model_cfg.with_schedule_horizon(count_batches(dataset, model_cfg))
     network = FFNetwork.from_model_config(model_cfg, device)
     generator = torch.Generator().manual_seed(model_cfg.training.seed)
     full_batch = model_cfg.training.mode == 'full_batch'
