@@ -31,6 +31,7 @@ class Kind(IntEnum):
     TRAIN_LABELLED = 6  # (N, D + 2): images, true label, wrong label (first layer overlays)
     INFER_IMAGES = 7    # (N, D): images; the first layer expands every label candidate
     TRAIN_CLASSED = 8   # (N, D + 1): inputs or activities, then the label (class_groups)
+    BUNDLE = 9          # several training batches of one kind (core.stage.bundles)
 
 
 TRAINING_KINDS = (Kind.POSITIVE, Kind.NEGATIVE, Kind.TRAIN_PAIR, Kind.TRAIN_LABELLED,

@@ -27,6 +27,7 @@ from dff_lifecycle.core.objectives.separation import SeparationWatch
 from dff_lifecycle.core.stage.batch_codec import (CodecError, expand_candidates, Kind,
                                                   pack_classed, pack_pair, unpack_classed,
                                                   unpack_labelled, unpack_pair)
+from dff_lifecycle.core.stage.bundles import pack_bundle, unpack_bundle
 from dff_lifecycle.core.stage.stage_ops import StageOps
 import torch
 from torch import Tensor
@@ -108,6 +109,8 @@ class LayerStage:
             # One NaN trained on would poison the weights for good: refuse the batch.
             raise InputRejected(f'{kind.name} tensor of shape {tuple(tensor.shape)} holds NaN '
                                 'or Inf values')
+        if kind == Kind.BUNDLE:
+            return self._bundle(stream, seq, tensor, position)
         try:
             if self.ops.inputs > 1:
                 joined = self._join(stream, seq, kind, tensor, position)
@@ -130,6 +133,24 @@ class LayerStage:
         except CodecError as err:
             raise InputRejected(str(err)) from err
         raise InputRejected(f'a layer does not take {kind.name} tensors')
+
+    def _bundle(self, stream: str, seq: int, tensor: Tensor, position: int) -> list[Output]:
+        """
+        Handle each batch of a bundle as if it had come alone; bundle what they produce.
+
+        A batch that fails is rejected with the bundle; those before it are trained and are
+        only forwarded when the bundle comes again.
+        """
+        try:
+            kind, parts = unpack_bundle(tensor, seq)
+        except CodecError as err:
+            raise InputRejected(str(err)) from err
+        produced: dict[tuple[str, Kind], list[tuple[int, Tensor]]] = {}
+        for part_seq, part in parts:
+            for out in self.process(stream, part_seq, kind, part, position):
+                produced.setdefault((out.channel, out.kind), []).append((part_seq, out.tensor))
+        return [Output(channel, Kind.BUNDLE, pack_bundle(out_kind, outs, seq))
+                for (channel, out_kind), outs in produced.items()]
 
     def forget(self) -> None:
         self.separation.reset()
