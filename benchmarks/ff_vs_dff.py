@@ -4,6 +4,11 @@ Runs both in one invocation, side by side, and prints and saves a table row:
 
     .venv/bin/python benchmarks/ff_vs_dff.py params/models/mnist_ff.yaml --servers 2
     .venv/bin/python benchmarks/ff_vs_dff.py params/models/cifar10_ff.yaml --servers 2 --skip-ff
+    .venv/bin/python benchmarks/ff_vs_dff.py params/models/mnist_ff.yaml --bundle 1 0 --runs 3
+
+`--bundle` runs DFF once per value of the master's `bundle` parameter (1: a message per batch,
+0: bundles sized from the measured pace); `--runs` repeats everything, alternating, and the
+table gives medians and each DFF's ratio to FF.
 
 Both use the same seeds, batches and layer code, so their accuracies should agree; the times
 show what distribution costs or gains on this machine. Results go to benchmarks/results/.
@@ -15,6 +20,7 @@ import json
 import os
 from pathlib import Path
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +48,7 @@ def run_ff(config: Path, out: Path, env: dict, epochs: int) -> dict:
 
 
 def run_dff(config: Path, servers: int, out: Path, env: dict, window: int, epochs: int,
-            threads: int = 0) -> dict:
+            threads: int = 0, bundle: int | None = None) -> dict:
     env = {**env, 'ROS_DOMAIN_ID': env.get('ROS_DOMAIN_ID', str(60 + os.getpid() % 40)),
            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'PYTHONUNBUFFERED': '1'}
     threads = threads or max(1, (os.cpu_count() or 2) // servers)
@@ -57,7 +63,8 @@ def run_dff(config: Path, servers: int, out: Path, env: dict, window: int, epoch
             [str(BIN / 'master'), '--ros-args', '-p', f'model_config:={config}',
              '-p', f'layer_config:={REPO / "params" / "layers.yaml"}', '-p', f'servers:={servers}',
              '-p', 'progress:=false', '-p', f'out_dir:={out / "dff"}', '-p', f'window:={window}',
-             '-p', f'epochs:={epochs}'],
+             '-p', f'epochs:={epochs}',
+             *(['-p', f'bundle:={bundle}'] if bundle is not None else [])],
             env=env, text=True, capture_output=True)
         wall = time.perf_counter() - started
     finally:
@@ -68,8 +75,10 @@ def run_dff(config: Path, servers: int, out: Path, env: dict, window: int, epoch
     if master.returncode:
         raise SystemExit(f'master failed:\n{master.stdout}\n{master.stderr}')
     metrics = json.loads((out / 'dff' / 'metrics.json').read_text())
-    return {'system': f'DFF ({servers} containers)', 'test_accuracy': metrics['test_accuracy'],
-            'train_seconds': metrics['train_seconds'], 'wall_seconds': wall}
+    label = f'DFF ({servers} containers' + (f', bundle {bundle})' if bundle is not None else ')')
+    return {'system': label, 'test_accuracy': metrics['test_accuracy'],
+            'train_seconds': metrics['train_seconds'], 'wall_seconds': wall,
+            'bundles': metrics.get('bundles')}
 
 
 def main() -> int:
@@ -82,23 +91,43 @@ def main() -> int:
                         help='torch threads per container (default: cores // servers)')
     parser.add_argument('--skip-ff', action='store_true')
     parser.add_argument('--skip-dff', action='store_true')
+    parser.add_argument('--bundle', type=int, nargs='+', default=None,
+                        help="DFF runs with these values of the master's bundle parameter")
+    parser.add_argument('--runs', type=int, default=1, help='repeat everything, alternating')
     args = parser.parse_args()
+    if args.runs < 1 or any(b < 0 for b in args.bundle or []):
+        parser.error('--runs must be >= 1 and --bundle values >= 0')
     env = dict(os.environ)
     env.setdefault('DFF_DATA_ROOT', str(REPO.parent / 'shared' / 'data'))
     rows = []
-    with tempfile.TemporaryDirectory(prefix='dff_bench_') as tmp:
-        if not args.skip_ff:
-            rows.append(run_ff(args.config.resolve(), Path(tmp) / 'ff', env, args.epochs))
-            print(rows[-1], flush=True)
-        if not args.skip_dff:
-            rows.append(run_dff(args.config.resolve(), args.servers, Path(tmp), env, args.window,
-                                args.epochs, args.threads))
-            print(rows[-1], flush=True)
-    print(f'\n{args.config.name} on {os.cpu_count()} cores')
-    print('| system | test accuracy | train s | wall s |\n|---|---|---|---|')
-    for r in rows:
-        print(f'| {r["system"]} | {r["test_accuracy"]:.4f} | {r["train_seconds"]:.1f} | '
-              f'{r["wall_seconds"]:.1f} |')
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix='dff_bench_') as tmp:
+            if not args.skip_ff:
+                rows.append({**run_ff(args.config.resolve(), Path(tmp) / 'ff', env, args.epochs),
+                             'run': run})
+                print(rows[-1], flush=True)
+            bundles = [] if args.skip_dff else (args.bundle or [None])
+            for i, bundle in enumerate(bundles):
+                rows.append({**run_dff(args.config.resolve(), args.servers, Path(tmp) / f'd{i}',
+                                       env, args.window, args.epochs, args.threads, bundle),
+                             'run': run})
+                print(rows[-1], flush=True)
+    print(f'\n{args.config.name} on {os.cpu_count()} cores, {args.runs} run(s), medians')
+    systems = list(dict.fromkeys(r['system'] for r in rows))
+    ff = [r['train_seconds'] for r in rows if r['system'].startswith('FF')]
+    print('| system | test accuracy | train s | wall s | train / FF |\n|---|---|---|---|---|')
+    summary = []
+    for name in systems:
+        mine = [r for r in rows if r['system'] == name]
+        train = statistics.median(r['train_seconds'] for r in mine)
+        ratio = train / statistics.median(ff) if ff else None
+        summary.append({'system': name, 'median_train_seconds': train,
+                        'median_wall_seconds': statistics.median(r['wall_seconds'] for r in mine),
+                        'accuracies': sorted({r['test_accuracy'] for r in mine}),
+                        'train_over_ff': ratio})
+        print(f'| {name} | {", ".join(f"{a:.4f}" for a in summary[-1]["accuracies"])} | '
+              f'{train:.1f} | {summary[-1]["median_wall_seconds"]:.1f} | '
+              f'{"" if ratio is None else f"{ratio:.2f}"} |')
     results = REPO / 'benchmarks' / 'results'
     results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime('%Y%m%d_%H%M%S')
@@ -107,6 +136,7 @@ def main() -> int:
                                 'epochs': args.epochs or 'config',
                                 'cores': os.cpu_count(),
                                 'threads_per_container': args.threads or 'cores // servers',
+                                'runs': args.runs, 'summary': summary,
                                 'rows': rows}, indent=2) + '\n')
     print(f'saved {path.relative_to(REPO)}')
     return 0

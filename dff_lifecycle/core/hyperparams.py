@@ -54,7 +54,7 @@ class FFHyperParams:
     weight_decay: float = _hp(0.0, 'Weight decay of the optimiser.', 0.0)
     lr_schedule: str = _hp('constant', 'How the learning rate moves over training: constant '
                            '| cosine (from lr down to lr * lr_final over schedule_batches '
-                           'of this layer\'s batches, half a cosine).')
+                           'of the batches this layer trains, half a cosine).')
     lr_final: float = _hp(0.0, 'cosine: the last learning rate, as a fraction of lr.', 0.0)
     schedule_batches: int = _hp(0, 'cosine: how many batches the learning rate falls over; '
                                 '0: set by the run (epochs x batches per epoch).', 0)

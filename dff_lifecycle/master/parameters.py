@@ -28,6 +28,9 @@ MASTER_PARAMETERS = {
     'parallel_bringup': Param(bool, True, 'Configure (then activate) all layers at once; false: '
                                           'one after the other.'),
     'window': Param(int, 16, 'Batches in flight in the pipeline.', 1),
+    'bundle': Param(int, 0, 'Training batches per message: 0 sizes bundles from the measured '
+                            'pace (at most 64; one per message until measured), 1 sends each '
+                            'batch alone, N always N.', 0),
     'epochs': Param(int, 0, 'Override training.epochs (0: keep the config).', 0),
     'load_weights': Param(bool, True, 'Layers reload saved weights in configure (false: '
                                       'start from the seeded initialisation).'),

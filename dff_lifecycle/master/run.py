@@ -25,6 +25,7 @@ from dff_lifecycle.core.objectives.separation import inseparable_layers
 from dff_lifecycle.core.run.evaluation import evaluate
 from dff_lifecycle.core.stage.batches import count_batches
 from dff_lifecycle.core.stage.stage_costs import measure_stage_costs
+from dff_lifecycle.master.bundling import BundleSettings, BundleSizer
 from dff_lifecycle.master.checkpoints import CheckpointKeeper
 from dff_lifecycle.master.deployer import Deployer
 from dff_lifecycle.master.errors import PipelineError
@@ -105,6 +106,29 @@ def stage_costs(model: ModelConfig, settings: dict, log: Log = print) -> list[fl
     return costs
 
 
+#: Largest bundle `bundle:=0` (sized from the pace) makes.
+AUTO_BUNDLE_MAX = 64
+
+
+def largest_batch_bytes(model: ModelConfig) -> int:
+    """Wire bytes of one training batch on its widest hop (the model input or a stage's)."""
+    t = model.training
+    label = 1 if model.class_groups else 0
+    rows = t.batch_size * (1 if model.class_groups else 2)
+    widest = max([model.layers[0].in_features + 2]
+                 + [math.prod(model.layers[stage.output_row].out_shape) + label
+                    for stage in model.stages])
+    return 4 * rows * widest
+
+
+def bundle_sizer(model: ModelConfig, bundle: int) -> Optional[BundleSizer]:
+    """Return the run's bundle sizer (`bundle` parameter); None: each batch alone."""
+    if bundle == 1 or model.training.mode == 'full_batch':
+        return None
+    settings = BundleSettings(max_batches=bundle or AUTO_BUNDLE_MAX, adaptive=bundle == 0)
+    return BundleSizer(settings, largest_batch_bytes(model))
+
+
 def _placements(plan: DistributionPlan) -> list[dict]:
     return [{'layer': p.layer.index, 'server': p.server, 'node': p.full_name}
             for p in plan.placements]
@@ -135,7 +159,10 @@ class DeployedRun:
                else 2 * features)
         batch_bytes = 4 * row * (t.batch_size if not full_batch else (t.train_limit or 60_000))
         replay = int(s['replay_mib'] * 2**20 // batch_bytes) if recovery is not None else 0
+        # Bundles of several batches: still one in flight per stage, and one more.
+        min_items = 1 if full_batch or s['bundle'] == 1 else len(plan.placements) + 1
         settings = StreamSettings(window=1 if full_batch else s['window'], stall_limit_s=stall,
+                                  min_items=min_items,
                                   pause_timeout_s=s['pause_timeout_s'],
                                   max_resends=s['max_resends'], replay=replay,
                                   hang_limit_s=s['hang_timeout_s'])
@@ -234,7 +261,8 @@ class DeployedRun:
                control: RunControl, outcome: RunOutcome) -> None:
         training = DistributedTraining(model, plan, io, streamer, inference, self.run_id,
                                        self.progress, self.log, cancelled=control.cancelled,
-                                       on_progress=control.on_progress)
+                                       on_progress=control.on_progress,
+                                       sizer=bundle_sizer(model, self.settings['bundle']))
         try:
             result = training.run(dataset)
         except FAILURES as exc:
@@ -246,8 +274,14 @@ class DeployedRun:
                                if model.training.mode == 'full_batch' else 'epoch',
                                train_seconds=result.seconds,
                                batches_done=result.progress.done)
+        sizes = sorted(result.bundle_sizes)
+        if sizes:
+            outcome.metrics['bundles'] = {'messages': len(sizes), 'median': sizes[len(sizes) // 2],
+                                          'max': sizes[-1]}
         if not result.canceled:
-            self.log(f'training done in {result.seconds:.1f} s')
+            bundled = (f' ({sum(sizes)} batches in {len(sizes)} messages, median bundle '
+                       f'{sizes[len(sizes) // 2]})' if sizes and sizes[-1] > 1 else '')
+            self.log(f'training done in {result.seconds:.1f} s{bundled}')
         for warning in inseparable_layers(result.history):
             self.log(f'WARNING: {warning}')
 

@@ -67,10 +67,13 @@ class StreamSettings:
     pause_timeout_s: float      # how long to wait for paused layers
     max_resends: int            # resends in a row without progress before giving up
     poll_s: float = 0.2         # longest wait between looks at the pipeline
-    replay: int = 0             # completed items kept to resend after a recovery
+    replay: int = 0             # completed batches kept to resend after a recovery
     # A layer that says it is still computing (a step of seconds on a starved device) is
     # progress, for at most this long without a completed item; then it is a stall.
     hang_limit_s: float = 60.0
+    # Items kept in flight whatever their weight: with bundles of several batches, one per
+    # stage plus one keeps every stage busy although `window` batches are fewer.
+    min_items: int = 1
 
 
 def _no_check(what: str) -> Optional[Resume]:
@@ -98,27 +101,31 @@ class Streamer:
 
     def stream(self, items: Iterable[T], send: Callable[[T], None],
                done_through: Callable[[], int], on_done: Callable[[T], None],
-               what: str, stream_id: str = '') -> None:
+               what: str, stream_id: str = '',
+               weight: Callable[[T], int] = lambda _item: 1) -> None:
         """
         Send every item, call on_done(item) in order as items complete.
 
-        stream_id names the stream for replays after a recovery. Raise PipelineError
-        when the pipeline cannot finish the items.
+        stream_id names the stream for replays after a recovery. `weight` is how many
+        batches an item holds: the window counts batches (a bundle of k weighs k).
+        Raise PipelineError when the pipeline cannot finish the items.
         """
         s = self.settings
         inflight: OrderedDict[int, T] = OrderedDict()
-        recent: deque[T] = deque(maxlen=s.replay)
+        recent: deque[T] = deque()  # completed items, for replays: `replay` batches at most
+        recent_load = 0
         source = iter(items)
-        exhausted, resends = False, 0
+        exhausted, resends, load = False, 0, 0  # load: batches in flight
         last_progress = last_done = self.clock()  # last_done: an item completed
         while True:
-            while not exhausted and len(inflight) < s.window:
+            while not exhausted and (load < s.window or len(inflight) < s.min_items):
                 item = next(source, None)
                 if item is None:
                     exhausted = True
                     break
                 send(item)
                 inflight[item.seq] = item
+                load += weight(item)
             if exhausted and not inflight:
                 return
             self.pipeline.wait(s.poll_s)
@@ -133,7 +140,11 @@ class Streamer:
             finished = [seq for seq in inflight if seq <= done]
             for seq in finished:
                 item = inflight.pop(seq)
+                load -= weight(item)
                 recent.append(item)
+                recent_load += weight(item)
+                while recent and recent_load > s.replay:
+                    recent_load -= weight(recent.popleft())
                 on_done(item)
             if finished:
                 last_progress = last_done = self.clock()

@@ -22,6 +22,8 @@ from dff_lifecycle.core.data.datasets import Dataset
 from dff_lifecycle.core.run.metrics import epoch_means, record
 from dff_lifecycle.core.stage.batch_codec import Kind, pack_classed, pack_labelled, pack_pair
 from dff_lifecycle.core.stage.batches import count_batches, TrainBatch, training_epochs
+from dff_lifecycle.core.stage.bundles import pack_bundle
+from dff_lifecycle.master.bundling import Bundle, BundleSettings, BundleSizer
 from dff_lifecycle.master.inference import DistributedInference, Progress
 from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.pipeline_watch import Scalars
@@ -47,6 +49,11 @@ class TrainingResult:
     seconds: float
     progress: TrainingProgress   # where it stopped
     canceled: bool               # stopped by `cancelled()` before the last batch
+    bundle_sizes: tuple[int, ...] = ()  # batches per training message, in order
+
+
+def _seq(batch: TrainBatch) -> int:
+    return batch.seq
 
 
 def wire_batch(batch: TrainBatch) -> tuple[int, torch.Tensor]:
@@ -65,7 +72,8 @@ class DistributedTraining:
                  streamer: Streamer, inference: DistributedInference, run_id: str,
                  progress: Progress, log: Callable[[str], None] = print, *,
                  cancelled: Callable[[], bool] = _never,
-                 on_progress: Optional[ProgressHook] = None) -> None:
+                 on_progress: Optional[ProgressHook] = None,
+                 sizer: Optional[BundleSizer] = None) -> None:
         self.model = model
         self.plan = plan
         self.io = io
@@ -76,6 +84,7 @@ class DistributedTraining:
         self.log = log
         self.cancelled = cancelled
         self.on_progress = on_progress
+        self.sizer = sizer  # None: every batch in its own message
         # Layers nobody consumes: their acknowledgement means every layer trained the batch.
         self.leaves = [p.layer.index for p in plan.placements if not p.topics.train_out]
 
@@ -86,15 +95,23 @@ class DistributedTraining:
         epoch_of: dict[int, int] = {}
         scoring_round = itertools.count(2)
         total = count_batches(dataset, model)
+        sizer = self.sizer or BundleSizer(BundleSettings(max_batches=1), batch_bytes=1)
         clock = ProgressClock(total, 1 if model.training.mode == 'full_batch'
                               else model.training.epochs)
         done = 0
 
-        def send(batch: TrainBatch) -> None:
-            # One tensor per batch; the first layer overlays the labels itself.
-            epoch_of[batch.seq] = batch.epoch
-            kind, x = wire_batch(batch)
-            self.io.send('train', to_numpy(x), stream=stream, batch_seq=batch.seq, kind=kind)
+        def send(bundle: Bundle[TrainBatch]) -> None:
+            # One tensor per batch, or per bundle; the first layer overlays the labels itself.
+            wired = []
+            for batch in bundle.batches:
+                epoch_of[batch.seq] = batch.epoch
+                wired.append((batch.seq, *wire_batch(batch)))
+            if len(wired) == 1:
+                _, kind, x = wired[0]
+            else:
+                kind = Kind.BUNDLE
+                x = pack_bundle(wired[0][1], [(seq, t) for seq, _, t in wired], bundle.seq)
+            self.io.send('train', to_numpy(x), stream=stream, batch_seq=bundle.seq, kind=kind)
 
         def scorer(x: torch.Tensor) -> torch.Tensor:  # hard negatives: the model so far
             epoch = next(scoring_round)
@@ -105,10 +122,11 @@ class DistributedTraining:
             return self.io.watch.completed_through(stream, self.leaves)
 
         with self.progress(total, f'train {model.name} (DFF)') as bar:
-            def finished(_batch: TrainBatch) -> None:
+            def finished(bundle: Bundle[TrainBatch]) -> None:
                 nonlocal done
-                done += 1
-                bar.update(1)
+                done += len(bundle)
+                bar.update(len(bundle))
+                sizer.completed(len(bundle))
                 if self.on_progress is not None:
                     self.on_progress(clock.progress(done), self.latest_scalars)
 
@@ -121,14 +139,16 @@ class DistributedTraining:
                 batches = next(runs, None)
                 if batches is None:
                     break
-                self.streamer.stream(self._until_cancelled(batches), send, done_through,
-                                     finished, what='training', stream_id=stream)
+                self.streamer.stream(sizer.bundles(self._until_cancelled(batches), _seq),
+                                     send, done_through, finished, what='training',
+                                     stream_id=stream, weight=len)
         seconds = clock.elapsed_s()
         canceled = done < total
         if canceled:
             self.log(f'training canceled after {done} of {total} batches ({seconds:.1f} s): '
                      'streaming stopped')
-        return TrainingResult(self.history(epoch_of), seconds, clock.progress(done), canceled)
+        return TrainingResult(self.history(epoch_of), seconds, clock.progress(done), canceled,
+                              tuple(sizer.sizes))
 
     def _until_cancelled(self, items: Iterable[T]) -> Iterator[T]:
         """Yield the items until `cancelled()`, asked before each (none is made after it)."""

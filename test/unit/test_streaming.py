@@ -281,3 +281,27 @@ def test_beacons_without_a_completed_item_count_only_up_to_the_hang_limit():
     with pytest.raises(PipelineError, match='no progress'):
         run(pipeline, 1, logs, hang_limit_s=20.0, max_resends=1)
     assert pipeline.now < 20.0 + 2 * 5.0 + 1.0   # the hang limit, then the stall rule
+
+
+def test_the_window_counts_the_batches_of_bundles_but_keeps_min_items_in_flight():
+    pipeline = FakePipeline(rate=1)
+    most = 0
+    done: list[int] = []
+
+    def send(item: Item) -> None:
+        nonlocal most
+        pipeline.sent.append(item.seq)
+        most = max(most, len([s for s in pipeline.sent if s > pipeline.acked]))
+
+    # Items weigh 3 batches: a window of 4 batches holds one item, min_items keeps three.
+    streamer = Streamer(settings(window=4, min_items=3), pipeline, {0: '/m/layer_0'},
+                        clock=pipeline.clock, log=lambda _text: None)
+    streamer.stream((Item(i) for i in range(9)), send, pipeline.done_through,
+                    lambda item: done.append(item.seq), what='training', weight=lambda _i: 3)
+    assert done == list(range(9)) and most == 3
+    pipeline, done, most = FakePipeline(rate=1), [], 0
+    streamer = Streamer(settings(window=4), pipeline, {0: '/m/layer_0'},
+                        clock=pipeline.clock, log=lambda _text: None)
+    streamer.stream((Item(i) for i in range(6)), send, pipeline.done_through,
+                    lambda item: done.append(item.seq), what='training', weight=lambda _i: 2)
+    assert done == list(range(6)) and most == 2  # two items of two batches fill four
