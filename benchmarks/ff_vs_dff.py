@@ -20,6 +20,7 @@ import json
 import os
 from pathlib import Path
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,18 +34,29 @@ BIN = Path(sys.executable).parent
 ACCURACY = re.compile(r'^test accuracy: (\d\.\d+)', re.M)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process so far."""
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def run_ff(config: Path, out: Path, env: dict, epochs: int) -> dict:
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     extra = ['--epochs', str(epochs)] if epochs else []
     proc = subprocess.run([str(BIN / 'dff_train'), '--config', str(config), '--out', str(out),
                            '--layers', str(REPO / 'params' / 'layers.yaml'), '--no-progress',
                            *extra], env=env, text=True, capture_output=True)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise SystemExit(f'dff_train failed:\n{proc.stdout}\n{proc.stderr}')
     metrics = json.loads((out / 'metrics.json').read_text())
+    batches = metrics.get('batches_done') or metrics.get('train_batches')
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return {'system': 'FF (1 process)', 'test_accuracy': metrics['test_accuracy'],
-            'train_seconds': metrics['train_seconds'], 'wall_seconds': wall}
+            'train_seconds': metrics['train_seconds'], 'wall_seconds': wall,
+            **({'cpu_ms_per_batch': {'process': 1e3 * cpu / batches}} if batches else {})}
 
 
 def run_dff(config: Path, servers: int, out: Path, env: dict, window: int, epochs: int,
@@ -59,6 +71,7 @@ def run_dff(config: Path, servers: int, out: Path, env: dict, window: int, epoch
                               start_new_session=True) for i in range(servers)]
     try:
         started = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         master = subprocess.run(
             [str(BIN / 'master'), '--ros-args', '-p', f'model_config:={config}',
              '-p', f'layer_config:={REPO / "params" / "layers.yaml"}', '-p', f'servers:={servers}',
@@ -66,7 +79,10 @@ def run_dff(config: Path, servers: int, out: Path, env: dict, window: int, epoch
              '-p', f'epochs:={epochs}',
              *(['-p', f'bundle:={bundle}'] if bundle is not None else [])],
             env=env, text=True, capture_output=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        master_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         wall = time.perf_counter() - started
+        container_cpu = sum(cpu_seconds(p.pid) for p in procs)
     finally:
         for p in procs:
             p.terminate()
@@ -78,7 +94,11 @@ def run_dff(config: Path, servers: int, out: Path, env: dict, window: int, epoch
     label = f'DFF ({servers} containers' + (f', bundle {bundle})' if bundle is not None else ')')
     return {'system': label, 'test_accuracy': metrics['test_accuracy'],
             'train_seconds': metrics['train_seconds'], 'wall_seconds': wall,
-            'bundles': metrics.get('bundles')}
+            'bundles': metrics.get('bundles'),
+            # CPU of every DFF process per training batch (master: bring-up and evaluation too).
+            'cpu_ms_per_batch': {
+                'master': 1e3 * master_cpu / metrics['batches_done'],
+                'containers': 1e3 * container_cpu / metrics['batches_done']}}
 
 
 def main() -> int:
@@ -115,7 +135,8 @@ def main() -> int:
     print(f'\n{args.config.name} on {os.cpu_count()} cores, {args.runs} run(s), medians')
     systems = list(dict.fromkeys(r['system'] for r in rows))
     ff = [r['train_seconds'] for r in rows if r['system'].startswith('FF')]
-    print('| system | test accuracy | train s | wall s | train / FF |\n|---|---|---|---|---|')
+    print('| system | test accuracy | train s | wall s | train / FF | CPU ms per batch (training '
+          'and evaluation) |\n|---|---|---|---|---|---|')
     summary = []
     for name in systems:
         mine = [r for r in rows if r['system'] == name]
@@ -125,9 +146,16 @@ def main() -> int:
                         'median_wall_seconds': statistics.median(r['wall_seconds'] for r in mine),
                         'accuracies': sorted({r['test_accuracy'] for r in mine}),
                         'train_over_ff': ratio})
+        cpu = ''
+        if 'cpu_ms_per_batch' in mine[0]:
+            summary[-1]['median_cpu_ms_per_batch'] = {
+                part: statistics.median(r['cpu_ms_per_batch'][part] for r in mine)
+                for part in mine[0]['cpu_ms_per_batch']}
+            cpu = ', '.join(f'{part} {value:.2f}' for part, value
+                            in summary[-1]['median_cpu_ms_per_batch'].items())
         print(f'| {name} | {", ".join(f"{a:.4f}" for a in summary[-1]["accuracies"])} | '
               f'{train:.1f} | {summary[-1]["median_wall_seconds"]:.1f} | '
-              f'{"" if ratio is None else f"{ratio:.2f}"} |')
+              f'{"" if ratio is None else f"{ratio:.2f}"} | {cpu} |')
     results = REPO / 'benchmarks' / 'results'
     results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime('%Y%m%d_%H%M%S')

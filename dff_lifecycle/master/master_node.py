@@ -45,6 +45,7 @@ from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import ros_process
 from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError
 from rclpy.node import Node
+import torch
 from tqdm import tqdm
 
 RUN_COMMANDS = ('run', 'train', 'evaluate')  # the commands that deploy and stream
@@ -60,6 +61,8 @@ class MasterCoordinator(Node):
         self.settings = read_all(self, MASTER_PARAMETERS)
         self.run_id = secrets.token_hex(3)
         s = self.settings
+        if s['torch_threads']:  # torch's default spin-waits a core per thread beside the layers
+            torch.set_num_threads(s['torch_threads'])
         self.deployer = Deployer(self, ClientCache(self), DeployerSettings(
             servers=s['servers'], service_timeout_s=s['service_timeout_s'],
             discovery_timeout_s=s['discovery_timeout_s'], parallel=s['parallel_bringup']),

@@ -141,6 +141,7 @@ def run_single_process(model_cfg: ModelConfig, dataset: Dataset, device: torch.d
         'history_axis': 'step' if full_batch else 'epoch',
         'history': history,
         'train_seconds': train_seconds,
+        'batches_done': total,
         'eval_seconds': eval_seconds,
         'test_accuracy': evaluation.test_accuracy,
         'train_accuracy': evaluation.train_accuracy,
