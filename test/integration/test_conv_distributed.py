@@ -39,6 +39,8 @@ def servers(tmp_path_factory):
 @pytest.mark.parametrize('name, table_row', [
     ('mnist_conv_small', r'^0\s+FFConv2d\+MaxPool2d\s+1x28x28->8x7x7\s'),
     ('mnist_concat_small', r'^4\s+Concat\+FFConv2d\+AvgPool2d\s+16x7x7->16x1x1\s'),
+    # SCFF: the layers read an image stacked with itself or with another (one process: 0.652)
+    ('mnist_scff_small', r'^0\s+FFConv2d\+MaxPool2d\s+2x28x28->8x7x7\s'),
 ])
 def test_conv_models_train_distributed_like_the_single_process(servers, data_root, tmp_path,
                                                                name, table_row):
