@@ -71,18 +71,18 @@ def unpack_bundle(bundle: Tensor, seq: int) -> tuple[Kind, list[tuple[int, Tenso
     values = bundle[:head].reshape(-1)[:2 + 2 * count]
     if not bool(torch.all(values == values.round())) or bool((values < 0).any()):
         raise CodecError('a bundle header holds whole numbers >= 0 only')
-    numbers = [int(v) for v in values.tolist()]
-    kind = _bundled_kind(numbers[1])
+    numbers = values.to(torch.int64)  # a few header numbers, read as a tensor
+    kind = _bundled_kind(int(numbers[1]))
     offsets, rows = numbers[2:2 + count], numbers[2 + count:]
-    if len(set(offsets)) != count or any(off > seq for off in offsets):
+    if int(torch.unique(offsets).numel()) != count or bool((offsets > seq).any()):
         raise CodecError(f'bundle seqs must be distinct and <= {seq}')
-    if sum(rows) != bundle.shape[0] - head:
-        raise CodecError(f'a bundle announces {sum(rows)} rows of batches, carries '
+    announced = int(rows.sum())
+    if announced != bundle.shape[0] - head:
+        raise CodecError(f'a bundle announces {announced} rows of batches, carries '
                          f'{bundle.shape[0] - head}')
-    parts, start = [], head
-    for off, n in zip(offsets, rows):
-        parts.append((seq - off, bundle[start:start + n]))
-        start += n
+    ends = head + torch.cumsum(rows, 0)
+    parts = [(seq - int(offsets[i]), bundle[int(ends[i] - rows[i]):int(ends[i])])
+             for i in range(count)]
     return kind, parts
 
 
