@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from dff_lifecycle.core.ff.layers import FFDense
+from dff_lifecycle.core.ff.layers import FFConv2d, FFDense
 from dff_lifecycle.core.ff.local_trainer import LocalTrainer
-from dff_lifecycle.core.ff.sharding import shard_ranges, ShardTrainer, split_dense
+from dff_lifecycle.core.ff.sharding import (build_shard, shard_ranges, ShardTrainer,
+                                            split_dense)
 from dff_lifecycle.core.hyperparams import FFHyperParams
 import pytest
 import torch
@@ -41,7 +42,7 @@ def test_split_pos_neg_layer_matches_the_whole_layer_step_by_step(goodness, opti
         assert all(step.loss == pytest.approx(result.loss, rel=1e-5) for step in steps)
         assert steps[0].goodness_pos == pytest.approx(result.goodness_pos, rel=1e-5)
         assert steps[0].goodness_neg == pytest.approx(result.goodness_neg, rel=1e-5)
-        h = torch.cat([s.h for s in shards], dim=1)  # what the next layer reads
+        h = torch.cat([torch.cat([st.h_pos, st.h_neg]) for st in steps], dim=1)  # gathered
         assert torch.allclose(h, torch.cat([result.h_pos, result.h_neg]), atol=1e-5)
     weight, bias = gathered(shards)
     assert torch.allclose(weight, whole.layer.weight, atol=1e-5)
@@ -73,3 +74,54 @@ def test_ranges_cover_every_unit_once_and_bad_splits_are_refused():
         ShardTrainer(shard, (0, 6), UNITS, FFHyperParams())
     with pytest.raises(RuntimeError, match='forward'):
         ShardTrainer(shard, (0, 5), UNITS, FFHyperParams()).finish(torch.zeros(2, 1))
+    with pytest.raises(ValueError, match='cannot be split'):
+        build_shard('MaxPool2d', (3, 8, 8), [2], (0, 1), 0, 0)
+
+
+def split_conv(layer: FFConv2d, ranges) -> list[FFConv2d]:
+    parts = []
+    for start, stop in ranges:
+        part = FFConv2d(layer.in_shape, stop - start, 3, 1, 1)
+        part.set_input_norm(layer.input_norm)
+        with torch.no_grad():
+            part.weight.copy_(layer.weight[start:stop])
+            part.bias.copy_(layer.bias[start:stop])
+        parts.append(part)
+    return parts
+
+
+@pytest.mark.parametrize('scope', ['map', 'position'])
+def test_split_conv_layer_matches_the_whole_layer_by_channels(scope):
+    hparams = FFHyperParams(lr=0.01, threshold=1.0, goodness_scope=scope)
+    layer = FFConv2d((3, 8, 8), 12, 3, 1, 1, generator=torch.Generator().manual_seed(4))
+    ranges = shard_ranges(12, 3)
+    shards = [ShardTrainer(p, r, 12, hparams) for p, r in zip(split_conv(layer, ranges), ranges)]
+    whole = LocalTrainer(layer, hparams)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        x_pos, x_neg = torch.randn(4, 3, 8, 8, generator=gen), torch.randn(4, 3, 8, 8,
+                                                                          generator=gen)
+        total = sum(s.forward(x_pos, x_neg) for s in shards)
+        steps = [s.finish(total) for s in shards]
+        result = whole.step(x_pos, x_neg)
+        assert steps[1].loss == pytest.approx(result.loss, rel=1e-5)
+        gathered_h = torch.cat([st.h_pos for st in steps], dim=1)  # channel order
+        assert torch.allclose(gathered_h, result.h_pos, atol=1e-5)
+    weight = torch.cat([s.layer.weight for s in shards])
+    assert torch.allclose(weight, whole.layer.weight, atol=1e-5)
+
+
+def test_a_shard_built_from_its_row_has_its_width_and_the_seeded_scheme():
+    ranges = shard_ranges(10, 3)
+    layer = build_shard('FFDense', (20,), [10], ranges[1], seed=3, shard=1)
+    assert layer.weight.shape == (4, 20)
+    again = build_shard('FFDense', (20,), [10], ranges[1], seed=3, shard=1)
+    other = build_shard('FFDense', (20,), [10], ranges[1], seed=3, shard=2)
+    assert torch.equal(layer.weight, again.weight)
+    assert not torch.equal(layer.weight, other.weight)
+    trainer = ShardTrainer(layer, ranges[1], 10, FFHyperParams())
+    assert trainer.partial_width() == 1 and not trainer.pending
+    trainer.forward(torch.randn(2, 20), torch.randn(2, 20))
+    assert trainer.pending
+    trainer.abandon()
+    assert not trainer.pending

@@ -44,7 +44,7 @@ class LocalTrainer:
                  device: Union[str, torch.device] = 'cpu') -> None:
         self.hparams = hparams.validate()
         if self.class_groups:  # out_features of a dense layer, out_channels of a conv
-            check_groups(int(layer.weight.shape[0]), self.class_groups)
+            check_groups(self._grouped_units(layer), self.class_groups)
         if hasattr(layer, 'set_input_norm'):  # before the optimizer: BatchNorm's buffers
             layer.set_input_norm(self.hparams.resolved_input_norm(hasattr(layer, 'in_shape')))
         self.device = torch.device(device)
@@ -53,6 +53,10 @@ class LocalTrainer:
         self.optimizer = make_optimizer(self.layer.parameters(), hparams)
         self.batches_seen = 0
         self.steps_seen = 0
+
+    def _grouped_units(self, layer: nn.Module) -> int:
+        """The units (channels) the class groups divide: this layer's own."""
+        return int(layer.weight.shape[0])
 
     @property
     def class_groups(self) -> int:

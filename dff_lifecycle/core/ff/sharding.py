@@ -1,32 +1,36 @@
 """
-A layer wider than any one device: its output units split into shards, one per device.
+A layer wider than any one device: its output units (channels) split into shards.
 
-FF's loss needs nothing of a layer's activities but each sample's goodness, a sum of
-squared activities over the units (per class group under class_groups). So a dense
-layer split by output units trains exactly as the whole layer when its shards
-exchange their partial sums: one number per sample (`groups` numbers under
-class_groups), not activities. Each shard normalises the same input, computes its
-units' activities and their partial sums of squares (`forward`); once the partial
-sums of all shards are added up, each shard computes the whole layer's loss from them,
-back-propagates into its own rows of the weights only, and steps its own optimizer
-(`finish`). The next layer reads the shards' activities concatenated in unit order.
+FF's loss needs nothing of a layer's activities but each sample's goodness: a sum of
+squared activities over the units (per class group under class_groups, per position
+under goodness_scope position). So a dense or conv layer split by output units trains
+exactly as the whole layer when its shards exchange their partial sums: one number per
+sample (`groups` numbers under class_groups), never activities. Each shard normalises
+the same input, computes its units' activities and their partial sums of squares
+(`forward`); once the partial sums of all shards are added up, each shard computes the
+whole layer's loss from them, back-propagates into its own rows of the weights only, and
+steps its own optimizer (`finish`). The next layer reads the shards' activities
+concatenated in unit (channel) order, which is also the order after a pool or a Flatten.
 
 Per-element optimizers (SGD, Adam, AdamW) make the shards' updates the whole layer's,
-row for row; the unit test checks goodness, loss and weights after several steps.
+row for row; the unit tests check goodness, loss and weights after several steps.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from dff_lifecycle.core.ff.layers import FFDense
-from dff_lifecycle.core.ff.local_trainer import make_optimizer
+from dff_lifecycle.core.ff.layers import build_row, FFDense
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer, StepResult
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.objectives.class_groups import (check_groups, class_group_loss,
-                                                        true_and_other_goodness)
+from dff_lifecycle.core.objectives.class_groups import class_group_loss, true_and_other_goodness
 from dff_lifecycle.core.objectives.pos_neg import ff_loss
 import torch
-from torch import Tensor
+from torch import nn, Tensor
+
+#: Layer types that can be split by output units (the first arg is their width).
+SPLITTABLE = ('FFDense', 'FFConv2d')
+#: Input normalisations with learned parameters would diverge between the shards.
+UNSPLITTABLE_NORMS = ('batch',)
 
 
 def shard_ranges(units: int, shards: int) -> list[tuple[int, int]]:
@@ -35,6 +39,23 @@ def shard_ranges(units: int, shards: int) -> list[tuple[int, int]]:
         raise ValueError(f'cannot split {units} units into {shards} shards (1 .. {units})')
     bounds = [round(i * units / shards) for i in range(shards + 1)]
     return list(zip(bounds, bounds[1:]))
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    """Seed of one shard's initial weights: same scheme as the whole layer, its own draw."""
+    return seed + 7919 * (shard + 1)
+
+
+def build_shard(layer_type: str, in_shape: Sequence[int], args: Sequence[int],
+                unit_range: tuple[int, int], seed: int, shard: int) -> nn.Module:
+    """The layer of one shard: `args` with the width of `unit_range`, freshly initialised."""
+    if layer_type not in SPLITTABLE:
+        raise ValueError(f'{layer_type} cannot be split by output units (only '
+                         f'{", ".join(SPLITTABLE)})')
+    start, stop = unit_range
+    layer, _ = build_row(layer_type, [tuple(in_shape)], [stop - start, *args[1:]],
+                         shard_seed(seed, shard))
+    return layer
 
 
 def split_dense(layer: FFDense, ranges: Sequence[tuple[int, int]]) -> list[FFDense]:
@@ -51,78 +72,123 @@ def split_dense(layer: FFDense, ranges: Sequence[tuple[int, int]]) -> list[FFDen
     return shards
 
 
-@dataclass(frozen=True)
-class ShardStep:
-    loss: float
-    goodness_pos: float
-    goodness_neg: float
-
-
-class ShardTrainer:
+class ShardTrainer(LocalTrainer):
     """
-    Trains one shard (units [start, stop) of a `units`-wide dense layer) in two phases.
+    Trains one shard (units [start, stop) of a `units`-wide layer) in two phases.
 
-    pos_neg: `forward(x_pos, x_neg)` -> partial sums (2B, 1); class_groups: `forward(x)`
+    pos_neg: `forward(x_pos, x_neg)` -> partial sums (2B, K); class_groups: `forward(x)`
     -> (B, groups). Then `finish(total[, y])` with the partial sums of every shard added.
+    Everything else (inference, the schedule, checkpoints) is a LocalTrainer's.
     """
 
-    def __init__(self, shard: FFDense, unit_range: tuple[int, int], units: int,
-                 hparams: FFHyperParams) -> None:
-        self.hparams = hparams.validate()
+    def __init__(self, shard: nn.Module, unit_range: tuple[int, int], units: int,
+                 hparams: FFHyperParams, device: str | torch.device = 'cpu') -> None:
         self.start, self.stop = unit_range
-        if shard.out_features != self.stop - self.start:
-            raise ValueError(f'shard has {shard.out_features} units, its range '
-                             f'{unit_range} holds {self.stop - self.start}')
+        width = int(shard.weight.shape[0])
+        if width != self.stop - self.start:
+            raise ValueError(f'shard has {width} units, its range {unit_range} holds '
+                             f'{self.stop - self.start}')
+        if not 0 <= self.start < self.stop <= units:
+            raise ValueError(f'shard range {unit_range} lies outside 0..{units}')
         self.units = units
-        self.groups = hparams.groups if hparams.objective == 'class_groups' else 0
-        if self.groups:
-            check_groups(units, self.groups)
-        shard.set_input_norm(self.hparams.resolved_input_norm(False))  # as LocalTrainer does
-        self.layer = shard
-        self.optimizer = make_optimizer(shard.parameters(), hparams)
+        super().__init__(shard, hparams, device)
         self._own: Optional[Tensor] = None   # this shard's partial sums, in the graph
+        self._h: Optional[Tensor] = None     # the last forward's activities (detached)
         self._n_pos = 0
-        self.h: Optional[Tensor] = None      # the last forward's activities (detached)
+        self._per_unit = 1                   # elements per unit of a sample (H*W of a conv)
+
+    def _grouped_units(self, layer: nn.Module) -> int:
+        return self.units  # class groups divide the whole layer, not this shard
+
+    @property
+    def pending(self) -> bool:
+        """A forward waits for the other shards' partial sums."""
+        return self._own is not None
+
+    def partial_width(self) -> int:
+        """How many partial sums per sample a forward returns (K)."""
+        if self.class_groups:
+            return self.class_groups
+        shape = getattr(self.layer, 'out_shape', None)
+        if self.hparams.goodness_scope == 'position' and shape is not None and len(shape) == 3:
+            return int(shape[1] * shape[2])
+        return 1
 
     def _partials(self, h: Tensor) -> Tensor:
-        """(B, K) sums of squared activities: K = 1, or per class group of the whole layer."""
+        """(B, K) sums of squared activities of this shard's units."""
         squares = h.pow(2)
-        if not self.groups:
-            return squares.sum(dim=1, keepdim=True)
-        per_group = self.units // self.groups
-        group_of_unit = torch.arange(self.start, self.stop, device=h.device) // per_group
-        out = squares.new_zeros(h.shape[0], self.groups)
-        return out.index_add(1, group_of_unit, squares)
+        self._per_unit = int(h[0].numel() // h.shape[1]) if h.shape[0] else 1
+        if self.class_groups:
+            per_unit = squares.flatten(2).sum(2) if h.dim() > 2 else squares
+            per_group = self.units // self.class_groups
+            group_of_unit = torch.arange(self.start, self.stop, device=h.device) // per_group
+            return per_unit.new_zeros(h.shape[0], self.class_groups).index_add(
+                1, group_of_unit, per_unit)
+        if self.hparams.goodness_scope == 'position' and h.dim() == 4:
+            return squares.sum(dim=1).flatten(1)
+        return squares.flatten(1).sum(dim=1, keepdim=True)
+
+    def _reduced(self, sums: Tensor) -> Tensor:
+        """Partial sums of the whole layer -> goodness with the layer's reduction."""
+        if self.hparams.goodness != 'mean':
+            return sums
+        if self.class_groups:
+            return sums / ((self.units // self.class_groups) * self._per_unit)
+        if self.hparams.goodness_scope == 'position' and sums.shape[1] > 1:
+            return sums / self.units
+        return sums / (self.units * self._per_unit)
 
     def forward(self, x: Tensor, x_neg: Optional[Tensor] = None) -> Tensor:
         """Return this shard's partial sums (detached) to add to the other shards'."""
+        if self.class_groups and x_neg is not None:
+            raise ValueError('a class_groups shard trains on labelled batches, not on pairs')
+        if not self.class_groups and x_neg is None:
+            raise ValueError('a pos_neg shard trains on positives and negatives')
         self.layer.train()
+        self._schedule_lr()
         self._n_pos = x.shape[0]
         inputs = x if x_neg is None else torch.cat([x, x_neg])
-        h = self.layer(inputs)
+        h = self.layer(inputs.to(self.device))
         self._own = self._partials(h)
-        self.h = h.detach()
+        self._h = h.detach()
         return self._own.detach()
 
-    def finish(self, total: Tensor, y: Optional[Tensor] = None) -> ShardStep:
+    def finish(self, total: Tensor, y: Optional[Tensor] = None) -> StepResult:
         """Take one step of the whole layer's loss, from every shard's partial sums added."""
         if self._own is None:
             raise RuntimeError('finish() needs a forward() first')
+        total = total.to(self._own.device)
+        if total.shape != self._own.shape:
+            raise ValueError(f'partial sums of shape {tuple(total.shape)}; this shard\'s are '
+                             f'{tuple(self._own.shape)}')
         sums = self._own + (total - self._own.detach())  # the others' part: a constant
-        reduce = self.hparams.goodness == 'mean'
-        if self.groups:
-            g = sums / (self.units // self.groups) if reduce else sums
+        g = self._reduced(sums)
+        if self.class_groups:
+            if y is None:
+                raise ValueError('a class_groups shard needs the labels to finish')
+            y = y.to(g.device).long()
             loss = class_group_loss(g * self.hparams.logit_scale, y)
             true, others = true_and_other_goodness(g.detach(), y)
             g_pos, g_neg = true.mean(), others.mean()
         else:
-            g = (sums / self.units if reduce else sums).flatten()
             g_pos_all, g_neg_all = g[:self._n_pos], g[self._n_pos:]
-            loss = ff_loss(g_pos_all, g_neg_all, self.hparams.threshold, self.hparams.loss,
-                           self.hparams.symba_alpha)
+            loss = ff_loss(g_pos_all.flatten(), g_neg_all.flatten(), self.hparams.threshold,
+                           self.hparams.loss, self.hparams.symba_alpha)
             g_pos, g_neg = g_pos_all.detach().mean(), g_neg_all.detach().mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self._own = None
-        return ShardStep(float(loss.detach()), float(g_pos), float(g_neg))
+        h = self._h
+        self._own = self._h = None
+        self.batches_seen += 1
+        self.steps_seen += 1
+        scalars = torch.stack([loss.detach(), g_pos, g_neg]).cpu()
+        if self.class_groups:
+            return StepResult(float(scalars[0]), float(scalars[1]), float(scalars[2]),
+                              h, h.new_empty((0, *h.shape[1:])))
+        return StepResult(float(scalars[0]), float(scalars[1]), float(scalars[2]),
+                          h[:self._n_pos], h[self._n_pos:])
+
+    def abandon(self) -> None:
+        """Forget a forward whose partial sums will not all come (a pause, a reset)."""
+        self._own = self._h = None
