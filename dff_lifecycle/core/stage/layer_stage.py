@@ -42,9 +42,10 @@ class InputRejected(ValueError):
 
 
 class Output(NamedTuple):
-    channel: str   # 'train' | 'infer' | 'result'
+    channel: str   # 'train' | 'infer' | 'result' | 'partials'
     kind: Kind
     tensor: Tensor
+    seq: Optional[int] = None  # the batch it belongs to, when not the received one's
 
 
 @dataclass(frozen=True)
