@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+import os
 import time
 from typing import Any, Callable, Mapping, Optional, Protocol
 
@@ -33,6 +34,7 @@ from rclpy.parameter import Parameter
 
 Log = Callable[[str], None]
 
+TWIN_GRACE_S = 5.0  # how long two servers of one name may show (a lingering old participant)
 DEPLOY_ATTEMPTS = 2  # a second bring-up only after a discovery loss (see Deployer.deploy)
 
 
@@ -70,16 +72,29 @@ class Deployer:
     def present_nodes(self) -> set[str]:
         return node_names(self.node.get_node_names_and_namespaces())
 
-    def discover_servers(self) -> list[str]:
+    def discover_servers(self) -> list[str]:  # noqa: C901 (one polling loop)
         """Wait until the expected number of servers offer create_layers."""
         wanted = self.settings.servers
         deadline = time.monotonic() + self.settings.discovery_timeout_s
+        twins_since: Optional[float] = None
         while True:
             names = [server_name(i) for i in
                      server_indices(self.node.get_node_names_and_namespaces())]
+            twins = sorted({n for n in names if names.count(n) > 1})
+            # A restarted container's old participant lingers for its lease (3 s); two
+            # live containers of one name are another run on this domain: calls would
+            # reach either, so nothing can be deployed safely.
+            twins_since = (twins_since or time.monotonic()) if twins else None
+            if twins and time.monotonic() - twins_since > TWIN_GRACE_S:
+                domain = os.environ.get('ROS_DOMAIN_ID', '0')
+                raise PipelineError(f'{len(names) - len(set(names)) + 1} server containers '
+                                    f'are named {twins[0]} on ROS_DOMAIN_ID {domain}: another '
+                                    'run shares this domain; give each run its own '
+                                    'ROS_DOMAIN_ID')
             services = {n for n, _ in self.node.get_service_names_and_types()}
-            ready = [n for n in names if f'{join(NAMESPACE, n)}/create_layers' in services]
-            if len(ready) >= wanted:
+            ready = sorted({n for n in names if f'{join(NAMESPACE, n)}/create_layers' in services},
+                           key=names.index)
+            if len(ready) >= wanted and not twins:
                 return ready
             if time.monotonic() > deadline:
                 raise PipelineError(f'found {len(ready)} server container(s) {ready}, expected '

@@ -21,6 +21,10 @@ MASTER_PARAMETERS = {
     'servers': Param(int, 1, 'Number of server containers to wait for.', 1),
     'placement': Param(str, 'contiguous', ' | '.join(PLACEMENTS)),
     'pins': Param(list, [''], 'Pinned layers as "<layer>:<server>", e.g. "0:server_2".'),
+    'shards': Param(list, [''], 'Layers split by output units across devices, as '
+                                '"<layer>:<shards>", e.g. "1:4": each shard on its own server '
+                                'holds 1/N of the weights; the shards exchange one partial '
+                                'goodness per sample. Needs bundle 0 or 1 (sent as 1).'),
     'stage_costs': Param(list, [''], 'placement balanced: seconds per training batch of each '
                                      'layer node (stage), in order, e.g. measured on a device '
                                      'with benchmarks/stage_costs.py; empty: the master '

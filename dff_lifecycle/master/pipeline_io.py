@@ -33,8 +33,8 @@ class PipelineIO:
         self.node = node
         self.plan = plan  # recovery replaces it when layers move
         self.chunk_elements = chunk_elements
-        self.watch = PipelineWatch({p.full_name: p.layer.index for p in plan.placements},
-                                   {p.layer.index: p.server for p in plan.placements})
+        self.watch = PipelineWatch({p.full_name: p.unit for p in plan.placements},
+                                   {p.unit: p.server for p in plan.placements})
         # Every server's beat: the idle ones are where a lost server's layers can go.
         self.servers = list(servers) if servers else sorted({p.server for p in plan.placements})
         self.heartbeats = HeartbeatWatch(self.servers, hang_s=hang_s)

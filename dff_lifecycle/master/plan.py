@@ -12,17 +12,20 @@ from typing import Any, Collection, Mapping, Optional, Sequence
 
 from dff_lifecycle.common.memory_limit import mib
 from dff_lifecycle.common.parameter_table import coerce
-from dff_lifecycle.common.ports import encode_shape, INPUT_PORTS, OUTPUT_PORTS, PortBinding
+from dff_lifecycle.common.ports import (encode_shape, INPUT_PORTS, OUTPUT_PORTS, PortBinding,
+                                        TENSOR_TYPE)
 from dff_lifecycle.common.text_table import format_table
 from dff_lifecycle.core.config import ConfigError, LayerSpecConfig, ModelConfig
 from dff_lifecycle.core.ff.layers import LAYER_TYPES
 from dff_lifecycle.core.ff.memory import layer_node_bytes, parameter_count
+from dff_lifecycle.core.ff.sharding import shard_ranges, SPLITTABLE, UNSPLITTABLE_NORMS
 from dff_lifecycle.core.stage.model_graph import MODEL_INPUT, Stage
 from dff_lifecycle.master.balance import balanced_blocks
 from dff_lifecycle.master.parameters import PLACEMENTS
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
 
 PARAMETERS = 'parameters'  # the source named by errors in the master's own settings
+SHARD_UNITS = 100_000      # LayerPlacement.unit of shard k > 0: row index + k * this
 
 
 @dataclass(frozen=True)
@@ -85,16 +88,27 @@ class LayerPlacement:
     in_shape: tuple[int, ...] = ()
     out_shape: tuple[int, ...] = ()  # what the node sends on (after its post-ops)
     pre_ops: tuple[str, ...] = ()    # fused rows between its Concat and the layer, e.g. 'Flatten'
+    shard: int = 0                   # a layer split by output units: which part this is
+    shards: int = 1
 
     @property
     def full_name(self) -> str:
         return f'{self.namespace}/{self.node_name}'
 
+    @property
+    def unit(self) -> int:
+        """
+        The master's key of this layer node: the row index, or for shard k > 0 of a split
+        layer a key above every row index (shard 0 stands for its layer in the metrics).
+        """
+        return self.layer.index + SHARD_UNITS * self.shard
+
     def describe(self) -> str:
         """Name the row type with what runs fused in its node: `FFConv2d+MaxPool2d`."""
         sources = sum(1 for b in self.topics.inputs if b.port == 'train')
         joined = 'Concat+' if sources > 1 else ''
-        return joined + '+'.join((*self.pre_ops, self.layer.module, *self.post_ops))
+        part = f' (shard {self.shard + 1}/{self.shards})' if self.shards > 1 else ''
+        return joined + '+'.join((*self.pre_ops, self.layer.module, *self.post_ops)) + part
 
 
 @dataclass(frozen=True)
@@ -121,8 +135,9 @@ def model_topics(model: str) -> tuple[str, str, str]:
     return f'/{model}/input/train', f'/{model}/input/infer', f'/{model}/results'
 
 
-def layer_node_name(index: int) -> str:
-    return f'layer_{index}'
+def layer_node_name(index: int, shard: int = 0, shards: int = 1) -> str:
+    """`layer_<i>`; shard k of a layer split in n: `layer_<i>_<k>of<n>`."""
+    return f'layer_{index}_{shard}of{shards}' if shards > 1 else f'layer_{index}'
 
 
 def check_placement(num_layers: int, policy: str, pins: Mapping[int, str]) -> None:
@@ -196,10 +211,17 @@ def input_topic(model: str, port: str) -> str:
 def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contiguous',
                pins: Mapping[int, str] | None = None,
                extra_parameters: Mapping[str, Any] | None = None,
-               costs: Sequence[float] | None = None) -> DistributionPlan:
-    """Place every stage of `model` (one layer node each) on `servers` and wire its ports."""
+               costs: Sequence[float] | None = None,
+               shards: Mapping[int, int] | None = None) -> DistributionPlan:
+    """
+    Place every stage of `model` on `servers` and wire its ports: one layer node per stage,
+    or one per shard of a layer split by output units (`shards`: {row: count}), the shards
+    on distinct servers from the stage's own on.
+    """
     name = model.name
     stages = model.stages
+    shards = dict(shards or {})
+    check_shards(model, shards, len(servers), pins or {})
     chosen = assign_servers(len(stages), servers, policy, pins, costs)
     ports = _layer_ports(model)
     consumers: dict[int, set[str]] = {}  # stage -> its output ports that something reads
@@ -210,21 +232,120 @@ def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contig
     placements = []
     for stage, server in zip(stages, chosen):
         row = model.layers[stage.index]
-        node = layer_node_name(stage.index)
-        topics = _stage_topics(model, stage, node, ports, consumers.get(stage.index, set()))
-        params = layer_parameters(model, row, topics)
-        for key, value in (extra_parameters or {}).items():
-            if key not in LAYER_PARAMETERS:
-                raise ConfigError(PARAMETERS, key, 'is not a layer node parameter')
-            try:
-                params[key] = coerce(value, LAYER_PARAMETERS[key].type)
-            except ValueError as err:
-                raise ConfigError(PARAMETERS, key, str(err)) from err
-        placements.append(LayerPlacement(
-            row, server, f'/{name}', node, topics, params,
-            tuple(op.module for op in stage.post_ops), stage.in_shape, stage.out_shape,
-            tuple(op.module for op in stage.pre_ops)))
+        count = shards.get(stage.index, 1)
+        for shard in range(count):
+            node = layer_node_name(stage.index, shard, count)
+            topics = _stage_topics(model, stage, node, ports, consumers.get(stage.index, set()),
+                                   shards, shard)
+            params = layer_parameters(model, row, topics, shards)
+            out_shape = stage.out_shape
+            if count > 1:
+                params.update(shard_parameters(model, stage.index, shard, count))
+                out_shape = shard_out_shape(model, stage.index, shard, count)
+            for key, value in (extra_parameters or {}).items():
+                if key not in LAYER_PARAMETERS:
+                    raise ConfigError(PARAMETERS, key, 'is not a layer node parameter')
+                try:
+                    params[key] = coerce(value, LAYER_PARAMETERS[key].type)
+                except ValueError as err:
+                    raise ConfigError(PARAMETERS, key, str(err)) from err
+            where = servers[(list(servers).index(server) + shard) % len(servers)]
+            placements.append(LayerPlacement(
+                row, where, f'/{name}', node, topics, params,
+                tuple(op.module for op in stage.post_ops), stage.in_shape, out_shape,
+                tuple(op.module for op in stage.pre_ops), shard, count))
     return DistributionPlan(name, tuple(placements))
+
+
+def parse_shards(items: Sequence[str]) -> dict[int, int]:
+    """Parse ['1:4'] (the `shards` parameter) into {1: 4}."""
+    found: dict[int, int] = {}
+    for item in items:
+        index, sep, count = item.partition(':')
+        if (not sep or not index.strip().isdecimal() or not count.strip().isdecimal()):
+            raise ConfigError(PARAMETERS, 'shards', f'{item!r}: expected "<layer index>:<shards>"'
+                              ', e.g. "1:4"')
+        if int(index) in found:
+            raise ConfigError(PARAMETERS, 'shards', f'layer {int(index)} is split twice')
+        found[int(index)] = int(count)
+    return found
+
+
+def check_shards(model: ModelConfig, shards: Mapping[int, int], servers: int,
+                 pins: Mapping[int, str]) -> None:
+    """Refuse splits that cannot run, before anything starts (one line each)."""
+    stage_of = {stage.index: stage for stage in model.stages}
+    read = set()
+    for stage in model.stages:
+        read.update(s for s in stage.inputs if s != MODEL_INPUT)
+    for index, count in shards.items():
+        where = f'layer {index}'
+        if index not in stage_of:
+            raise ConfigError(PARAMETERS, 'shards', f'{where}: no trainable row of that index '
+                              f'(layer nodes: {", ".join(str(i) for i in stage_of)})')
+        row = model.layers[index]
+        if row.module not in SPLITTABLE:
+            raise ConfigError(PARAMETERS, 'shards', f'{where} is a {row.module}; only '
+                              f'{", ".join(SPLITTABLE)} rows split by output units')
+        units = int(LAYER_TYPES[row.module].parse_args(row.args).values[0])
+        if not 2 <= count <= units:
+            raise ConfigError(PARAMETERS, 'shards', f'{where}: {count} shards; a split needs '
+                              f'2 .. {units} (its units)')
+        if count > servers:
+            raise ConfigError(PARAMETERS, 'shards', f'{where}: {count} shards need {count} '
+                              f'server containers (one each), found {servers}')
+        if index in pins:
+            raise ConfigError(PARAMETERS, 'pins', f'{where} is split: its shards go to '
+                              'distinct servers, so it cannot be pinned')
+        if model.training.mode != 'minibatch':
+            raise ConfigError(PARAMETERS, 'shards', 'a split layer trains one step per batch: '
+                              'training.mode must be minibatch')
+        if index not in read:
+            raise ConfigError(PARAMETERS, 'shards', f'{where} feeds no other layer; only a '
+                              'layer another one reads can be split (the last reports '
+                              'goodness or features whole)')
+        if index in (model.goodness_layers if model.supervised else model.feature_layers):
+            raise ConfigError(PARAMETERS, 'shards', f'{where} reports goodness or features '
+                              'to the master, which a split layer cannot')
+        if row.hparams.input_norm in UNSPLITTABLE_NORMS:
+            raise ConfigError(PARAMETERS, 'shards', f'{where} normalises its input with '
+                              f'{row.hparams.input_norm!r}, whose learned parameters the '
+                              'shards would each change; use another input_norm')
+        for stage in model.stages:
+            if index in stage.inputs and len(stage.inputs) > 1 and stage.concat_dim != 1:
+                raise ConfigError(PARAMETERS, 'shards', f'{where}: layer {stage.index} joins '
+                                  f'it along dim {stage.concat_dim}; a split layer\'s parts '
+                                  'join along its units (dim 1)')
+
+
+def shard_args(model: ModelConfig, index: int, shard: int, count: int) -> list[int]:
+    """The row's args with the width of shard `shard` of `count`."""
+    row = model.layers[index]
+    values = list(LAYER_TYPES[row.module].parse_args(row.args).values)
+    start, stop = shard_ranges(int(values[0]), count)[shard]
+    return [stop - start, *values[1:]]
+
+
+def shard_out_shape(model: ModelConfig, index: int, shard: int, count: int
+                    ) -> tuple[int, ...]:
+    """What one shard's node sends on: its layer's output after the stage's post-ops."""
+    stage = model.stage(index)
+    shape = LAYER_TYPES[model.layers[index].module].out_shape(
+        [stage.in_shape], shard_args(model, index, shard, count))
+    for op in stage.post_ops:
+        shape = LAYER_TYPES[op.module].out_shape([shape], list(op.args))
+    return tuple(shape)
+
+
+def shard_parameters(model: ModelConfig, index: int, shard: int, count: int) -> dict[str, Any]:
+    """Layer node parameters that make a node shard `shard` of `count` of row `index`."""
+    row = model.layers[index]
+    args = shard_args(model, index, shard, count)
+    raw = LAYER_TYPES[row.module].out_shape([model.stage(index).in_shape], args)
+    values = {'shard_index': shard, 'shard_count': count,
+              'layer_units': int(LAYER_TYPES[row.module].parse_args(row.args).values[0]),
+              'layer_args': encode_shape(args), 'out_features': math.prod(raw)}
+    return {key: coerce(value, LAYER_PARAMETERS[key].type) for key, value in values.items()}
 
 
 def _layer_ports(model: ModelConfig) -> dict[int, tuple[dict[str, str], dict[str, str]]]:
@@ -242,8 +363,15 @@ def _layer_ports(model: ModelConfig) -> dict[int, tuple[dict[str, str], dict[str
 
 def _stage_topics(model: ModelConfig, stage: Stage, node: str,
                   ports: Mapping[int, tuple[dict[str, str], dict[str, str]]],
-                  consumed: set[str]) -> LayerTopics:
-    """Bind each port of one stage; refuse ports that do not connect."""
+                  consumed: set[str], shards: Mapping[int, int] | None = None,
+                  shard: int = 0) -> LayerTopics:
+    """
+    Bind each port of one stage; refuse ports that do not connect.
+
+    A split source is read from each of its shards, in shard order; a shard of a split
+    stage also reads its peers' partials and publishes its own.
+    """
+    shards = shards or {}
     name, key = model.name, f'layers[{stage.index}]'
     inputs_wanted, outputs = ports[stage.index]
     module = model.layers[stage.index].module
@@ -265,8 +393,13 @@ def _stage_topics(model: ModelConfig, stage: Stage, node: str,
                 raise ConfigError(model.source, key, f'{module} input port {port!r} '
                                   f'({msg_type}) reads layer {source} ({source_module}), whose '
                                   f'outputs do not match: {offered}')
-            inputs.append(PortBinding(port, output_topic(name, layer_node_name(source), port),
-                                      msg_type))
+            count = shards.get(source, 1)
+            inputs += [PortBinding(port, output_topic(name, layer_node_name(source, k, count),
+                                                      port), msg_type) for k in range(count)]
+    count = shards.get(stage.index, 1)
+    inputs += [PortBinding('partials', output_topic(name, layer_node_name(stage.index, k, count),
+                                                    'partials'), TENSOR_TYPE)
+               for k in range(count) if count > 1 and k != shard]
     reports = (model.supervised and stage.index in model.goodness_layers) or (
         not model.supervised and stage.index in model.feature_layers)
     bound = []
@@ -279,6 +412,8 @@ def _stage_topics(model: ModelConfig, stage: Stage, node: str,
                   or (port not in ('status', 'result') and port in consumed))
         if wanted:
             bound.append(PortBinding(port, output_topic(name, node, port), msg_type))
+    if count > 1:
+        bound.append(PortBinding('partials', output_topic(name, node, 'partials'), TENSOR_TYPE))
     if 'status' not in outputs:
         raise ConfigError(model.source, key, f'{module} has no status output port: the master '
                           'follows every layer by it')
@@ -289,10 +424,16 @@ def _stage_topics(model: ModelConfig, stage: Stage, node: str,
 
 
 def layer_parameters(model: ModelConfig, row: LayerSpecConfig,
-                     topics: LayerTopics) -> dict[str, Any]:
+                     topics: LayerTopics, shards: Mapping[int, int] | None = None
+                     ) -> dict[str, Any]:
     """ROS parameters of one layer node, typed as the layer node's table declares them."""
     steps = model.training.steps_per_layer if model.training.mode == 'full_batch' else 1
     stage = model.stage(row.index)
+    input_shapes = []
+    for source, shape in zip(stage.inputs, stage.input_shapes):
+        count = (shards or {}).get(source, 1)  # a split source: each shard's part
+        input_shapes += ([shard_out_shape(model, source, k, count) for k in range(count)]
+                         if count > 1 else [shape])
     parsed = LAYER_TYPES[row.module].parse_args(row.args)
     values = {
         'model': model.name,
@@ -302,11 +443,12 @@ def layer_parameters(model: ModelConfig, row: LayerSpecConfig,
         'out_features': row.out_features,
         'in_shape': encode_shape(stage.in_shape),
         'layer_args': encode_shape(parsed.values),
-        'input_shapes': [encode_shape(shape) for shape in stage.input_shapes],
-        'concat_dim': stage.concat_dim,
+        'input_shapes': [encode_shape(shape) for shape in input_shapes],
+        'concat_dim': stage.concat_dim if len(stage.inputs) > 1 else 1,
         'post_ops': [post_op_entry(op.module, op.args) for op in stage.post_ops] or [''],
         'pre_ops': [post_op_entry(op.module, op.args) for op in stage.pre_ops] or [''],
         'seed': row.seed,
+        'shard_index': 0, 'shard_count': 1, 'layer_units': 0,  # shard_parameters: a split
         **row.hparams.to_dict(),
         'steps_per_batch': steps,
         **batch_rows(model),
@@ -358,8 +500,12 @@ def placement_bytes(p: LayerPlacement) -> int:
     values = {name: p.parameters.get(name, LAYER_PARAMETERS[name].default)
               for name in ('in_features', 'out_features', 'optimizer', 'train_rows',
                            'infer_rows', 'resend_cache_mib')}
+    weights = parameter_count(p.layer)
+    if p.shards > 1:  # this shard's rows only
+        weights = LAYER_TYPES[p.layer.module].parameter_count(
+            [p.in_shape], [int(v) for v in p.parameters['layer_args'].split(',')])
     return layer_node_bytes(values['in_features'], values['out_features'], values['optimizer'],
-                            values['train_rows'], values['infer_rows'], parameter_count(p.layer),
+                            values['train_rows'], values['infer_rows'], weights,
                             values['resend_cache_mib'])
 
 

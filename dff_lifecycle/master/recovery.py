@@ -247,7 +247,7 @@ class Recovery:
         self.plan = plan
         self.on_replan(plan)
         for p in moved:
-            self.watch.move(p.layer.index, p.server)
+            self.watch.move(p.unit, p.server)
         if moved:
             self.deployer.move_in(plan.model, moved, checkpoints)
             self._mark_active(moved)
@@ -257,7 +257,7 @@ class Recovery:
         # Bring-up checked 'active' with get_state; the new nodes' first status messages
         # may precede the master's match with their publishers, so say it for them.
         for p in placements:
-            self.watch.set_state(p.layer.index, 'active', recreated=True)
+            self.watch.set_state(p.unit, 'active', recreated=True)
 
     # --------------------------------------------------------------- returning ones
     def fence_returned(self) -> list[str]:

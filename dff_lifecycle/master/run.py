@@ -20,7 +20,9 @@ import time
 from typing import Callable, Optional
 
 from dff_lifecycle.core.config import ConfigError, ModelConfig
+from dff_lifecycle.common.memory_limit import mib
 from dff_lifecycle.core.data.datasets import Dataset
+from dff_lifecycle.core.ff.sharding import SPLITTABLE
 from dff_lifecycle.core.objectives.separation import inseparable_layers
 from dff_lifecycle.core.run.evaluation import evaluate
 from dff_lifecycle.core.stage.batches import count_batches
@@ -32,7 +34,8 @@ from dff_lifecycle.master.errors import PipelineError
 from dff_lifecycle.master.inference import DistributedInference, Progress
 from dff_lifecycle.master.lifecycle_manager import BringUpError, LifecycleManager
 from dff_lifecycle.master.pipeline_io import PipelineIO
-from dff_lifecycle.master.plan import build_plan, DistributionPlan, parse_pins
+from dff_lifecycle.master.plan import (build_plan, DistributionPlan, NoRoom, parse_pins,
+                                       parse_shards, placement_bytes)
 from dff_lifecycle.master.recovery import Recovery
 from dff_lifecycle.master.streaming import Streamer, StreamSettings
 from dff_lifecycle.master.supervisor import Supervisor
@@ -83,7 +86,8 @@ def make_plan(model: ModelConfig, servers: list[str], settings: dict,
                       {'chunk_elements': s['chunk_elements'],
                        'save_every_batches': s['save_every_batches'],
                        'save_every_s': s['save_every_s'],
-                       'load_weights': s['load_weights']}, costs)
+                       'load_weights': s['load_weights']}, costs,
+                      parse_shards([p for p in s.get('shards', ['']) if p.strip()]))
 
 
 def stage_costs(model: ModelConfig, settings: dict, log: Log = print) -> list[float]:
@@ -121,6 +125,13 @@ def largest_batch_bytes(model: ModelConfig) -> int:
     return 4 * rows * widest
 
 
+def bundle_setting(plan: DistributionPlan, settings: dict) -> int:
+    """The `bundle` parameter, or 1 where a split layer's shards step batch by batch."""
+    if any(p.shards > 1 for p in plan.placements):
+        return 1
+    return settings['bundle']
+
+
 def bundle_sizer(model: ModelConfig, bundle: int) -> Optional[BundleSizer]:
     """Return the run's bundle sizer (`bundle` parameter); None: each batch alone."""
     if bundle == 1 or model.training.mode == 'full_batch':
@@ -130,8 +141,37 @@ def bundle_sizer(model: ModelConfig, bundle: int) -> Optional[BundleSizer]:
 
 
 def _placements(plan: DistributionPlan) -> list[dict]:
-    return [{'layer': p.layer.index, 'server': p.server, 'node': p.full_name}
+    return [{'layer': p.layer.index, 'server': p.server, 'node': p.full_name,
+             **({'shard': p.shard, 'shards': p.shards} if p.shards > 1 else {})}
             for p in plan.placements]
+
+
+def check_rooms(plan: DistributionPlan, rooms: dict[str, Optional[int]]) -> None:
+    """
+    Refuse a plan whose layers do not fit their servers' memory (NoRoom, one line).
+
+    `rooms`: what each server may still allocate (None: unknown, not checked). Each layer
+    node's configure checks this too, but only once its container holds the others: this
+    refuses before anything starts, and names what one shard of a split layer needs.
+    """
+    for server, placements in plan.by_server().items():
+        room = rooms.get(server)
+        if room is None:
+            continue
+        needs = {p.full_name: placement_bytes(p) for p in placements}
+        if sum(needs.values()) <= room:
+            continue
+        largest = max(placements, key=lambda p: needs[p.full_name])
+        what = (f'shard {largest.shard + 1} of {largest.shards} of layer {largest.layer.index}'
+                if largest.shards > 1 else f'layer {largest.layer.index}')
+        hint = ('; split it across more devices (shards parameter, e.g. '
+                f'"{largest.layer.index}:{largest.shards + 1}")' if largest.shards > 1 else
+                f'; split it across devices (shards parameter, e.g. "{largest.layer.index}:2")'
+                if largest.layer.module in SPLITTABLE else '')
+        raise NoRoom(f'{server} has {mib(room)} free, and its layers need '
+                     f'{mib(sum(needs.values()))}: {what} alone needs about '
+                     f'{mib(needs[largest.full_name])} (weights, optimiser state, a batch)'
+                     f'{hint}')
 
 
 class DeployedRun:
@@ -160,7 +200,7 @@ class DeployedRun:
         batch_bytes = 4 * row * (t.batch_size if not full_batch else (t.train_limit or 60_000))
         replay = int(s['replay_mib'] * 2**20 // batch_bytes) if recovery is not None else 0
         # Bundles of several batches: still one in flight per stage, and one more.
-        min_items = 1 if full_batch or s['bundle'] == 1 else len(plan.placements) + 1
+        min_items = 1 if full_batch or bundle_setting(plan, s) == 1 else len(plan.placements) + 1
         settings = StreamSettings(window=1 if full_batch else s['window'], stall_limit_s=stall,
                                   min_items=min_items,
                                   pause_timeout_s=s['pause_timeout_s'],
@@ -169,7 +209,7 @@ class DeployedRun:
         supervisor = Supervisor(plan.placements, self.deployer.present_nodes,
                                 heartbeats=io.heartbeats if s['heartbeats'] else None,
                                 layer_states=io.watch.not_active, recovery=recovery)
-        return Streamer(settings, io.watch, {p.layer.index: p.full_name for p in plan.placements},
+        return Streamer(settings, io.watch, {p.unit: p.full_name for p in plan.placements},
                         log=self.log, health_check=supervisor.check)
 
     def recovery(self, plan: DistributionPlan, servers: list[str], io: PipelineIO
@@ -214,6 +254,11 @@ class DeployedRun:
         except ConfigError as exc:  # e.g. a layer pinned to a server that is not there
             raise RunFailed('servers', str(exc)) from exc
         self.log(f'distribution plan for {model.name} ({s["placement"]}):\n{plan.table()}')
+        try:
+            check_rooms(plan, {server: self.deployer.memory_room(server, s['service_timeout_s'])
+                               for server in servers})
+        except NoRoom as exc:
+            raise RunFailed('deploy', str(exc)) from exc
         io = PipelineIO(self.node, plan, s['chunk_elements'], servers,
                         hang_s=s['hang_timeout_s'])
         try:
@@ -262,7 +307,8 @@ class DeployedRun:
         training = DistributedTraining(model, plan, io, streamer, inference, self.run_id,
                                        self.progress, self.log, cancelled=control.cancelled,
                                        on_progress=control.on_progress,
-                                       sizer=bundle_sizer(model, self.settings['bundle']))
+                                       sizer=bundle_sizer(model, bundle_setting(plan,
+                                                                                self.settings)))
         try:
             result = training.run(dataset)
         except FAILURES as exc:
@@ -310,8 +356,9 @@ class DeployedRun:
             plan, lost = recovery.plan, lost | recovery.lost
             metrics.update(plan=_placements(plan), recoveries=recovery.events)
         loaded = io.watch.weights_loaded()
+        units = {p.full_name: p.unit for p in plan.placements}
         for entry in metrics['plan']:
-            entry['weights_loaded'] = loaded[entry['layer']]
+            entry['weights_loaded'] = loaded.get(units.get(entry['node'], entry['layer']), False)
         return plan, lost
 
     def _pause(self, manager: LifecycleManager) -> None:

@@ -77,7 +77,7 @@ class Supervisor:
         if lost:
             recovered = self._recover(lost, what)
         finalized = [p for p in self.placements()
-                     if self.layer_states().get(p.layer.index) == 'finalized'
+                     if self.layer_states().get(p.unit) == 'finalized'
                      and p.server not in lost]
         if finalized and self.recovery is not None:
             again = self.recovery.recreate(finalized)

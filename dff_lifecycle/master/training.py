@@ -27,7 +27,7 @@ from dff_lifecycle.master.bundling import Bundle, BundleSettings, BundleSizer
 from dff_lifecycle.master.inference import DistributedInference, Progress
 from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.pipeline_watch import Scalars
-from dff_lifecycle.master.plan import DistributionPlan
+from dff_lifecycle.master.plan import DistributionPlan, SHARD_UNITS
 from dff_lifecycle.master.run_progress import ProgressClock, TrainingProgress
 from dff_lifecycle.master.streaming import Streamer
 from dff_lifecycle.wire.torch_arrays import to_numpy
@@ -86,7 +86,7 @@ class DistributedTraining:
         self.on_progress = on_progress
         self.sizer = sizer  # None: every batch in its own message
         # Layers nobody consumes: their acknowledgement means every layer trained the batch.
-        self.leaves = [p.layer.index for p in plan.placements if not p.topics.train_out]
+        self.leaves = [p.unit for p in plan.placements if not p.topics.train_out]
 
     def run(self, dataset: Dataset) -> TrainingResult:
         """Train every batch of every epoch, or until cancelled."""
@@ -164,7 +164,7 @@ class DistributedTraining:
         scalars = self.io.watch.scalars(self.stream)
         out = []
         for p in self.plan.placements:
-            by_seq = scalars.get(p.layer.index) or {}
+            by_seq = scalars.get(p.unit) or {}
             out.append((p.full_name, by_seq[max(by_seq)] if by_seq else NO_SCALARS))
         return out
 
@@ -174,7 +174,9 @@ class DistributedTraining:
 
         Full batch: one record per layer, at its last step.
         """
-        scalars = self.io.watch.scalars(self.stream)
+        # Shard k > 0 of a split layer reports the whole layer's loss again: shard 0 speaks.
+        scalars = {unit: by_seq for unit, by_seq in self.io.watch.scalars(self.stream).items()
+                   if unit < SHARD_UNITS}
         if self.model.training.mode != 'full_batch':
             return epoch_means({layer: [(epoch_of.get(seq, 0), v) for seq, v in by_seq.items()]
                                 for layer, by_seq in scalars.items()})

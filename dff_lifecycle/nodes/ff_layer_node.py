@@ -19,10 +19,12 @@ from typing import Any, Optional
 from dff_lifecycle.common.memory_limit import process_budget
 from dff_lifecycle.core.ff.layers import build_row
 from dff_lifecycle.core.ff.local_trainer import LocalTrainer
+from dff_lifecycle.core.ff.sharding import build_shard, shard_ranges, ShardTrainer
 from dff_lifecycle.core.ff.memory import check_fits, layer_node_bytes
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.run.weights import layer_weight_path, load_state, save_state_atomic
 from dff_lifecycle.core.stage.layer_stage import InputRejected, LayerStage, StageSettings
+from dff_lifecycle.core.stage.shard_stage import ShardStage
 from dff_lifecycle.nodes.compute_worker import ComputeWorker
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
 from dff_lifecycle.nodes.stage_wiring import StageWiring
@@ -77,6 +79,7 @@ class FFLayerNode(LifecycleNode):
         self._train_pub: Optional[LifecyclePublisher] = None
         self._infer_pub: Optional[LifecyclePublisher] = None
         self._result_pub: Optional[LifecyclePublisher] = None
+        self._partials_pub: Optional[LifecyclePublisher] = None  # a split layer's shard
         self._senders: dict[str, TensorSender] = {}
         self._status = LayerStatus()
         self._rejected_inputs = 0
@@ -113,11 +116,9 @@ class FFLayerNode(LifecycleNode):
                 name = self.get_fully_qualified_name()
                 process_budget().claim(name, need,
                                        lambda room: check_fits(need, f'layer {name}', room))
-                layer, _ = build_row(s['layer_type'], [wiring.in_shape], list(wiring.layer_args),
-                                     s['seed'])
-                self._trainer = LocalTrainer(layer, hparams, device=s['device'])
                 self._wiring = wiring
-                self._stage = LayerStage(self._trainer, StageSettings(
+                self._trainer, stage_class, shard_args = self._build_trainer(s, hparams, wiring)
+                self._stage = stage_class(self._trainer, StageSettings(
                     in_features=s['in_features'], overlay_classes=s['overlay_classes'],
                     steps_per_batch=s['steps_per_batch'],
                     report_goodness=s['report_goodness'],
@@ -126,10 +127,11 @@ class FFLayerNode(LifecycleNode):
                     save_every_s=s['save_every_s'],
                     resend_cache_bytes=int(s['resend_cache_mib'] * 2**20)),
                     save=lambda: self.save_weights(periodic=True),
-                    warn=self.get_logger().warning, ops=wiring.ops())
+                    warn=self.get_logger().warning, ops=wiring.ops(), **shard_args)
                 self._settings = s
                 self._weight_file = layer_weight_path(s['weight_dir'], s['model'],
-                                                      s['layer_index'])
+                                                      s['layer_index'],
+                                                      (s['shard_index'], s['shard_count']))
                 self._weights_loaded = False
                 if s['load_weights'] and self._weight_file.exists():
                     state = load_state(self._weight_file)
@@ -151,6 +153,29 @@ class FFLayerNode(LifecycleNode):
         self._publish_status('inactive')
         return SUCCESS
 
+    @staticmethod
+    def _build_trainer(s: dict[str, Any], hparams: FFHyperParams, wiring: StageWiring
+                       ) -> tuple[LocalTrainer, type, dict[str, int]]:
+        """The layer's trainer, its stage class, and what that stage needs beyond a LayerStage's."""
+        count = s['shard_count']
+        if count == 1:
+            layer, _ = build_row(s['layer_type'], [wiring.in_shape], list(wiring.layer_args),
+                                 s['seed'])
+            return LocalTrainer(layer, hparams, device=s['device']), LayerStage, {}
+        if not 0 <= s['shard_index'] < count:
+            raise ValueError(f'shard_index {s["shard_index"]} of shard_count {count}')
+        units = s['layer_units']
+        unit_range = shard_ranges(units, count)[s['shard_index']]
+        width = unit_range[1] - unit_range[0]
+        if wiring.layer_args[0] != width:
+            raise ValueError(f'layer_args give shard {s["shard_index"]} of {count} '
+                             f'{wiring.layer_args[0]} units; {units} split {count} ways give '
+                             f'it {width}')
+        layer = build_shard(s['layer_type'], wiring.in_shape, [units, *wiring.layer_args[1:]],
+                            unit_range, s['seed'])
+        trainer = ShardTrainer(layer, unit_range, units, hparams, device=s['device'])
+        return trainer, ShardStage, {'shard': s['shard_index'], 'shards': count}
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
             try:
@@ -160,11 +185,13 @@ class FFLayerNode(LifecycleNode):
                 report = s['report_goodness'] or s['report_features']
                 self._result_pub = self._maybe_publisher(
                     wiring.output_topic('result') if report else '')
+                self._partials_pub = self._maybe_publisher(wiring.output_topic('partials'))
                 self._senders = {
                     name: TensorSender(pub, source=self.get_fully_qualified_name(),
                                        chunk_elements=s['chunk_elements'], clock=self.get_clock())
                     for name, pub in (('train', self._train_pub), ('infer', self._infer_pub),
-                                      ('result', self._result_pub)) if pub is not None}
+                                      ('result', self._result_pub),
+                                      ('partials', self._partials_pub)) if pub is not None}
                 # One subscription, and one reassembler, per input binding: joined inputs
                 # send the same (stream, seq, kind), told apart by where they arrive.
                 self._receivers = [TensorReceiver(self.get_logger()) for _ in wiring.inputs]
@@ -292,9 +319,10 @@ class FFLayerNode(LifecycleNode):
             model = self._settings['model']
             for out in outputs:
                 sender = self._senders.get(out.channel)
-                if sender is not None:
+                if sender is not None:  # a shard may finish an earlier batch than it received
+                    seq = tensor.batch_seq if out.seq is None else out.seq
                     sender.send(to_numpy(out.tensor), model=model, stream=tensor.stream,
-                                batch_seq=tensor.batch_seq, kind=int(out.kind))
+                                batch_seq=seq, kind=int(out.kind))
             scalars = self._stage.scalars
             self._status.loss = scalars.loss
             self._status.goodness_positive = scalars.goodness_positive
@@ -346,10 +374,10 @@ class FFLayerNode(LifecycleNode):
         for sub in self._subscriptions_in:
             self.destroy_subscription(sub)
         self._subscriptions_in = []
-        for pub in (self._train_pub, self._infer_pub, self._result_pub):
+        for pub in (self._train_pub, self._infer_pub, self._result_pub, self._partials_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
-        self._train_pub = self._infer_pub = self._result_pub = None
+        self._train_pub = self._infer_pub = self._result_pub = self._partials_pub = None
         self._senders = {}
         self._worker.reset()  # what is queued belongs to the stream being paused
         if self._stage is not None:

@@ -36,6 +36,13 @@ LAYER_PARAMETERS = {
     'pre_ops': Param(list, [''], 'Parameter-free rows run on the joined inputs before the '
                                  'layer (a Flatten after a Concat), like post_ops.'),
     'seed': Param(int, 0, 'Seed of the weight initialisation.', 0),
+    'shard_index': Param(int, 0, 'A layer split by output units: which shard this node is '
+                                 '(0-based; its units from shard_ranges).', 0),
+    'shard_count': Param(int, 1, 'Shards of the split layer (1: the whole layer). Shards '
+                                 'exchange partial sums of squares on their partials ports.',
+                         1),
+    'layer_units': Param(int, 0, 'A split layer: output units (channels) of the whole layer; '
+                                 'layer_args name this shard\'s.', 0),
     **HYPERPARAMETERS,
     'steps_per_batch': Param(int, 1, 'Optimisation steps per received batch '
                                      '(full-batch recipe: N).', 1),

@@ -107,7 +107,8 @@ class ServerContainer(Node):
             # weight file, which configure then loads from the local disk as always.
             values = {p.name: p.value for p in overrides}
             path = layer_weight_path(values.get('weight_dir', self.settings['weight_dir']),
-                                     spec.model, spec.layer_index)
+                                     spec.model, spec.layer_index,
+                                     (values.get('shard_index', 0), values.get('shard_count', 1)))
             save_bytes_atomic(path, bytes(spec.checkpoint))
             self.get_logger().info(f'{full}: installed its checkpoint as {path}')
         with self._lock:

@@ -11,7 +11,7 @@ import math
 from typing import Any, Mapping
 
 from dff_lifecycle.common.ports import (decode_bindings, decode_shape, PortBinding,
-                                        positions)
+                                        positions, SHARD_PORTS)
 from dff_lifecycle.core.ff.layers import build_row, get_layer_type
 from dff_lifecycle.core.stage.stage_ops import chain_modules, joined_shape, StageOps
 
@@ -54,13 +54,21 @@ class StageWiring:
         inputs = tuple(decode_bindings(s['inputs'], 'inputs'))
         outputs = tuple(decode_bindings(s['outputs'], 'outputs'))
         joined = positions(inputs)
+        shards = int(s.get('shard_count', 1))
         for port in {b.port for b in inputs}:
             count = sum(1 for b in inputs if b.port == port)
-            if count != len(shapes):
+            if port in SHARD_PORTS:
+                if count != shards - 1:
+                    raise ValueError(f'inputs: port {port!r} is bound {count} time(s), but a '
+                                     f'layer split in {shards} has {shards - 1} peer(s)')
+            elif count != len(shapes):
                 raise ValueError(f'inputs: port {port!r} is bound {count} time(s) but the stage '
                                  f'joins {len(shapes)} input(s) (input_shapes)')
-        if not inputs:
+        if not any(b.port not in SHARD_PORTS for b in inputs):
             raise ValueError('inputs: no input port is bound, so the layer would hear nothing')
+        if shards > 1 and not any(b.port in SHARD_PORTS for b in outputs):
+            raise ValueError('outputs: a split layer must bind its partials port (its peers '
+                             'wait for its partial sums)')
         if not any(b.port == 'status' for b in outputs):
             raise ValueError('outputs: the status port must be bound (the master follows it)')
         return cls(in_shape, args, shapes, s['concat_dim'], tuple(post_ops), inputs, outputs,

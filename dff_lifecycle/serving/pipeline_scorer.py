@@ -104,7 +104,7 @@ class PipelineScorer:
         deadline = time.monotonic() + STATUS_WAIT_S
         while time.monotonic() < deadline and not all(watch.weights_loaded().values()):
             watch.wait(0.1)
-        missing = [p for p in self.plan.placements if not watch.weights_loaded()[p.layer.index]]
+        missing = [p for p in self.plan.placements if not watch.weights_loaded()[p.unit]]
         if missing:
             listing = ', '.join(f'layer {p.layer.index} on {p.server}' for p in missing)
             raise PipelineScorerError(f"no trained weights for {listing} in its server's "

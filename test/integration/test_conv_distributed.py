@@ -77,3 +77,28 @@ def test_a_supervised_conv_model_learns_by_class_groups_distributed_like_one_pro
     single = run_single_process(model, dataset, 'cpu', progress=False, log=lambda _t: None)
     assert single['test_accuracy'] >= 0.90
     assert abs(single['test_accuracy'] - accuracy) <= 0.005, master.output
+
+
+def test_a_layer_split_over_two_containers_trains_like_the_whole_layer(servers, data_root,
+                                                                        tmp_path):
+    """
+    Layer 1 split by output units (master `shards: ["1:2"]`): one shard per container.
+
+    The shards exchange one partial goodness per sample and layer 2 joins their
+    activities. Each shard starts from its rows of the whole layer's seeded weights, and
+    its steps are the whole layer's (test/unit/test_shard_stage.py), so the accuracy is the
+    single process's, which trains the layer whole.
+    """
+    config = FIXTURES / 'mnist_split_small.yaml'
+    master = start_master(servers, config, servers=2, shards=['1:2'],
+                          out_dir=str(tmp_path / 'run'))
+    assert master.wait(300) == 0, master.output
+    assert re.search(r'^1\s+FFDense \(shard 2/2\)\s+256->128\s+server_2\s', master.output,
+                     re.M), master.output
+    accuracy = float(ACCURACY_RE.search(master.output).group(1))
+    model = load_model_config(config, load_layer_config(LAYER_CONFIG))
+    dataset = load_dataset('mnist', data_root, train_limit=model.training.train_limit,
+                           test_limit=model.training.test_limit)
+    single = run_single_process(model, dataset, 'cpu', progress=False, log=lambda _t: None)
+    assert single['test_accuracy'] >= 0.70
+    assert abs(single['test_accuracy'] - accuracy) <= 0.005, master.output

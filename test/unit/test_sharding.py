@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from dff_lifecycle.core.ff.layers import FFConv2d, FFDense
+from dff_lifecycle.core.ff.layers import build_row, FFConv2d, FFDense, reset_linear_rows_
 from dff_lifecycle.core.ff.local_trainer import LocalTrainer
 from dff_lifecycle.core.ff.sharding import (build_shard, shard_ranges, ShardTrainer,
                                             split_dense)
@@ -75,7 +75,7 @@ def test_ranges_cover_every_unit_once_and_bad_splits_are_refused():
     with pytest.raises(RuntimeError, match='forward'):
         ShardTrainer(shard, (0, 5), UNITS, FFHyperParams()).finish(torch.zeros(2, 1))
     with pytest.raises(ValueError, match='cannot be split'):
-        build_shard('MaxPool2d', (3, 8, 8), [2], (0, 1), 0, 0)
+        build_shard('MaxPool2d', (3, 8, 8), [2], (0, 1), 0)
 
 
 def split_conv(layer: FFConv2d, ranges) -> list[FFConv2d]:
@@ -111,14 +111,24 @@ def test_split_conv_layer_matches_the_whole_layer_by_channels(scope):
     assert torch.allclose(weight, whole.layer.weight, atol=1e-5)
 
 
-def test_a_shard_built_from_its_row_has_its_width_and_the_seeded_scheme():
+@pytest.mark.parametrize('layer_type, in_shape, args', [
+    ('FFDense', (20,), [10]), ('FFConv2d', (3, 6, 6), [10, 3, 1, 1])])
+def test_shards_start_as_slices_of_the_whole_layers_seeded_weights(layer_type, in_shape, args):
+    whole, _ = build_row(layer_type, [in_shape], args, 3)
     ranges = shard_ranges(10, 3)
-    layer = build_shard('FFDense', (20,), [10], ranges[1], seed=3, shard=1)
+    parts = [build_shard(layer_type, in_shape, args, r, seed=3) for r in ranges]
+    assert torch.equal(torch.cat([p.weight for p in parts]), whole.weight)
+    assert torch.equal(torch.cat([p.bias for p in parts]), whole.bias)
+    small = torch.zeros(4, 20)  # drawn in blocks of one row: the same numbers
+    reset_linear_rows_(small, None, torch.Generator().manual_seed(3), (3, 7), 10,
+                       chunk_elements=1)
+    assert torch.equal(small, build_row('FFDense', [(20,)], [10], 3)[0].weight[3:7])
+
+
+def test_a_shard_trainer_waits_between_its_two_phases():
+    ranges = shard_ranges(10, 3)
+    layer = build_shard('FFDense', (20,), [10], ranges[1], seed=3)
     assert layer.weight.shape == (4, 20)
-    again = build_shard('FFDense', (20,), [10], ranges[1], seed=3, shard=1)
-    other = build_shard('FFDense', (20,), [10], ranges[1], seed=3, shard=2)
-    assert torch.equal(layer.weight, again.weight)
-    assert not torch.equal(layer.weight, other.weight)
     trainer = ShardTrainer(layer, ranges[1], 10, FFHyperParams())
     assert trainer.partial_width() == 1 and not trainer.pending
     trainer.forward(torch.randn(2, 20), torch.randn(2, 20))

@@ -29,6 +29,32 @@ def reset_linear_(weight: Tensor, bias: Optional[Tensor],
             bias.uniform_(-bound, bound, generator=generator)
 
 
+def reset_linear_rows_(weight: Tensor, bias: Optional[Tensor], generator: torch.Generator,
+                       rows: tuple[int, int], total_rows: int,
+                       chunk_elements: int = 1 << 22) -> None:
+    """
+    Give `weight` (and `bias`) rows [start, stop) of what `reset_linear_` would draw for a
+    (total_rows, fan_in) weight: a shard of a split layer starts as that slice of the whole
+    layer. The whole draw is made in blocks of rows, so memory stays that of one block.
+    """
+    start, stop = rows
+    fan_in = weight[0].numel()
+    bound = 1.0 / math.sqrt(fan_in)
+    flat = weight.view(weight.shape[0], fan_in)
+    step = max(1, chunk_elements // fan_in)
+    with torch.no_grad():
+        for first in range(0, total_rows, step):  # the draws of all rows, in order
+            last = min(total_rows, first + step)
+            block = torch.empty(last - first, fan_in).uniform_(-bound, bound,
+                                                               generator=generator)
+            low, high = max(first, start), min(last, stop)
+            if low < high:
+                flat[low - start:high - start] = block[low - first:high - first]
+        if bias is not None:
+            bias.copy_(torch.empty(total_rows).uniform_(-bound, bound,
+                                                        generator=generator)[start:stop])
+
+
 class FFDense(nn.Module):
     """
     Fully connected FF layer: length-normalise (or core.input_norms' choice), Linear, ReLU.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from dff_lifecycle.core.ff.layers import build_row, FFDense
+from dff_lifecycle.core.ff.layers import build_row, FFDense, reset_linear_rows_
 from dff_lifecycle.core.ff.local_trainer import LocalTrainer, StepResult
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.objectives.class_groups import class_group_loss, true_and_other_goodness
@@ -41,20 +41,20 @@ def shard_ranges(units: int, shards: int) -> list[tuple[int, int]]:
     return list(zip(bounds, bounds[1:]))
 
 
-def shard_seed(seed: int, shard: int) -> int:
-    """Seed of one shard's initial weights: same scheme as the whole layer, its own draw."""
-    return seed + 7919 * (shard + 1)
-
-
 def build_shard(layer_type: str, in_shape: Sequence[int], args: Sequence[int],
-                unit_range: tuple[int, int], seed: int, shard: int) -> nn.Module:
-    """The layer of one shard: `args` with the width of `unit_range`, freshly initialised."""
+                unit_range: tuple[int, int], seed: int) -> nn.Module:
+    """
+    The layer of one shard: the row's `args` with the width of `unit_range`, holding the
+    rows of the whole layer's seeded initialisation, which is drawn block by block and
+    never held whole: split or not, a layer starts from the same weights.
+    """
     if layer_type not in SPLITTABLE:
         raise ValueError(f'{layer_type} cannot be split by output units (only '
                          f'{", ".join(SPLITTABLE)})')
     start, stop = unit_range
-    layer, _ = build_row(layer_type, [tuple(in_shape)], [stop - start, *args[1:]],
-                         shard_seed(seed, shard))
+    layer, _ = build_row(layer_type, [tuple(in_shape)], [stop - start, *args[1:]], seed)
+    reset_linear_rows_(layer.weight, layer.bias, torch.Generator().manual_seed(seed),
+                       unit_range, int(args[0]))
     return layer
 
 

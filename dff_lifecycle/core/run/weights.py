@@ -14,12 +14,16 @@ class WeightFileError(ValueError):
     """A weight file is missing, unreadable, corrupt or not a state dict."""
 
 
-def layer_weight_path(weight_dir: PathLike, model: str, layer_index: int) -> Path:
-    """`<weight_dir>/<model>/layer_<i>.pt`."""
+def layer_weight_path(weight_dir: PathLike, model: str, layer_index: int,
+                      shard: tuple[int, int] = (0, 1)) -> Path:
+    """`<weight_dir>/<model>/layer_<i>.pt`; shard k of n of a split layer: `layer_<i>_<k>of<n>.pt`."""
     if not model or model in ('.', '..') or '/' in model or os.sep in model:
         raise ValueError(f'model name must be a plain directory name, got {model!r}')
     if isinstance(layer_index, bool) or not isinstance(layer_index, int) or layer_index < 0:
         raise ValueError(f'layer_index must be an int >= 0, got {layer_index!r}')
+    index, count = shard
+    if count > 1:
+        return Path(weight_dir) / model / f'layer_{layer_index}_{index}of{count}.pt'
     return Path(weight_dir) / model / f'layer_{layer_index}.pt'
 
 
