@@ -2,6 +2,7 @@
 
     sudo .venv/bin/python benchmarks/cluster_bench.py scaling [--cpus 0.5]
     sudo .venv/bin/python benchmarks/cluster_bench.py thesis [--memory 2560]
+    sudo .venv/bin/python benchmarks/cluster_bench.py split [--memory 3072 --shards 4]
     sudo .venv/bin/python benchmarks/cluster_bench.py links [--rates 1gbit 100mbit 20mbit]
     sudo .venv/bin/python benchmarks/cluster_bench.py placement [--devices 3 --cpus 0.4]
 
@@ -340,6 +341,75 @@ def thesis(bench: Bench, args: argparse.Namespace) -> int:
     return 0 if clean_refusal and run['returncode'] == 0 else 1
 
 
+# ------------------------------------------------------------------------------- split
+
+SPLIT_IN = 4000  # layer 1 reads 4000 units: its width sets its state
+
+
+def split(bench: Bench, args: argparse.Namespace) -> int:
+    """One layer whose state is `--ratio` x a device's cap, split over `--shards` devices."""
+    from dff_lifecycle.common.memory_limit import mib
+    from dff_lifecycle.core.ff.memory import persistent_state_bytes
+    cap = args.memory << 20
+    width = math.ceil(args.ratio * cap / persistent_state_bytes(SPLIT_IN + 1, 'sgd'))
+    layer_state = persistent_state_bytes((SPLIT_IN + 1) * width, 'sgd')
+    config = bench.tmp / 'split.yaml'
+    config.write_text((CONFIGS / 'split_template.yaml').read_text()
+                      .replace('WIDTH', str(width)).replace('IN', str(SPLIT_IN)))
+    print(f'split: cap {args.memory} MiB per device; layer 1 {SPLIT_IN}->{width}: '
+          f'{mib(layer_state)} of weights and gradients (plain SGD) '
+          f'({layer_state / cap:.2f} x the cap), in {args.shards} shards of '
+          f'{mib(layer_state // args.shards)}', flush=True)
+    # Device 1 holds layers 0 and 2; each shard has a device of its own.
+    devices = args.shards + 1
+    servers = [f'server_{i + 1}' for i in range(devices)]
+    with bench.cluster(devices, memory=args.memory, cpus=args.cpus) as name:
+        with bench.rss_sampler(name) as ff_rss:
+            ff = bench.ff(name, config, bench.tmp / 'split_ff', timeout=900)
+        ff_peak = ff_rss.get('d1')
+        with bench.rss_sampler(name) as rss:
+            run = bench.dff(name, config, devices, bench.tmp / 'split_dff', timeout=3600,
+                            master={'placement': 'pinned', 'shards': [f'1:{args.shards}'],
+                                    'pins': [f'0:{servers[0]}', f'2:{servers[0]}'],
+                                    # Multi-GiB checkpoints: only at the end, on each device.
+                                    'checkpoint_pull_s': 0.0, 'save_every_s': 0.0,
+                                    'save_every_batches': 0})
+        run['peak_rss_mib'] = dict(sorted(rss.items()))
+        run['oom_kills'] = bench.oom_kills(name)
+        too_few = bench.dff(name, config, devices, bench.tmp / 'split_refused', timeout=600,
+                            master={'placement': 'pinned', 'shards': [f'1:{args.shards - 1}'],
+                                    'pins': [f'0:{servers[0]}', f'2:{servers[0]}']})
+    clean_refusal = ff['returncode'] == 2 and 'needs about' in ff['output']
+    refused_split = too_few['returncode'] != 0 and 'needs about' in too_few['output']
+    message = ff['output'].strip().splitlines()[-1] if ff['output'].strip() else ''
+    fewer = next((line for line in too_few['output'].splitlines() if 'needs about' in line), '')
+    print('| system | result | peak resident MiB per device |\n|---|---|---|')
+    print(f'| FF, 1 process on 1 device | exit {ff["returncode"]}: {message[:200]} | '
+          f'{ff_peak} |')
+    result = (f'test accuracy {run["test_accuracy"]:.4f}, {run["train_seconds"]:.0f} s of '
+              'training' if run['returncode'] == 0 else f'exit {run["returncode"]}')
+    print(f'| DFF, layer 1 in {args.shards} shards on {devices} devices | {result}, OOM kills '
+          f'{run["oom_kills"]} | {run["peak_rss_mib"]} |')
+    print(f'| DFF, layer 1 in {args.shards - 1} shards | exit {too_few["returncode"]}: '
+          f'{fewer.strip()[:240]} | - |')
+    pyplot = plt()
+    fig, ax = pyplot.subplots(figsize=(6, 4))
+    peaks = run['peak_rss_mib']
+    ax.bar(list(peaks), list(peaks.values()), label='DFF peak resident memory per device')
+    ax.axhline(args.memory, color='red', linestyle='--', label=f'cap {args.memory} MiB')
+    ax.axhline(layer_state >> 20, color='gray', linestyle=':', label='layer 1 state, whole')
+    ax.set_ylabel('MiB')
+    ax.legend()
+    save('split', {'cap_mib': args.memory, 'width': width, 'in_features': SPLIT_IN,
+                   'shards': args.shards, 'layer_state_bytes': layer_state,
+                   'ff': ff, 'ff_peak_rss_mib': ff_peak, 'ff_clean_refusal': clean_refusal,
+                   'dff': {**brief(run), 'peak_rss_mib': run['peak_rss_mib'],
+                           'oom_kills': run['oom_kills']},
+                   'fewer_shards': {'returncode': too_few['returncode'], 'refusal': fewer},
+                   'dff_output': run['output']}, fig, bench.tmp)
+    return 0 if clean_refusal and refused_split and run['returncode'] == 0 else 1
+
+
 # ------------------------------------------------------------------------------- links
 
 def links(bench: Bench, args: argparse.Namespace) -> int:
@@ -387,6 +457,12 @@ def main() -> int:
     t = sub.add_parser('thesis')
     t.add_argument('--memory', type=int, default=4096, help='MiB per device')
     t.add_argument('--cpus', type=float, default=0.0)
+    sp = sub.add_parser('split')
+    sp.add_argument('--memory', type=int, default=3072, help='MiB per device')
+    sp.add_argument('--shards', type=int, default=4)
+    sp.add_argument('--ratio', type=float, default=3.0,
+                    help="layer 1's state as a multiple of the cap")
+    sp.add_argument('--cpus', type=float, default=0.0)
     li = sub.add_parser('links')
     li.add_argument('--rates', nargs='+', default=['1gbit', '100mbit', '20mbit'])
     li.add_argument('--windows', type=int, nargs='+', default=[16, 64])
@@ -396,7 +472,7 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix='dff_cluster_bench_') as tmp:
         return {'scaling': scaling, 'thesis': thesis, 'links': links,
-                'placement': placement}[args.which](
+                'placement': placement, 'split': split}[args.which](
             Bench(Path(tmp)), args)
 
 

@@ -2,8 +2,8 @@
 What a layer (or a whole model) needs in memory before it is built (pure).
 
 Weights and their gradients, the optimiser's per-weight state (Adam: two moments
-plus the temporary its step makes; plain SGD: none), and the activations of the
-larger of a training batch and an inference batch.
+plus the two weight-sized temporaries its step makes; plain SGD: none), and the
+activations of the larger of a training batch and an inference batch.
 """
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from dff_lifecycle.common.memory_limit import available_bytes, mib
 from dff_lifecycle.core.ff.layers import LAYER_TYPES
 
 FLOAT_BYTES = 4
-OPTIMIZER_SLOTS = {'adam': 3, 'sgd': 0}  # weight-sized tensors besides weights and grads
+# Weight-sized tensors an optimiser keeps (Adam's two moments) and makes for the length of
+# a step: torch's single-tensor Adam computes sqrt(v), then sqrt(v) / c, before adding eps
+# in place (measured: a step peaks 2 weight sizes above the state, SGD's at 0).
+OPTIMIZER_MOMENTS = {'adam': 2, 'adamw': 2, 'sgd': 0}
+STEP_TEMPORARIES = {'adam': 2, 'adamw': 2, 'sgd': 0}
+OPTIMIZER_SLOTS = {name: OPTIMIZER_MOMENTS[name] + STEP_TEMPORARIES[name]
+                   for name in OPTIMIZER_MOMENTS}  # besides weights and grads
 # Forward + backward of a batch keep about this many activation-sized tensors alive.
 ACTIVATION_COPIES = 6
 # Torch's allocator and fragmentation on top of the count above.
@@ -27,12 +33,18 @@ class DoesNotFit(MemoryError):
 def state_bytes(in_features: int, out_features: int, optimizer: str = 'adam',
                 params: Optional[int] = None) -> int:
     """
-    Return the bytes of weights, their gradients and the optimiser's per-weight state.
+    Return the bytes of weights, their gradients and the optimiser's per-weight state, at
+    the peak of a step (its temporaries too).
 
     `params` is the layer's parameter count; None: a dense layer's (in + 1) * out.
     """
     params = in_features * out_features + out_features if params is None else params
-    return params * (2 + OPTIMIZER_SLOTS.get(optimizer, 2)) * FLOAT_BYTES
+    return params * (2 + OPTIMIZER_SLOTS.get(optimizer, 4)) * FLOAT_BYTES
+
+
+def persistent_state_bytes(params: int, optimizer: str = 'adam') -> int:
+    """Weights, gradients and what the optimiser keeps between steps (no temporaries)."""
+    return params * (2 + OPTIMIZER_MOMENTS.get(optimizer, 2)) * FLOAT_BYTES
 
 
 def activation_bytes(in_features: int, out_features: int, batch_size: int = 100,
