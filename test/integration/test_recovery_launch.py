@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 import re
 import signal
+from typing import Optional
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.core.data.datasets import load_dataset
@@ -50,10 +51,11 @@ def batches_in(weight_file: Path) -> int:
         return 0
 
 
-def launch(env: dict[str, str], tmp_path: Path, *extra: str) -> Proc:
+def launch(env: dict[str, str], tmp_path: Path, *extra: str, model: Optional[Path] = None,
+           epochs: int = EPOCHS) -> Proc:
     return Proc('dff_launch', [
         str(scenarios.BIN / 'dff_launch'), str(DEPLOYMENT),
-        '-p', f'master.model_config:={small_model(tmp_path)}', '-p', f'epochs:={EPOCHS}',
+        '-p', f'master.model_config:={model or small_model(tmp_path)}', '-p', f'epochs:={epochs}',
         '-p', 'master.progress:=false', '-p', f'master.out_dir:={tmp_path / "run"}',
         '-p', f'servers.weight_dir:={tmp_path / "weights"}', *extra], env, stacks=launched_pids)
 
@@ -119,6 +121,41 @@ def test_kill_9_of_a_server_mid_run_still_ends_cleanly_with_the_same_accuracy(
     # fenced and its layer moved as well, and the run must still end as without the kill.
     for weight_file in (tmp_path / 'weights').rglob('*.pt'):  # none torn
         assert load_state(weight_file)['batches_seen'] > 0
+
+
+def test_kill_9_of_a_server_holding_a_shard_of_a_split_layer_recovers_it_exactly(
+        ros_domain, tmp_path, data_root):
+    """
+    Layer 1 of mnist_split_small split in two: server_2 holds its second shard and layer 2.
+
+    After kill -9 of server_2 both move to server_1 from their checkpoints; the replay
+    resends the batches they missed, server_1's shard answers each with the partial sums
+    it sent the first time, and the run ends as the single process ends (the split layer
+    starts from the whole layer's weights, so the two agree to the sample).
+    """
+    model = REPO / 'test' / 'fixtures' / 'mnist_split_small.yaml'
+    env = isolated_ros_env(ros_domain)
+    launcher = launch(env, tmp_path, '-p', "master.shards:=['1:2']", model=model, epochs=4)
+    shard = tmp_path / 'weights' / 'mnist_split_small' / 'layer_1_1of2.pt'
+    try:
+        launcher.wait_for('bring-up:', 120)
+        scenarios.wait_until(lambda: batches_in(shard) >= 300, 180, 'the shard checkpointed')
+        os.killpg(scenarios.child_pids(launcher.output)['server_2'], signal.SIGKILL)
+        code = launcher.wait(300)
+    finally:
+        stop(launcher)
+    out = launcher.output
+    assert code == 0, out
+    assert re.search(r'recovered: .*/mnist_split_small/layer_1_1of2 now on server_\d', out), out
+    accuracy = float(ACCURACY.search(out).group(1))
+    config = load_model_config(model, load_layer_config(LAYER_CONFIG))
+    config = replace(config, training=replace(config.training, epochs=4))
+    dataset = load_dataset('mnist', data_root, train_limit=config.training.train_limit,
+                           test_limit=config.training.test_limit)
+    baseline = run_single_process(config, dataset, 'cpu', progress=False,
+                                  log=lambda _t: None)['test_accuracy']
+    print(f'split layer, accuracy after kill -9: {accuracy:.4f}; uninterrupted: {baseline:.4f}')
+    assert abs(accuracy - baseline) <= 0.005
 
 
 def test_a_layer_shut_down_by_hand_is_created_again_and_training_finishes(ros_domain, tmp_path):

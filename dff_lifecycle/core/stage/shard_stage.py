@@ -22,11 +22,13 @@ from typing import Any, Optional
 from dff_lifecycle.core.ff.sharding import ShardTrainer
 from dff_lifecycle.core.stage.batch_codec import Kind, pack_classed, pack_pair
 from dff_lifecycle.core.stage.layer_stage import (InputRejected, LayerStage, MAX_PENDING_HALVES,
-                                                  Output, StageSettings)
+                                                  Output, StageSettings, TRAINED_MEMORY)
 from torch import Tensor
 
-# Partial sums this shard sent, kept for repeats; peers' partial sums kept ahead of time.
-SENT_PARTIALS = 512
+# Partial sums this shard sent, kept for repeats (as many as the trained batch ids, within
+# a memory bound: per-position sums of a conv map are H*W per sample); peers' partial sums
+# kept ahead of time.
+SENT_PARTIALS_BYTES = 32 << 20
 EARLY_PARTIALS = 4 * MAX_PENDING_HALVES
 
 Key = tuple[str, int]
@@ -49,6 +51,7 @@ class ShardStage(LayerStage):
         self._current: Optional[tuple[Key, Optional[Tensor]]] = None  # (key, labels)
         self._peers: OrderedDict[Key, dict[int, Tensor]] = OrderedDict()
         self._sent_partials: OrderedDict[Key, Tensor] = OrderedDict()
+        self._sent_partials_bytes = 0
 
     # ----------------------------------------------------------------- inputs
     def process(self, stream: str, seq: int, kind: int, tensor: Tensor,
@@ -110,9 +113,7 @@ class ShardStage(LayerStage):
                 classed = self.trainer.class_groups > 0
                 own = self.trainer.forward(x) if classed else self.trainer.forward(x, other)
                 self._current = (key, other if classed else None)
-                self._sent_partials[key] = own
-                while len(self._sent_partials) > SENT_PARTIALS:
-                    self._sent_partials.popitem(last=False)
+                self._keep_partials(key, own)
                 outputs += self._partials_out(key)
             key, labels = self._current
             peers = self._peers.get(key, {})
@@ -137,6 +138,14 @@ class ShardStage(LayerStage):
             packed, kind = pack_classed(self.ops.post(result.h_pos), labels), Kind.TRAIN_CLASSED
         self._cache(key, packed)
         return Output('train', kind, packed, key[1])
+
+    def _keep_partials(self, key: Key, own: Tensor) -> None:
+        self._sent_partials[key] = own
+        self._sent_partials_bytes += own.numel() * own.element_size()
+        while (len(self._sent_partials) > TRAINED_MEMORY
+               or self._sent_partials_bytes > SENT_PARTIALS_BYTES) and len(self._sent_partials) > 1:
+            _, old = self._sent_partials.popitem(last=False)
+            self._sent_partials_bytes -= old.numel() * old.element_size()
 
     def _partials_out(self, key: Key) -> list[Output]:
         sent = self._sent_partials.get(key)
@@ -165,11 +174,14 @@ class ShardStage(LayerStage):
         super().forget()
         self._drop_work()
         self._sent_partials.clear()
+        self._sent_partials_bytes = 0
 
     def _drop_work(self) -> None:
         """A pause: what waits is resent by the master, and redone from its forward."""
         if self._current is not None:
-            self._sent_partials.pop(self._current[0], None)
+            dropped = self._sent_partials.pop(self._current[0], None)
+            if dropped is not None:
+                self._sent_partials_bytes -= dropped.numel() * dropped.element_size()
         self._queue.clear()
         self._current = None
         self._peers.clear()
