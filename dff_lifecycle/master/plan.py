@@ -98,8 +98,10 @@ class LayerPlacement:
     @property
     def unit(self) -> int:
         """
-        The master's key of this layer node: the row index, or for shard k > 0 of a split
-        layer a key above every row index (shard 0 stands for its layer in the metrics).
+        Return the master's key of this layer node.
+
+        The row index, or for shard k > 0 of a split layer a key above every row index
+        (shard 0 stands for its layer in the metrics).
         """
         return self.layer.index + SHARD_UNITS * self.shard
 
@@ -214,9 +216,10 @@ def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contig
                costs: Sequence[float] | None = None,
                shards: Mapping[int, int] | None = None) -> DistributionPlan:
     """
-    Place every stage of `model` on `servers` and wire its ports: one layer node per stage,
-    or one per shard of a layer split by output units (`shards`: {row: count}), the shards
-    on distinct servers from the stage's own on.
+    Place every stage of `model` on `servers` and wire its ports.
+
+    One layer node per stage, or one per shard of a layer split by output units (`shards`:
+    {row: count}), the shards on distinct servers from the stage's own on.
     """
     name = model.name
     stages = model.stages
@@ -314,12 +317,12 @@ def check_shards(model: ModelConfig, shards: Mapping[int, int], servers: int,
         for stage in model.stages:
             if index in stage.inputs and len(stage.inputs) > 1 and stage.concat_dim != 1:
                 raise ConfigError(PARAMETERS, 'shards', f'{where}: layer {stage.index} joins '
-                                  f'it along dim {stage.concat_dim}; a split layer\'s parts '
-                                  'join along its units (dim 1)')
+                                  f'it along dim {stage.concat_dim}; the parts of a split '
+                                  'layer join along its units (dim 1)')
 
 
 def shard_args(model: ModelConfig, index: int, shard: int, count: int) -> list[int]:
-    """The row's args with the width of shard `shard` of `count`."""
+    """Return the row's args with the width of shard `shard` of `count`."""
     row = model.layers[index]
     values = list(LAYER_TYPES[row.module].parse_args(row.args).values)
     start, stop = shard_ranges(int(values[0]), count)[shard]
@@ -328,7 +331,7 @@ def shard_args(model: ModelConfig, index: int, shard: int, count: int) -> list[i
 
 def shard_out_shape(model: ModelConfig, index: int, shard: int, count: int
                     ) -> tuple[int, ...]:
-    """What one shard's node sends on: its layer's output after the stage's post-ops."""
+    """Return what one shard's node sends on: its output after the stage's post-ops."""
     stage = model.stage(index)
     shape = LAYER_TYPES[model.layers[index].module].out_shape(
         [stage.in_shape], shard_args(model, index, shard, count))

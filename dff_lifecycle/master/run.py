@@ -19,8 +19,8 @@ from pathlib import Path
 import time
 from typing import Callable, Optional
 
-from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.common.memory_limit import mib
+from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.core.data.datasets import Dataset
 from dff_lifecycle.core.ff.sharding import SPLITTABLE
 from dff_lifecycle.core.objectives.separation import inseparable_layers
@@ -126,7 +126,7 @@ def largest_batch_bytes(model: ModelConfig) -> int:
 
 
 def bundle_setting(plan: DistributionPlan, settings: dict) -> int:
-    """The `bundle` parameter, or 1 where a split layer's shards step batch by batch."""
+    """Return the `bundle` parameter, or 1 where a split layer's shards step batch by batch."""
     if any(p.shards > 1 for p in plan.placements):
         return 1
     return settings['bundle']

@@ -19,8 +19,8 @@ from typing import Any, Optional
 from dff_lifecycle.common.memory_limit import process_budget
 from dff_lifecycle.core.ff.layers import build_row
 from dff_lifecycle.core.ff.local_trainer import LocalTrainer
-from dff_lifecycle.core.ff.sharding import build_shard, shard_ranges, ShardTrainer
 from dff_lifecycle.core.ff.memory import check_fits, layer_node_bytes
+from dff_lifecycle.core.ff.sharding import build_shard, shard_ranges, ShardTrainer
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.run.weights import layer_weight_path, load_state, save_state_atomic
 from dff_lifecycle.core.stage.layer_stage import InputRejected, LayerStage, StageSettings
@@ -156,7 +156,7 @@ class FFLayerNode(LifecycleNode):
     @staticmethod
     def _build_trainer(s: dict[str, Any], hparams: FFHyperParams, wiring: StageWiring
                        ) -> tuple[LocalTrainer, type, dict[str, int]]:
-        """The layer's trainer, its stage class, and what that stage needs beyond a LayerStage's."""
+        """Return the trainer, its stage class, and what that stage needs beyond a LayerStage."""
         count = s['shard_count']
         if count == 1:
             layer, _ = build_row(s['layer_type'], [wiring.in_shape], list(wiring.layer_args),

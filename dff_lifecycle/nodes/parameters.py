@@ -42,7 +42,7 @@ LAYER_PARAMETERS = {
                                  'exchange partial sums of squares on their partials ports.',
                          1),
     'layer_units': Param(int, 0, 'A split layer: output units (channels) of the whole layer; '
-                                 'layer_args name this shard\'s.', 0),
+                                 "layer_args name this shard's.", 0),
     **HYPERPARAMETERS,
     'steps_per_batch': Param(int, 1, 'Optimisation steps per received batch '
                                      '(full-batch recipe: N).', 1),

@@ -7,12 +7,13 @@ every hosted layer down (weights saved) before it exits.
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 import sys
 import threading
 import time
-from typing import Any, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from dff_lifecycle.common.folders import writable_folder
 from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
@@ -48,14 +49,25 @@ class ServerContainer(Node):
         self._executor = executor
         self._layers: dict[str, FFLayerNode] = {}  # fully qualified name -> node
         self._lock = threading.Lock()
+        # Held by every service call and timer that touches hosted layers, and by the main
+        # thread's shutdown_layers: a DeleteModel served while the container is told to stop
+        # could otherwise use a layer node the other thread just destroyed (a CI run died of
+        # InvalidHandle at the end of the serving launch test).
+        self._hosting = threading.RLock()
+        self._closing = False
         self._finalized_at: dict[str, float] = {}  # when each finalized layer was first seen
         group = MutuallyExclusiveCallbackGroup()
-        self.create_service(CreateLayers, '~/create_layers', self._on_create, callback_group=group)
-        self.create_service(DeleteModel, '~/delete_model', self._on_delete, callback_group=group)
-        self.create_service(ListLayers, '~/list_layers', self._on_list, callback_group=group)
-        self.create_service(SaveModel, '~/save_model', self._on_save, callback_group=group)
-        self.create_service(GetCheckpoints, '~/get_checkpoints', self._on_get_checkpoints,
+        serial = self._hosting_call
+        self.create_service(CreateLayers, '~/create_layers', serial(self._on_create),
                             callback_group=group)
+        self.create_service(DeleteModel, '~/delete_model', serial(self._on_delete),
+                            callback_group=group)
+        self.create_service(ListLayers, '~/list_layers', serial(self._on_list),
+                            callback_group=group)
+        self.create_service(SaveModel, '~/save_model', serial(self._on_save),
+                            callback_group=group)
+        self.create_service(GetCheckpoints, '~/get_checkpoints',
+                            serial(self._on_get_checkpoints), callback_group=group)
         # Beats from a thread of their own, with the middleware's liveliness beside them:
         # a busy executor is not a dead one (ros/heartbeat.py).
         self.heartbeat = Heartbeat(self)
@@ -63,7 +75,8 @@ class ServerContainer(Node):
         process_budget()
         # A layer shut down by hand (finalized) can never run again: remove it, as rclcpp
         # containers unload a finalized component, so that it can be created anew.
-        self.create_timer(HEARTBEAT_PERIOD_S, self._remove_finalized, callback_group=group)
+        self.create_timer(HEARTBEAT_PERIOD_S, serial(self._remove_finalized),
+                          callback_group=group)
         # /diagnostics at 1 Hz: hosted layers, memory, uptime (each layer sends its own entry).
         self._diagnostics = ContainerDiagnostics(self, lambda: self._layers_of(''),
                                                  self.settings['weight_dir'])
@@ -71,10 +84,20 @@ class ServerContainer(Node):
                                f'{os.path.abspath(self.settings["weight_dir"])}')
 
     # ----------------------------------------------------------------- services
+    def _hosting_call(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap `handler` to run while no other thread adds or removes hosted layers."""
+        @functools.wraps(handler)
+        def call(*args: Any) -> Any:
+            with self._hosting:
+                return handler(*args)
+        return call
+
     def _on_create(self, request: CreateLayers.Request,
                    response: CreateLayers.Response) -> CreateLayers.Response:
         created: list[FFLayerNode] = []
         try:
+            if self._closing:
+                raise RuntimeError(f'{self.get_name()} is shutting down')
             for spec in request.layers:
                 created.append(self._create_layer(spec))
         except Exception as exc:  # noqa: BLE001 - all or nothing, reported to the caller
@@ -236,10 +259,11 @@ class ServerContainer(Node):
         executor: destroying one node twice crashed the process (SIGSEGV in CI, at the
         end of the serving launch test).
         """
-        with self._lock:
-            if self._layers.get(node.get_fully_qualified_name()) is not node:
+        with self._lock:  # by identity: the other path may have destroyed the node's handle
+            name = next((full for full, hosted in self._layers.items() if hosted is node), None)
+            if name is None:
                 return False
-            del self._layers[node.get_fully_qualified_name()]
+            del self._layers[name]
         node.discard_weights_on_shutdown = not save
         if node.lifecycle_label != 'finalized':
             node.trigger_shutdown()  # on_shutdown saves the weights unless discarded
@@ -251,11 +275,16 @@ class ServerContainer(Node):
         return True
 
     def shutdown_layers(self) -> None:
-        for node in self._layers_of(''):
-            try:
-                self._remove(node, save=True)
-            except Exception as exc:  # noqa: BLE001 - keep shutting the others down
-                self.get_logger().error(f'{node.get_fully_qualified_name()}: {exc}')
+        """Save and remove every hosted layer; later CreateLayers calls are refused."""
+        with self._hosting:
+            self._closing = True
+            with self._lock:
+                hosted = list(self._layers.items())
+            for name, node in hosted:
+                try:
+                    self._remove(node, save=True)
+                except Exception as exc:  # noqa: BLE001 - keep shutting the others down
+                    self.get_logger().error(f'{name}: {exc}')
 
 
 def warm_up_torch(threads: int) -> None:

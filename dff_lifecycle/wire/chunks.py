@@ -17,6 +17,11 @@ import zlib
 from dff_lifecycle.wire.header import ChunkHeader, TensorKey, WIRE_DTYPE
 import numpy as np
 
+try:  # Intel ISA-L: the same CRC-32 as zlib's, with carry-less multiplication (70 GB/s here)
+    from isal.isal_zlib import crc32
+except ImportError:  # zlib's own: 2 GB/s here, a millisecond per MiB sent or received
+    crc32 = zlib.crc32
+
 
 class ChunkError(ValueError):
     """A chunk (or the tensor it belongs to) failed a reassembly check."""
@@ -62,7 +67,7 @@ def split_tensor(array: np.ndarray, chunk_elements: int) -> list[ChunkView]:
 def crc32_of(array: np.ndarray, key: Optional[TensorKey] = None,
              shape: Optional[tuple[int, ...]] = None) -> int:
     """
-    CRC-32 (zlib) of the tensor's identity and its little-endian float32 bytes.
+    CRC-32 (zlib's polynomial) of the tensor's identity and its little-endian float32 bytes.
 
     With `key` the CRC also covers the key and `shape` (array.shape by default), so a
     corrupted header (another batch_seq, kind or shape) cannot pass a valid payload off
@@ -70,11 +75,11 @@ def crc32_of(array: np.ndarray, key: Optional[TensorKey] = None,
     """
     data = memoryview(_flat_float32(array)).cast('B')
     if key is None:
-        return zlib.crc32(data)
+        return crc32(data)
     dims = tuple(array.shape if shape is None else shape)
     identity = '\x1f'.join((key.model, key.stream, str(key.batch_seq), str(key.kind),
                             ','.join(map(str, dims))))
-    return zlib.crc32(data, zlib.crc32(identity.encode('utf-8', 'surrogatepass')))
+    return crc32(data, crc32(identity.encode('utf-8', 'surrogatepass')))
 
 
 @dataclass

@@ -79,8 +79,8 @@ def test_a_supervised_conv_model_learns_by_class_groups_distributed_like_one_pro
     assert abs(single['test_accuracy'] - accuracy) <= 0.005, master.output
 
 
-def test_a_layer_split_over_two_containers_trains_like_the_whole_layer(servers, data_root,
-                                                                        tmp_path):
+def test_a_layer_split_over_two_containers_trains_like_the_whole_layer(
+        servers, data_root, tmp_path):
     """
     Layer 1 split by output units (master `shards: ["1:2"]`): one shard per container.
 

@@ -167,7 +167,8 @@ def test_a_layer_entry_has_every_key_and_names_its_server(layer):
     values = dict(report(layer).values)
     assert values['state'] == 'active' and values['server'] == 'server_7'
     assert values['model'] == 'unit' and values['memory'] != '-'
-    assert layer_state_bytes(layer._trainer) == (IN * OUT + OUT) * 4 * 6  # adam: 2 moments, 2 temporaries
+    # Adam: weights, gradients, 2 moments and a step's 2 temporaries.
+    assert layer_state_bytes(layer._trainer) == (IN * OUT + OUT) * 4 * 6
     # Every transition went out at once (bounded: at least the first of the two).
     assert layer.published
 

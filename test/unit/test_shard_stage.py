@@ -55,8 +55,8 @@ class Fabric:
     def deliver_all(self):
         while self.mail:
             peer, seq, tensor, position = self.mail.pop(self.rng.randrange(len(self.mail)))
-            self._take(peer, self.shards[peer].process('train', seq, Kind.PARTIALS, tensor,
-                                                        position))
+            outputs = self.shards[peer].process('train', seq, Kind.PARTIALS, tensor, position)
+            self._take(peer, outputs)
 
 
 def batches(count, seed=2):

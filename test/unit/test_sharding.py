@@ -99,8 +99,8 @@ def test_split_conv_layer_matches_the_whole_layer_by_channels(scope):
     whole = LocalTrainer(layer, hparams)
     gen = torch.Generator().manual_seed(5)
     for _ in range(3):
-        x_pos, x_neg = torch.randn(4, 3, 8, 8, generator=gen), torch.randn(4, 3, 8, 8,
-                                                                          generator=gen)
+        x_pos = torch.randn(4, 3, 8, 8, generator=gen)
+        x_neg = torch.randn(4, 3, 8, 8, generator=gen)
         total = sum(s.forward(x_pos, x_neg) for s in shards)
         steps = [s.finish(total) for s in shards]
         result = whole.step(x_pos, x_neg)

@@ -7,8 +7,8 @@ from dff_lifecycle.core.config import ConfigError, load_layer_config, load_model
 from dff_lifecycle.master.plan import (build_plan, NoRoom, parse_shards, placement_bytes,
                                        SHARD_UNITS)
 from dff_lifecycle.master.run import bundle_setting, check_rooms
-from dff_lifecycle.nodes.stage_wiring import StageWiring
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
+from dff_lifecycle.nodes.stage_wiring import StageWiring
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,13 +116,13 @@ def test_a_plan_that_does_not_fit_the_devices_names_what_a_shard_needs(layer_typ
     three = build_plan(model(layer_types, wide), SERVERS, shards={1: 3})
     room = {server: sum(placement_bytes(p) for p in ps)  # three shards fit, two do not
             for server, ps in three.by_server().items()}
-    with pytest.raises(NoRoom, match=r'layer 1 alone needs about .*shards parameter, e\.g\. "1:2"'):
+    with pytest.raises(NoRoom, match=r'layer 1 alone needs about .*parameter, e\.g\. "1:2"'):
         check_rooms(whole, room)
     split = build_plan(model(layer_types, wide), SERVERS, shards={1: 2})
     with pytest.raises(NoRoom, match=r'shard \d of 2 of layer 1 alone needs about .*"1:3"'):
         check_rooms(split, room)
     check_rooms(three, room)
-    check_rooms(whole, {s: None for s in SERVERS})  # unknown rooms: not checked here
+    check_rooms(whole, dict.fromkeys(SERVERS))  # unknown rooms: not checked here
 
 
 def test_a_split_model_sends_each_batch_alone(layer_types):

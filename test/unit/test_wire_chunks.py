@@ -73,6 +73,14 @@ def test_crc32_is_zlib_crc_of_little_endian_bytes_and_handles_strides():
     assert crc32_of(array.T) == zlib.crc32(np.ascontiguousarray(array.T).tobytes())
 
 
+def test_the_fast_crc_is_installed_and_is_zlibs_checksum():
+    from dff_lifecycle.wire import chunks
+    assert chunks.crc32.__module__.startswith('isal')  # requirements.txt: 30x zlib here
+    data = np.random.default_rng(0).random(100_003, dtype=np.float32).tobytes()
+    for cut in (0, 1, 4095, len(data)):
+        assert chunks.crc32(data[cut:], chunks.crc32(data[:cut])) == zlib.crc32(data)
+
+
 # ---------------------------------------------------------------- ordering
 
 def test_out_of_order_chunks_reassemble():

@@ -33,9 +33,10 @@ def reset_linear_rows_(weight: Tensor, bias: Optional[Tensor], generator: torch.
                        rows: tuple[int, int], total_rows: int,
                        chunk_elements: int = 1 << 22) -> None:
     """
-    Give `weight` (and `bias`) rows [start, stop) of what `reset_linear_` would draw for a
-    (total_rows, fan_in) weight: a shard of a split layer starts as that slice of the whole
-    layer. The whole draw is made in blocks of rows, so memory stays that of one block.
+    Give `weight` (and `bias`) rows [start, stop) of a (total_rows, fan_in) reset_linear_.
+
+    A shard of a split layer starts as that slice of the whole layer. The whole draw is
+    made in blocks of rows, so memory stays that of one block.
     """
     start, stop = rows
     fan_in = weight[0].numel()

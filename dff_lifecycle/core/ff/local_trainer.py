@@ -55,7 +55,7 @@ class LocalTrainer:
         self.steps_seen = 0
 
     def _grouped_units(self, layer: nn.Module) -> int:
-        """The units (channels) the class groups divide: this layer's own."""
+        """Return the units (channels) the class groups divide: this layer's own."""
         return int(layer.weight.shape[0])
 
     @property

@@ -33,8 +33,9 @@ class DoesNotFit(MemoryError):
 def state_bytes(in_features: int, out_features: int, optimizer: str = 'adam',
                 params: Optional[int] = None) -> int:
     """
-    Return the bytes of weights, their gradients and the optimiser's per-weight state, at
-    the peak of a step (its temporaries too).
+    Return the bytes of weights, gradients and optimiser state at the peak of a step.
+
+    The optimiser's share counts what it keeps and the temporaries its step makes.
 
     `params` is the layer's parameter count; None: a dense layer's (in + 1) * out.
     """

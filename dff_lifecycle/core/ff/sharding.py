@@ -44,8 +44,9 @@ def shard_ranges(units: int, shards: int) -> list[tuple[int, int]]:
 def build_shard(layer_type: str, in_shape: Sequence[int], args: Sequence[int],
                 unit_range: tuple[int, int], seed: int) -> nn.Module:
     """
-    The layer of one shard: the row's `args` with the width of `unit_range`, holding the
-    rows of the whole layer's seeded initialisation, which is drawn block by block and
+    Build one shard's layer: the row's `args` with the width of `unit_range`.
+
+    It holds its rows of the whole layer's seeded initialisation, drawn block by block and
     never held whole: split or not, a layer starts from the same weights.
     """
     if layer_type not in SPLITTABLE:
@@ -159,7 +160,7 @@ class ShardTrainer(LocalTrainer):
             raise RuntimeError('finish() needs a forward() first')
         total = total.to(self._own.device)
         if total.shape != self._own.shape:
-            raise ValueError(f'partial sums of shape {tuple(total.shape)}; this shard\'s are '
+            raise ValueError(f"partial sums of shape {tuple(total.shape)}; this shard's are "
                              f'{tuple(self._own.shape)}')
         sums = self._own + (total - self._own.detach())  # the others' part: a constant
         g = self._reduced(sums)

@@ -16,7 +16,7 @@ class WeightFileError(ValueError):
 
 def layer_weight_path(weight_dir: PathLike, model: str, layer_index: int,
                       shard: tuple[int, int] = (0, 1)) -> Path:
-    """`<weight_dir>/<model>/layer_<i>.pt`; shard k of n of a split layer: `layer_<i>_<k>of<n>.pt`."""
+    """`<weight_dir>/<model>/layer_<i>.pt`; shard k of n of a split layer: `..._<k>of<n>.pt`."""
     if not model or model in ('.', '..') or '/' in model or os.sep in model:
         raise ValueError(f'model name must be a plain directory name, got {model!r}')
     if isinstance(layer_index, bool) or not isinstance(layer_index, int) or layer_index < 0:

@@ -32,7 +32,7 @@ class Kind(IntEnum):
     INFER_IMAGES = 7    # (N, D): images; the first layer expands every label candidate
     TRAIN_CLASSED = 8   # (N, D + 1): inputs or activities, then the label (class_groups)
     BUNDLE = 9          # several training batches of one kind (core.stage.bundles)
-    PARTIALS = 10       # (B, K): one shard's sums of squares, for its peers (core.stage.shard_stage)
+    PARTIALS = 10       # (B, K): a shard's sums of squares for its peers (core.stage.shard_stage)
 
 
 TRAINING_KINDS = (Kind.POSITIVE, Kind.NEGATIVE, Kind.TRAIN_PAIR, Kind.TRAIN_LABELLED,

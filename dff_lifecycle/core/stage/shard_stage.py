@@ -142,8 +142,8 @@ class ShardStage(LayerStage):
     def _keep_partials(self, key: Key, own: Tensor) -> None:
         self._sent_partials[key] = own
         self._sent_partials_bytes += own.numel() * own.element_size()
-        while (len(self._sent_partials) > TRAINED_MEMORY
-               or self._sent_partials_bytes > SENT_PARTIALS_BYTES) and len(self._sent_partials) > 1:
+        while len(self._sent_partials) > 1 and (len(self._sent_partials) > TRAINED_MEMORY or
+                                                self._sent_partials_bytes > SENT_PARTIALS_BYTES):
             _, old = self._sent_partials.popitem(last=False)
             self._sent_partials_bytes -= old.numel() * old.element_size()
 
@@ -153,7 +153,7 @@ class ShardStage(LayerStage):
 
     def _repeat(self, key: Key, x: Tensor, x_neg: Optional[Tensor],
                 y: Optional[Tensor]) -> list[Output]:
-        """A trained batch again: its partial sums as first sent, and its activities."""
+        """Answer a trained batch again: its partial sums as first sent, and its activities."""
         outputs = self._partials_out(key)
         sent = self._sent.get(key)
         if y is not None:
@@ -177,7 +177,7 @@ class ShardStage(LayerStage):
         self._sent_partials_bytes = 0
 
     def _drop_work(self) -> None:
-        """A pause: what waits is resent by the master, and redone from its forward."""
+        """Drop the waiting work on a pause: the master resends it, redone from its forward."""
         if self._current is not None:
             dropped = self._sent_partials.pop(self._current[0], None)
             if dropped is not None:
