@@ -103,7 +103,7 @@ class ShardTrainer(LocalTrainer):
 
     @property
     def pending(self) -> bool:
-        """A forward waits for the other shards' partial sums."""
+        """Return whether a forward waits for the other shards' partial sums."""
         return self._own is not None
 
     def partial_width(self) -> int:
