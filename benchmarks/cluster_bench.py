@@ -285,6 +285,18 @@ def placement(bench: Bench, args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ thesis
 
+def memory_figure(peaks: dict[str, int], cap_mib: int, whole_bytes: int, whole_label: str):
+    """Bars of each device's peak resident memory against its cap and the whole state."""
+    pyplot = plt()
+    fig, ax = pyplot.subplots(figsize=(6, 4))
+    ax.bar(list(peaks), list(peaks.values()), label='DFF peak resident memory per device')
+    ax.axhline(cap_mib, color='red', linestyle='--', label=f'cap {cap_mib} MiB')
+    ax.axhline(whole_bytes >> 20, color='gray', linestyle=':', label=whole_label)
+    ax.set_ylabel('MiB')
+    ax.legend()
+    return fig
+
+
 def thesis_config(path: Path, width: int) -> Path:
     text = (CONFIGS / 'thesis_template.yaml').read_text().replace('WIDTH', str(width))
     path.write_text(text)
@@ -325,14 +337,7 @@ def thesis(bench: Bench, args: argparse.Namespace) -> int:
     result = (f'test accuracy {run["test_accuracy"]:.4f}' if run['returncode'] == 0
               else f'exit {run["returncode"]}')
     print(f'| DFF, 5 devices | {result}, OOM kills {run["oom_kills"]} | {run["peak_rss_mib"]} |')
-    pyplot = plt()
-    fig, ax = pyplot.subplots(figsize=(6, 4))
-    peaks = run['peak_rss_mib']
-    ax.bar(list(peaks), list(peaks.values()), label='DFF peak resident memory per device')
-    ax.axhline(args.memory, color='red', linestyle='--', label=f'cap {args.memory} MiB')
-    ax.axhline(total >> 20, color='gray', linestyle=':', label='model state (one process)')
-    ax.set_ylabel('MiB')
-    ax.legend()
+    fig = memory_figure(run['peak_rss_mib'], args.memory, total, 'model state (one process)')
     save('thesis', {'cap_mib': args.memory, 'width': width, 'model_state_bytes': total,
                     'ff': ff, 'ff_peak_rss_mib': ff_peak, 'ff_clean_refusal': clean_refusal,
                     'dff': {**brief(run), 'peak_rss_mib': run['peak_rss_mib'],
@@ -392,14 +397,7 @@ def split(bench: Bench, args: argparse.Namespace) -> int:
           f'{run["oom_kills"]} | {run["peak_rss_mib"]} |')
     print(f'| DFF, layer 1 in {args.shards - 1} shards | exit {too_few["returncode"]}: '
           f'{fewer.strip()[:240]} | - |')
-    pyplot = plt()
-    fig, ax = pyplot.subplots(figsize=(6, 4))
-    peaks = run['peak_rss_mib']
-    ax.bar(list(peaks), list(peaks.values()), label='DFF peak resident memory per device')
-    ax.axhline(args.memory, color='red', linestyle='--', label=f'cap {args.memory} MiB')
-    ax.axhline(layer_state >> 20, color='gray', linestyle=':', label='layer 1 state, whole')
-    ax.set_ylabel('MiB')
-    ax.legend()
+    fig = memory_figure(run['peak_rss_mib'], args.memory, layer_state, 'layer 1 state, whole')
     save('split', {'cap_mib': args.memory, 'width': width, 'in_features': SPLIT_IN,
                    'shards': args.shards, 'layer_state_bytes': layer_state,
                    'ff': ff, 'ff_peak_rss_mib': ff_peak, 'ff_clean_refusal': clean_refusal,

@@ -36,6 +36,21 @@ def servers(tmp_path_factory):
         release_domain_id(domain)
 
 
+def both_ways(servers, data_root, tmp_path, config, table_row: str,
+              **master_params) -> tuple[float, float, str]:
+    """Train `config` distributed (the plan table must show `table_row`) and in one process."""
+    master = start_master(servers, config, servers=2, out_dir=str(tmp_path / 'run'),
+                          **master_params)
+    assert master.wait(300) == 0, master.output
+    assert re.search(table_row, master.output, re.M), master.output  # the plan table
+    accuracy = float(ACCURACY_RE.search(master.output).group(1))
+    model = load_model_config(config, load_layer_config(LAYER_CONFIG))
+    dataset = load_dataset('mnist', data_root, train_limit=model.training.train_limit,
+                           test_limit=model.training.test_limit)
+    single = run_single_process(model, dataset, 'cpu', progress=False, log=lambda _t: None)
+    return accuracy, single['test_accuracy'], master.output
+
+
 @pytest.mark.parametrize('name, table_row', [
     ('mnist_conv_small', r'^0\s+FFConv2d\+MaxPool2d\s+1x28x28->8x7x7\s'),
     ('mnist_concat_small', r'^4\s+Concat\+FFConv2d\+AvgPool2d\s+16x7x7->16x1x1\s'),
@@ -44,17 +59,10 @@ def servers(tmp_path_factory):
 ])
 def test_conv_models_train_distributed_like_the_single_process(servers, data_root, tmp_path,
                                                                name, table_row):
-    config = FIXTURES / f'{name}.yaml'
-    master = start_master(servers, config, servers=2, out_dir=str(tmp_path / 'run'))
-    assert master.wait(300) == 0, master.output
-    assert re.search(table_row, master.output, re.M), master.output  # the plan table
-    accuracy = float(ACCURACY_RE.search(master.output).group(1))
-    model = load_model_config(config, load_layer_config(LAYER_CONFIG))
-    dataset = load_dataset('mnist', data_root, train_limit=model.training.train_limit,
-                           test_limit=model.training.test_limit)
-    single = run_single_process(model, dataset, 'cpu', progress=False, log=lambda _t: None)
+    accuracy, single, output = both_ways(servers, data_root, tmp_path,
+                                         FIXTURES / f'{name}.yaml', table_row)
     assert accuracy >= FLOOR
-    assert abs(single['test_accuracy'] - accuracy) <= 0.005, master.output
+    assert abs(single - accuracy) <= 0.005, output
 
 
 def test_a_supervised_conv_model_learns_by_class_groups_distributed_like_one_process(
@@ -66,17 +74,11 @@ def test_a_supervised_conv_model_learns_by_class_groups_distributed_like_one_pro
     slice of MNIST, two epochs (0.919 and 0.921 for seeds 0 and 1; the full recipe,
     params/models/mnist_classes.yaml, reaches 0.989), and the same accuracy in both.
     """
-    config = FIXTURES / 'mnist_classes_small.yaml'
-    master = start_master(servers, config, servers=2, out_dir=str(tmp_path / 'run'))
-    assert master.wait(300) == 0, master.output
-    assert re.search(r'^5\s+Concat\+Flatten\+FFDense\s', master.output, re.M), master.output
-    accuracy = float(ACCURACY_RE.search(master.output).group(1))
-    model = load_model_config(config, load_layer_config(LAYER_CONFIG))
-    dataset = load_dataset('mnist', data_root, train_limit=model.training.train_limit,
-                           test_limit=model.training.test_limit)
-    single = run_single_process(model, dataset, 'cpu', progress=False, log=lambda _t: None)
-    assert single['test_accuracy'] >= 0.90
-    assert abs(single['test_accuracy'] - accuracy) <= 0.005, master.output
+    accuracy, single, output = both_ways(servers, data_root, tmp_path,
+                                         FIXTURES / 'mnist_classes_small.yaml',
+                                         r'^5\s+Concat\+Flatten\+FFDense\s')
+    assert single >= 0.90
+    assert abs(single - accuracy) <= 0.005, output
 
 
 def test_a_layer_split_over_two_containers_trains_like_the_whole_layer(
@@ -89,16 +91,8 @@ def test_a_layer_split_over_two_containers_trains_like_the_whole_layer(
     its steps are the whole layer's (test/unit/test_shard_stage.py), so the accuracy is the
     single process's, which trains the layer whole.
     """
-    config = FIXTURES / 'mnist_split_small.yaml'
-    master = start_master(servers, config, servers=2, shards=['1:2'],
-                          out_dir=str(tmp_path / 'run'))
-    assert master.wait(300) == 0, master.output
-    assert re.search(r'^1\s+FFDense \(shard 2/2\)\s+256->128\s+server_2\s', master.output,
-                     re.M), master.output
-    accuracy = float(ACCURACY_RE.search(master.output).group(1))
-    model = load_model_config(config, load_layer_config(LAYER_CONFIG))
-    dataset = load_dataset('mnist', data_root, train_limit=model.training.train_limit,
-                           test_limit=model.training.test_limit)
-    single = run_single_process(model, dataset, 'cpu', progress=False, log=lambda _t: None)
-    assert single['test_accuracy'] >= 0.70
-    assert abs(single['test_accuracy'] - accuracy) <= 0.005, master.output
+    accuracy, single, output = both_ways(
+        servers, data_root, tmp_path, FIXTURES / 'mnist_split_small.yaml',
+        r'^1\s+FFDense \(shard 2/2\)\s+256->128\s+server_2\s', shards=['1:2'])
+    assert single >= 0.70
+    assert abs(single - accuracy) <= 0.005, output

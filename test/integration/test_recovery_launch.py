@@ -64,13 +64,21 @@ def stop(launcher: Proc) -> None:
     scenarios.stop_launcher(launcher, DEPLOYMENT)
 
 
-def single_process_accuracy(data_root: Path, folder: Path) -> float:
-    model = load_model_config(small_model(folder), load_layer_config(LAYER_CONFIG))
-    model = replace(model, training=replace(model.training, epochs=EPOCHS))
+def single_process_accuracy(data_root: Path, config: Path, epochs: int = EPOCHS) -> float:
+    model = load_model_config(config, load_layer_config(LAYER_CONFIG))
+    model = replace(model, training=replace(model.training, epochs=epochs))
     dataset = load_dataset('mnist', data_root, train_limit=model.training.train_limit,
                            test_limit=model.training.test_limit)
     return run_single_process(model, dataset, 'cpu', progress=False,
                               log=lambda _t: None)['test_accuracy']
+
+
+def server_2_once_trained(launcher: Proc, weight_file: Path, batches: int) -> int:
+    """Wait for the run's bring-up and a checkpoint of `batches`; server_2's pid."""
+    launcher.wait_for('bring-up:', 120)
+    scenarios.wait_until(lambda: batches_in(weight_file) >= batches, 180,
+                         f'{weight_file.name} with {batches} batches trained')
+    return scenarios.child_pids(launcher.output)['server_2']
 
 
 def segment_of(pid: int) -> list[Path]:
@@ -93,10 +101,8 @@ def test_kill_9_of_a_server_mid_run_still_ends_cleanly_with_the_same_accuracy(
     launcher = launch(env, tmp_path)
     layer_1 = tmp_path / 'weights' / 'mnist_small' / 'layer_1.pt'
     try:
-        launcher.wait_for('bring-up:', 120)
         # Early in the run: layer_1 checkpointed a quarter of its 1200 batches.
-        scenarios.wait_until(lambda: batches_in(layer_1) >= 300, 180, 'layer_1 half trained')
-        victim = scenarios.child_pids(launcher.output)['server_2']
+        victim = server_2_once_trained(launcher, layer_1, 300)
         left = segment_of(victim)
         os.killpg(victim, signal.SIGKILL)
         code = launcher.wait(300)
@@ -109,7 +115,7 @@ def test_kill_9_of_a_server_mid_run_still_ends_cleanly_with_the_same_accuracy(
     # The killed container's shared-memory segment (32 MiB) was removed by dff_launch.
     assert len(left) == 1 and not left[0].exists(), (left, out)
     accuracy = float(ACCURACY.search(out).group(1))
-    baseline = single_process_accuracy(data_root, tmp_path)
+    baseline = single_process_accuracy(data_root, small_model(tmp_path))
     print(f'accuracy after kill -9: {accuracy:.4f}; uninterrupted: {baseline:.4f}')
     assert abs(accuracy - baseline) <= 0.005
     metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
@@ -138,9 +144,7 @@ def test_kill_9_of_a_server_holding_a_shard_of_a_split_layer_recovers_it_exactly
     launcher = launch(env, tmp_path, '-p', "master.shards:=['1:2']", model=model, epochs=4)
     shard = tmp_path / 'weights' / 'mnist_split_small' / 'layer_1_1of2.pt'
     try:
-        launcher.wait_for('bring-up:', 120)
-        scenarios.wait_until(lambda: batches_in(shard) >= 300, 180, 'the shard checkpointed')
-        os.killpg(scenarios.child_pids(launcher.output)['server_2'], signal.SIGKILL)
+        os.killpg(server_2_once_trained(launcher, shard, 300), signal.SIGKILL)
         code = launcher.wait(300)
     finally:
         stop(launcher)
@@ -148,12 +152,7 @@ def test_kill_9_of_a_server_holding_a_shard_of_a_split_layer_recovers_it_exactly
     assert code == 0, out
     assert re.search(r'recovered: .*/mnist_split_small/layer_1_1of2 now on server_\d', out), out
     accuracy = float(ACCURACY.search(out).group(1))
-    config = load_model_config(model, load_layer_config(LAYER_CONFIG))
-    config = replace(config, training=replace(config.training, epochs=4))
-    dataset = load_dataset('mnist', data_root, train_limit=config.training.train_limit,
-                           test_limit=config.training.test_limit)
-    baseline = run_single_process(config, dataset, 'cpu', progress=False,
-                                  log=lambda _t: None)['test_accuracy']
+    baseline = single_process_accuracy(data_root, model, epochs=4)
     print(f'split layer, accuracy after kill -9: {accuracy:.4f}; uninterrupted: {baseline:.4f}')
     assert abs(accuracy - baseline) <= 0.005
 
