@@ -19,6 +19,7 @@ GOODNESS_SCOPES = ('map', 'position')
 LOSS_NAMES = ('softplus', 'symba')
 OBJECTIVES = ('pos_neg', 'class_groups')
 INPUT_NORMS = ('auto', 'length', 'position', 'sample', 'layer', 'batch')  # core.input_norms
+RELU_GRADS = ('auto', 'zero', 'full')  # core.ff.layers: ReLU's backward for negative inputs
 OPTIMIZER_NAMES = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine')
 
@@ -48,6 +49,16 @@ class FFHyperParams:
                           'under class_groups, else position).')
     logit_scale: float = _hp(8.0, 'class_groups: the class logits are the group goodness '
                              'times this.', 0.0)
+    peer_norm: float = _hp(0.0, 'Weight of peer normalisation (Hinton 2022): a loss on '
+                           "each unit's running mean activity (per channel of a conv) "
+                           "drawn to the mean over the layer's units, so no unit (and no "
+                           'class group) stays silent or dominates; 0: off. With relu_grad '
+                           'full it brings silent units back.', 0.0)
+    relu_grad: str = _hp('auto', "ReLU's gradient where its input is negative: zero (torch's) "
+                         '| full (passed through, as for a positive input: a unit that '
+                         "stopped firing can start again; Hinton's FF code does this) | auto "
+                         '(full under class_groups, where a class group whose units all '
+                         'stopped firing never wins again, else zero).')
     loss: str = _hp('softplus', 'pos_neg: the local loss, softplus | symba.')
     symba_alpha: float = _hp(4.0, 'Scale of the SymBa loss.', 0.0)
     optimizer: str = _hp('adam', 'Optimiser of this layer: adam | sgd.')
@@ -66,11 +77,13 @@ class FFHyperParams:
         _require_number('symba_alpha', self.symba_alpha, minimum=0.0, exclusive=True)
         _require_number('logit_scale', self.logit_scale, minimum=0.0, exclusive=True)
         _require_number('weight_decay', self.weight_decay, minimum=0.0, exclusive=False)
+        _require_number('peer_norm', self.peer_norm, minimum=0.0, exclusive=False)
         _require_choice('goodness', self.goodness, GOODNESS_REDUCTIONS)
         _require_choice('goodness_scope', self.goodness_scope, GOODNESS_SCOPES)
         _require_choice('loss', self.loss, LOSS_NAMES)
         _require_choice('objective', self.objective, OBJECTIVES)
         _require_choice('input_norm', self.input_norm, INPUT_NORMS)
+        _require_choice('relu_grad', self.relu_grad, RELU_GRADS)
         if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 0:
             raise ValueError(f'groups must be a whole number >= 0, got {self.groups!r}')
         _require_choice('optimizer', self.optimizer, OPTIMIZER_NAMES)
@@ -110,6 +123,12 @@ class FFHyperParams:
         if not conv:
             return 'length'
         return 'sample' if self.objective == 'class_groups' else 'position'
+
+    def resolved_relu_grad(self) -> str:
+        """Return ReLU's backward in effect: 'zero' or 'full'."""
+        if self.relu_grad != 'auto':
+            return self.relu_grad
+        return 'full' if self.objective == 'class_groups' else 'zero'
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> 'FFHyperParams':
         """Copy with some fields replaced (per-layer `{lr: 0.01}`); unknown keys raise."""

@@ -310,6 +310,9 @@ def check_shards(model: ModelConfig, shards: Mapping[int, int], servers: int,
         if index in (model.goodness_layers if model.supervised else model.feature_layers):
             raise ConfigError(PARAMETERS, 'shards', f'{where} reports goodness or features '
                               'to the master, which a split layer cannot')
+        if row.hparams.peer_norm:
+            raise ConfigError(PARAMETERS, 'shards', f'{where} uses peer_norm, whose target '
+                              "is the mean over all the layer's units: not split")
         if row.hparams.input_norm in UNSPLITTABLE_NORMS:
             raise ConfigError(PARAMETERS, 'shards', f'{where} normalises its input with '
                               f'{row.hparams.input_norm!r}, whose learned parameters the '

@@ -70,14 +70,14 @@ def test_a_supervised_conv_model_learns_by_class_groups_distributed_like_one_pro
     """
     A supervised conv model that names no objective learns by class groups.
 
-    Its Concat -> Flatten -> FFDense tail runs fused in one node. >= 0.90 on a 10k-image
-    slice of MNIST, two epochs (0.919 and 0.921 for seeds 0 and 1; the full recipe,
+    Its Concat -> Flatten -> FFDense tail runs fused in one node. >= 0.95 on a 15k-image
+    slice of MNIST, two epochs (0.954 to 0.967 for seeds 0 to 2; the full recipe,
     params/models/mnist_classes.yaml, reaches 0.989), and the same accuracy in both.
     """
     accuracy, single, output = both_ways(servers, data_root, tmp_path,
                                          FIXTURES / 'mnist_classes_small.yaml',
                                          r'^5\s+Concat\+Flatten\+FFDense\s')
-    assert single >= 0.90
+    assert single >= 0.95
     assert abs(single - accuracy) <= 0.005, output
 
 

@@ -19,7 +19,8 @@ FUSED_LOSSES = ('softplus', 'symba')
 def supports_fused(layer: torch.nn.Module, hparams: FFHyperParams) -> bool:
     return (type(layer) is FFDense and layer.bias is not None  # noqa: E721 - subclasses may differ
             and layer.input_norm == 'length' and hparams.loss in FUSED_LOSSES
-            and hparams.objective == 'pos_neg')
+            and hparams.objective == 'pos_neg' and layer.relu_grad == 'zero'
+            and not hparams.peer_norm)
 
 
 def fused_forward_backward(layer: FFDense, x_prepared: Tensor, n_pos: int,

@@ -8,6 +8,39 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 
+
+class _ReluFullGrad(torch.autograd.Function):
+    """ReLU forward; backward passes the gradient through where the input was negative too."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor) -> Tensor:  # noqa: D102
+        return z.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # noqa: D102
+        return grad
+
+
+# ReLU by its backward for negative inputs (hyperparameter relu_grad): zero is torch's; full
+# lets a unit that stopped firing be pushed back by its loss (Hinton's FF code does this).
+RELUS: dict[str, Callable[[Tensor], Tensor]] = {'zero': F.relu, 'full': _ReluFullGrad.apply}
+
+
+class ReluChoice:
+    """The ReLU of a trainable FF layer, with its backward chosen by relu_grad."""
+
+    relu_grad = 'zero'
+
+    def set_relu_grad(self, name: str) -> None:
+        """Choose ReLU's backward for negative inputs (RELUS: zero | full)."""
+        if name not in RELUS:
+            raise ValueError(f'relu_grad must be one of {", ".join(RELUS)}, got {name!r}')
+        self.relu_grad = name
+
+    def relu(self, z: Tensor) -> Tensor:
+        return RELUS[self.relu_grad](z)
+
+
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     'adam': torch.optim.Adam,
     'sgd': torch.optim.SGD,
@@ -56,7 +89,7 @@ def reset_linear_rows_(weight: Tensor, bias: Optional[Tensor], generator: torch.
                                                         generator=generator)[start:stop])
 
 
-class FFDense(nn.Module):
+class FFDense(ReluChoice, nn.Module):
     """
     Fully connected FF layer: length-normalise (or core.input_norms' choice), Linear, ReLU.
 
@@ -96,14 +129,14 @@ class FFDense(nn.Module):
         return self.norm(x.flatten(1))
 
     def forward_prepared(self, x: Tensor) -> Tensor:
-        return F.relu(F.linear(x, self.weight, self.bias))
+        return self.relu(F.linear(x, self.weight, self.bias))
 
     def extra_repr(self) -> str:
         return (f'in_features={self.in_features}, out_features={self.out_features}, '
                 f'bias={self.bias is not None}, input_norm={self.input_norm}')
 
 
-class FFConv2d(nn.Module):
+class FFConv2d(ReluChoice, nn.Module):
     """
     Convolutional FF layer: input normalisation, Conv2d, ReLU.
 
@@ -149,7 +182,7 @@ class FFConv2d(nn.Module):
         return self.norm(x.reshape(x.shape[0], *self.in_shape))
 
     def forward_prepared(self, x: Tensor) -> Tensor:
-        return F.relu(F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
+        return self.relu(F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
 
     def extra_repr(self) -> str:
         c_out, _, k, _ = self.weight.shape

@@ -1,6 +1,6 @@
 """One FF layer with its own optimizer and local loss: the unit a layer node runs."""
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from dff_lifecycle.core.ff.fused_step import fused_forward_backward, supports_fused
 from dff_lifecycle.core.ff.layers import OPTIMIZERS
@@ -14,6 +14,7 @@ import torch
 from torch import nn, Tensor
 
 _STATE_KEYS = ('layer', 'optimizer', 'optimizer_name', 'hparams', 'batches_seen', 'steps_seen')
+PEER_MOMENTUM = 0.9  # of the running mean activities peer normalisation compares
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,15 @@ class LocalTrainer:
             check_groups(self._grouped_units(layer), self.class_groups)
         if hasattr(layer, 'set_input_norm'):  # before the optimizer: BatchNorm's buffers
             layer.set_input_norm(self.hparams.resolved_input_norm(hasattr(layer, 'in_shape')))
+        if hasattr(layer, 'set_relu_grad'):
+            layer.set_relu_grad(self.hparams.resolved_relu_grad())
         self.device = torch.device(device)
         # Move before building the optimizer so its state lives beside the parameters.
         self.layer = layer.to(self.device)
         self.optimizer = make_optimizer(self.layer.parameters(), hparams)
         self.batches_seen = 0
         self.steps_seen = 0
+        self.peer_means: Optional[Tensor] = None  # running mean activity of each unit
 
     def _grouped_units(self, layer: nn.Module) -> int:
         """Return the units (channels) the class groups divide: this layer's own."""
@@ -175,12 +179,29 @@ class LocalTrainer:
             h = forward(x)
             loss, *goodness = objective(h)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + self._peer_loss(h) if self.hparams.peer_norm else loss).backward()
             self.optimizer.step()
         if steps > 1:
             with torch.no_grad():
                 h = forward(x)
         return (loss, *goodness, h)
+
+    def _peer_loss(self, h: Tensor) -> Tensor:
+        """
+        Return peer normalisation's loss (Hinton 2022, section 3.3; weight peer_norm).
+
+        Each unit's (conv: channel's) running mean activity, updated with this batch's mean
+        and momentum PEER_MOMENTUM, is drawn to the mean over the layer's units. A unit that
+        went silent has a running mean below that, so its loss pushes it back up, which
+        reaches its weights through ReLU when relu_grad is full.
+        """
+        dims = [0, *range(2, h.dim())]
+        batch_mean = h.mean(dim=dims)
+        previous = (batch_mean.detach() if self.peer_means is None
+                    else self.peer_means.to(h.device))
+        running = PEER_MOMENTUM * previous + (1.0 - PEER_MOMENTUM) * batch_mean
+        self.peer_means = running.detach()
+        return self.hparams.peer_norm * (running.mean().detach() - running).pow(2).mean()
 
     @torch.no_grad()
     def infer(self, x: Tensor) -> Tensor:
@@ -211,7 +232,7 @@ class LocalTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: weights, optimizer state, counters (weights_only-safe)."""
-        return {
+        state = {
             'layer': self.layer.state_dict(),
             'optimizer': self.optimizer.state_dict(),
             'optimizer_name': self.hparams.optimizer,
@@ -219,6 +240,9 @@ class LocalTrainer:
             'batches_seen': self.batches_seen,
             'steps_seen': self.steps_seen,
         }
+        if self.peer_means is not None:
+            state['peer_means'] = self.peer_means.cpu()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         missing = [key for key in _STATE_KEYS if key not in state]
@@ -238,3 +262,5 @@ class LocalTrainer:
             group['lr'] = self.hparams.lr_at(self.batches_seen)
             group['weight_decay'] = self.hparams.weight_decay
         self.steps_seen = int(state['steps_seen'])
+        means = state.get('peer_means')
+        self.peer_means = None if means is None else means.to(self.device)
