@@ -43,7 +43,7 @@ TINY_BATCHES_PER_EPOCH = 8          # 2000 training images in batches of 250
 BROKEN = 'mnist_broken'             # a layer whose configure fails (unknown goodness)
 BROKEN_LAYER = f'/{BROKEN}/layer_0'
 MASTER_WINDOW = MASTER_PARAMETERS['window'].default  # batches the master keeps in flight
-PAUSE_EPOCHS = 120                  # 960 batches, ~9 s alone: 6x what a CLI call needs
+PAUSE_EPOCHS = 120                  # 960 batches, ~9 s alone (pause_and_resume holds it)
 WaitForOutput = Callable[[str, float], object]  # (text, timeout_s): return once seen, else raise
 
 
@@ -317,30 +317,47 @@ def trained_batches(weights: Path) -> list[int]:
     return counts
 
 
-def pause_and_resume(env: dict[str, str], node: Node, wait_for_master: WaitForOutput,
-                     weights: Path, epochs: int = PAUSE_EPOCHS) -> None:
-    """Pause training by deactivating layer_1 by hand, then resume it.
+LayerTool = Callable[..., str]  # (verb, *args) -> stdout of the lifecycle tool under test
 
-    Deactivate layer_1 in the middle of training, check that the pipeline stands still
-    and that the master says why, activate it, and check that training ends with every
-    batch trained exactly once by every layer (the counts the layers save in `weights`
-    when the master tears them down: their last status messages can be lost with the
-    node, which is deleted a moment later).
+
+def dff_lifecycle_tool(env: dict[str, str]) -> LayerTool:
+    """`dff_lifecycle <verb> <args>`, which must exit 0; its stdout."""
+    return lambda *args: cli(env, *args).stdout
+
+
+def pause_and_resume(tool: LayerTool, node: Node, wait_for_master: WaitForOutput,
+                     weights: Path, epochs: int = PAUSE_EPOCHS) -> None:
+    """Pause training by deactivating layer_1 by hand with `tool`, then resume it.
+
+    Deactivate layer_1 in the middle of training, check that the pipeline stands still,
+    activate it, and check that training ends with every batch trained exactly once by
+    every layer (the counts the layers save in `weights` when the master tears them down:
+    their last status messages can be lost with the node, which is deleted a moment later).
+
+    A tool is a new process that needs seconds to start and discover the graph (a CI run
+    took longer than the whole run's training), so the test holds the run first with its
+    own node, already in the graph: layer_0 deactivated in milliseconds. The tool then
+    deactivates layer_1 at whatever speed it runs, layer_0 is activated again, and layer_1
+    alone holds the run until the tool activates it.
     """
-    layer = TINY_LAYERS[1]
+    first, layer = TINY_LAYERS
     total = epochs * TINY_BATCHES_PER_EPOCH
     watch = StatusWatch(node)
+    lifecycle = LifecycleClient(ClientCache(node), timeout_s=15.0)
     wait_until(lambda: watch.snapshot()[layer] >= 2, 120, f'{layer} to train')
+    assert lifecycle.change_state(first, 'deactivate')
+    wait_for_master(f'training paused: {first} is inactive; waiting for every layer to be '
+                    f'active (e.g. `dff_lifecycle set {first} activate`)', 30)
 
-    expect(env, 'set', layer, 'deactivate', out='Transitioning successful\n')
-    wait_for_master(f'training paused: {layer} is inactive; waiting for every layer to be '
-                    f'active (e.g. `dff_lifecycle set {layer} activate`)', 30)
-    expect(env, 'get', layer, out='inactive [2]\n')
+    assert tool('set', layer, 'deactivate') == 'Transitioning successful\n'
+    assert tool('get', layer) == 'inactive [2]\n'
     wait_until(lambda: watch.state[layer] == 'inactive', 10, f'{layer} to report inactive')
+    assert lifecycle.change_state(first, 'activate')
+    wait_until(lambda: watch.state[first] == 'active', 10, f'{first} to report active')
     paused_at = watch.snapshot()
     assert paused_at[layer] < total, f'training was over before the pause: {paused_at}'
 
-    expect(env, 'set', layer, 'activate', out='Transitioning successful\n')
+    assert tool('set', layer, 'activate') == 'Transitioning successful\n'
     wait_for_master('every layer is active again: resending', 30)
     wait_for_master('training done', 120)
     wait_until(lambda: trained_batches(weights) == [total, total], 30,

@@ -35,11 +35,11 @@ EPOCHS = 6           # 1200 batches: about 10 s of training
 ACCURACY = re.compile(r'^\[master\] test accuracy: (\d\.\d+)$', re.M)
 
 
-def small_model(folder: Path) -> Path:
-    """mnist_small, evaluated on all 10,000 test images: 0.5 points are 50 of them."""
-    data = yaml.safe_load(SMALL.read_text(encoding='utf-8'))
+def small_model(folder: Path, source: Path = SMALL) -> Path:
+    """`source` evaluated on all 10,000 test images: 0.5 points are 50 of them."""
+    data = yaml.safe_load(source.read_text(encoding='utf-8'))
     data['training']['test_limit'] = None
-    path = folder / 'mnist_small.yaml'
+    path = folder / source.name
     path.write_text(yaml.safe_dump(data), encoding='utf-8')
     return path
 
@@ -129,17 +129,19 @@ def test_kill_9_of_a_server_mid_run_still_ends_cleanly_with_the_same_accuracy(
         assert load_state(weight_file)['batches_seen'] > 0
 
 
-def test_kill_9_of_a_server_holding_a_shard_of_a_split_layer_recovers_it_exactly(
+def test_kill_9_of_a_server_holding_a_shard_of_a_split_layer_recovers_it(
         ros_domain, tmp_path, data_root):
     """
     Layer 1 of mnist_split_small split in two: server_2 holds its second shard and layer 2.
 
     After kill -9 of server_2 both move to server_1 from their checkpoints; the replay
     resends the batches they missed, server_1's shard answers each with the partial sums
-    it sent the first time, and the run ends as the single process ends (the split layer
-    starts from the whole layer's weights, so the two agree to the sample).
+    it sent the first time, and the run ends as the single process ends. The split layer
+    starts from the whole layer's weights, but sums its partials in another order than one
+    matrix product: float rounding apart, the two runs are the same maths, so they are
+    compared on all 10,000 test images (on the fixture's 1,000 a CI run differed by 6).
     """
-    model = REPO / 'test' / 'fixtures' / 'mnist_split_small.yaml'
+    model = small_model(tmp_path, REPO / 'test' / 'fixtures' / 'mnist_split_small.yaml')
     env = isolated_ros_env(ros_domain)
     launcher = launch(env, tmp_path, '-p', "master.shards:=['1:2']", model=model, epochs=4)
     shard = tmp_path / 'weights' / 'mnist_split_small' / 'layer_1_1of2.pt'

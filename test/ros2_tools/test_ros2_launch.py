@@ -5,7 +5,8 @@ as the dff_lifecycle pause tests), from a folder of its own, with relative weigh
 out_dir in the deployment file:
 
 - while it trains, `ros2 lifecycle set <layer_1> deactivate` holds the pipeline and
-  `activate` resumes it, and every batch is still trained exactly once by every layer;
+  `activate` resumes it, and every batch is still trained exactly once by every layer
+  (scenarios.pause_and_resume, as the dff_lifecycle pause tests);
 - the launch ends by itself with exit code 0 and the test accuracy, the weights and the
   metrics where the relative paths say: under the folder `ros2 launch` was started in.
 
@@ -30,8 +31,6 @@ import yaml
 
 pytestmark = pytest.mark.integration
 
-LAYER = scenarios.TINY_LAYERS[1]
-TOTAL = scenarios.PAUSE_EPOCHS * scenarios.TINY_BATCHES_PER_EPOCH
 
 
 class Launch:
@@ -92,34 +91,15 @@ def ask(launch: Launch, ros2_lifecycle, *args: str) -> subprocess.CompletedProce
     return result
 
 
-def set_state(launch: Launch, ros2_lifecycle, transition: str) -> None:
-    result = ask(launch, ros2_lifecycle, 'set', LAYER, transition)
-    assert (result.returncode, result.stdout) == (0, 'Transitioning successful\n'), \
-        shown(result)
-
-
 def test_ros2_lifecycle_set_pauses_and_resumes_a_training_layer(launch, ros2_lifecycle):
+    def tool(*args: str) -> str:
+        result = ask(launch, ros2_lifecycle, *args)
+        assert result.returncode == 0, shown(result)
+        return result.stdout
+
     with ros_client('_dff_ros2_launch_test') as ros:
-        watch = scenarios.StatusWatch(ros.node)
-        scenarios.wait_until(lambda: watch.snapshot()[LAYER] >= 2, 120, f'{LAYER} to train')
-
-        set_state(launch, ros2_lifecycle, 'deactivate')
-        scenarios.wait_until(lambda: watch.state[LAYER] == 'inactive', 15,
-                             f'{LAYER} to report inactive')
-        launch.proc.wait_for(f'training paused: {LAYER} is inactive', 30)
-        result = ask(launch, ros2_lifecycle, 'get', LAYER)
-        assert result.stdout == 'inactive [2]\n', shown(result)
-        paused_at = watch.snapshot()
-        assert paused_at[LAYER] < TOTAL, f'training was over before the pause: {paused_at}'
-
-        set_state(launch, ros2_lifecycle, 'activate')
-        launch.proc.wait_for('training done', 120)
-        weights = launch.folder / 'w'  # what the layers saved at teardown (pause_and_resume)
-        scenarios.wait_until(lambda: scenarios.trained_batches(weights) == [TOTAL, TOTAL], 30,
-                             f'every layer to have saved {TOTAL} trained batches: '
-                             f'{scenarios.trained_batches(weights)}')
-        # while layer_1 was inactive the master held the stream (scenarios.pause_and_resume)
-        assert watch.lead_while_paused <= scenarios.MASTER_WINDOW + 2, watch.lead_while_paused
+        # The layers save their counts under the relative weight folders, w/server_<i>.
+        scenarios.pause_and_resume(tool, ros.node, launch.proc.wait_for, launch.folder / 'w')
 
 
 def test_ros2_launch_ends_with_0_and_writes_where_relative_paths_say(launch):
