@@ -20,7 +20,8 @@ def test_deactivate_by_hand_pauses_and_activate_resumes_training(ros_domain, tmp
     launcher = scenarios.start_launcher(env, deployment)
     try:
         with ros_client('_dff_test_client') as ros:
-            scenarios.pause_and_resume(scenarios.dff_lifecycle_tool(env), ros.node, launcher.wait_for, tmp_path / 'weights')
+            scenarios.pause_and_resume(scenarios.dff_lifecycle_tool(env), ros.node,
+                                       launcher.wait_for, tmp_path / 'weights')
         code = launcher.wait(120)
     finally:
         scenarios.stop_launcher(launcher, deployment)

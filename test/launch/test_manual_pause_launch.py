@@ -39,7 +39,8 @@ class TestManualPause(unittest.TestCase):
             proc_output.assertWaitFor(text, process=master, timeout=timeout_s, stream='stdout')
 
         with ros_client('_dff_launch_test') as ros:
-            scenarios.pause_and_resume(scenarios.dff_lifecycle_tool(env), ros.node, wait_for_master, folder / 'weights')
+            scenarios.pause_and_resume(scenarios.dff_lifecycle_tool(env), ros.node,
+                                       wait_for_master, folder / 'weights')
         proc_info.assertWaitForShutdown(process=master, timeout=120)
 
 

@@ -32,7 +32,6 @@ import yaml
 pytestmark = pytest.mark.integration
 
 
-
 class Launch:
     """The running `ros2 launch`, its environment and the folder it was started in."""
 
