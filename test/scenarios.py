@@ -346,8 +346,8 @@ def pause_and_resume(tool: LayerTool, node: Node, wait_for_master: WaitForOutput
     lifecycle = LifecycleClient(ClientCache(node), timeout_s=15.0)
     wait_until(lambda: watch.snapshot()[layer] >= 2, 120, f'{layer} to train')
     assert lifecycle.change_state(first, 'deactivate')
-    wait_for_master(f'training paused: {first} is inactive; waiting for every layer to be '
-                    f'active (e.g. `dff_lifecycle set {first} activate`)', 30)
+    # (the master may see it in the middle of the transition: "is deactivating")
+    wait_for_master(f'training paused: {first} is ', 30)
 
     assert tool('set', layer, 'deactivate') == 'Transitioning successful\n'
     assert tool('get', layer) == 'inactive [2]\n'
