@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Sequence
 
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient, LifecycleError
-from dff_lifecycle.ros.service_calls import ServiceCallError
+from dff_lifecycle.ros.service_calls import ServiceCallError, ServiceTimeout
 
 Log = Callable[[str], None]
 
@@ -40,7 +40,11 @@ class LifecycleManager:
         try:
             self.client.transition(node, label)
         except (LifecycleError, ServiceCallError) as exc:
-            error = BringUpError(node, label, str(exc))
+            reason = str(exc)
+            if label == 'configure' and isinstance(exc, ServiceTimeout):
+                reason += (' (configure builds or loads the layer, which takes longer for a '
+                           'large one: raise the master parameter service_timeout_s)')
+            error = BringUpError(node, label, reason)
             error.__cause__ = exc  # as `raise ... from exc` would
             return error
         return None

@@ -178,7 +178,7 @@ def layer_state_bytes(trainer) -> int:
     if trainer is None:
         return 0
     weights = sum(p.numel() * p.element_size() for p in trainer.layer.parameters())
-    return weights * (2 + OPTIMIZER_SLOTS.get(trainer.hparams.optimizer, 4))
+    return int(weights * (2 + OPTIMIZER_SLOTS.get(trainer.hparams.optimizer, 4)))
 
 
 def process_rss_bytes(statm: str = '/proc/self/statm') -> Optional[int]:

@@ -19,6 +19,10 @@ class ServiceCallError(RuntimeError):
     """A service was unavailable, timed out or failed."""
 
 
+class ServiceTimeout(ServiceCallError):
+    """A service took no answer within its timeout."""
+
+
 class ServiceUnavailable(ServiceCallError):
     """No server of the service was discovered in time (nothing was sent)."""
 
@@ -67,7 +71,7 @@ def call(client: Client, request: Any, timeout_s: float,
         if time.monotonic() >= deadline:
             for pending in futures:
                 pending.cancel()
-            raise ServiceCallError(f'{client.srv_name}: no response within {timeout_s:.1f} s')
+            raise ServiceTimeout(f'{client.srv_name}: no response within {timeout_s:.1f} s')
     answered = next(f for f in futures if f.done())
     for pending in futures:
         if pending is not answered:

@@ -13,7 +13,7 @@ from typing import Iterator, Optional
 from dff_lifecycle.master.lifecycle_manager import BringUpError, LifecycleManager
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient, LifecycleError
 from dff_lifecycle.ros.process import ros_process
-from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError
+from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError, ServiceTimeout
 from lifecycle_msgs.msg import State, Transition
 import pytest
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -99,6 +99,20 @@ def test_parallel_startup_raises_the_first_failure_in_order_and_activates_nothin
         manager(client, parallel=True).startup()
     assert info.value.node == NODES[1]
     assert not [c for c in client.calls if c[1] == 'activate']
+
+
+def test_a_configure_that_times_out_names_the_parameter_to_raise():
+    """A large layer's configure (building or loading GiBs) can outlast the call timeout."""
+    client = FakeClient()
+    client.fail(NODES[1], 'configure', ServiceTimeout('change_state: no response within 30.0 s'))
+    with pytest.raises(BringUpError) as err:
+        manager(client).startup()
+    assert 'service_timeout_s' in str(err.value) and '\n' not in str(err.value)
+    client = FakeClient({NODES[1]: 'inactive'})  # other transitions: no such hint
+    client.fail(NODES[1], 'activate', ServiceTimeout('change_state: no response within 30.0 s'))
+    with pytest.raises(BringUpError) as err:
+        manager(client).startup()
+    assert 'service_timeout_s' not in str(err.value)
 
 
 def test_startup_configures_all_before_activating_any():

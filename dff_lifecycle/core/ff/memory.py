@@ -15,9 +15,13 @@ from dff_lifecycle.core.ff.layers import LAYER_TYPES
 FLOAT_BYTES = 4
 # Weight-sized tensors an optimiser keeps (Adam's two moments) and makes for the length of
 # a step: torch's single-tensor Adam computes sqrt(v), then sqrt(v) / c, before adding eps
-# in place (measured: a step peaks 2 weight sizes above the state, SGD's at 0).
+# in place (measured: a step peaks 2 weight sizes above the state). Plain SGD's step makes
+# none, so its peak is the backward's: the gradient plus a workspace of about 0.1 weight
+# sizes (measured 0.105 on dense shards of 611 and 1,152 MiB; counted as 0.15, for the page
+# cache and shared memory that a device's memory cgroup charges as well). Without it a
+# split layer's shards claimed 2,674 MiB, needed about 2,690 and were OOM-killed.
 OPTIMIZER_MOMENTS = {'adam': 2, 'adamw': 2, 'sgd': 0}
-STEP_TEMPORARIES = {'adam': 2, 'adamw': 2, 'sgd': 0}
+STEP_TEMPORARIES = {'adam': 2, 'adamw': 2, 'sgd': 0.15}
 OPTIMIZER_SLOTS = {name: OPTIMIZER_MOMENTS[name] + STEP_TEMPORARIES[name]
                    for name in OPTIMIZER_MOMENTS}  # besides weights and grads
 # Forward + backward of a batch keep about this many activation-sized tensors alive.
@@ -40,7 +44,7 @@ def state_bytes(in_features: int, out_features: int, optimizer: str = 'adam',
     `params` is the layer's parameter count; None: a dense layer's (in + 1) * out.
     """
     params = in_features * out_features + out_features if params is None else params
-    return params * (2 + OPTIMIZER_SLOTS.get(optimizer, 4)) * FLOAT_BYTES
+    return int(params * (2 + OPTIMIZER_SLOTS.get(optimizer, 4)) * FLOAT_BYTES)
 
 
 def persistent_state_bytes(params: int, optimizer: str = 'adam') -> int:
