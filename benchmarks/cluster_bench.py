@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python benchmarks/cluster_bench.py scaling [--cpus 0.5]
     sudo .venv/bin/python benchmarks/cluster_bench.py thesis [--memory 2560]
-    sudo .venv/bin/python benchmarks/cluster_bench.py split [--memory 3072 --shards 4]
+    sudo .venv/bin/python benchmarks/cluster_bench.py split [--memory 5120 --shards 4]
     sudo .venv/bin/python benchmarks/cluster_bench.py links [--rates 1gbit 100mbit 20mbit]
     sudo .venv/bin/python benchmarks/cluster_bench.py placement [--devices 3 --cpus 0.4]
 
@@ -365,9 +365,14 @@ def split(bench: Bench, args: argparse.Namespace) -> int:
           f'{mib(layer_state)} of weights and gradients (plain SGD) '
           f'({layer_state / cap:.2f} x the cap), in {args.shards} shards of '
           f'{mib(layer_state // args.shards)}', flush=True)
-    # Device 1 holds layers 0 and 2; each shard has a device of its own.
-    devices = args.shards + 1
+    # Each shard has a device of its own; layers 0 and 2 share one more (by default), or go
+    # beside the first and the last shard with --devices <shards>. Beside a shard they do
+    # not fit at these sizes: layer 2 reads the whole split layer's activations (its claim
+    # at a 4096 MiB cap: 1,354 MiB with its input batches), and each shard leaves the cap
+    # less the container and the shard's own step.
+    devices = args.devices or args.shards + 1
     servers = [f'server_{i + 1}' for i in range(devices)]
+    pins = [f'0:{servers[0]}', f'2:{servers[0] if devices > args.shards else servers[-1]}']
     with bench.cluster(devices, memory=args.memory, cpus=args.cpus) as name:
         with bench.rss_sampler(name) as ff_rss:
             ff = bench.ff(name, config, bench.tmp / 'split_ff', timeout=900)
@@ -375,7 +380,10 @@ def split(bench: Bench, args: argparse.Namespace) -> int:
         with bench.rss_sampler(name) as rss:
             run = bench.dff(name, config, devices, bench.tmp / 'split_dff', timeout=3600,
                             master={'placement': 'pinned', 'shards': [f'1:{args.shards}'],
-                                    'pins': [f'0:{servers[0]}', f'2:{servers[0]}'],
+                                    'pins': pins,
+                                    # Each shard draws the whole layer's seeded init (GiBs
+                                    # of random numbers) in configure: on 2 cores, 4 at once.
+                                    'service_timeout_s': 300.0,
                                     # Multi-GiB checkpoints: only at the end, on each device.
                                     'checkpoint_pull_s': 0.0, 'save_every_s': 0.0,
                                     'save_every_batches': 0})
@@ -383,7 +391,7 @@ def split(bench: Bench, args: argparse.Namespace) -> int:
         run['oom_kills'] = bench.oom_kills(name)
         too_few = bench.dff(name, config, devices, bench.tmp / 'split_refused', timeout=600,
                             master={'placement': 'pinned', 'shards': [f'1:{args.shards - 1}'],
-                                    'pins': [f'0:{servers[0]}', f'2:{servers[0]}']})
+                                    'pins': pins})
     clean_refusal = ff['returncode'] == 2 and 'needs about' in ff['output']
     refused_split = too_few['returncode'] != 0 and 'needs about' in too_few['output']
     message = ff['output'].strip().splitlines()[-1] if ff['output'].strip() else ''
@@ -456,8 +464,9 @@ def main() -> int:
     t.add_argument('--memory', type=int, default=4096, help='MiB per device')
     t.add_argument('--cpus', type=float, default=0.0)
     sp = sub.add_parser('split')
-    sp.add_argument('--memory', type=int, default=3072, help='MiB per device')
+    sp.add_argument('--memory', type=int, default=5120, help='MiB per device')
     sp.add_argument('--shards', type=int, default=4)
+    sp.add_argument('--devices', type=int, default=0, help='default: shards + 1')
     sp.add_argument('--ratio', type=float, default=3.0,
                     help="layer 1's state as a multiple of the cap")
     sp.add_argument('--cpus', type=float, default=0.0)

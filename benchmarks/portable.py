@@ -11,4 +11,5 @@ def scrub(text: str, temporary: Iterable[Path] = ()) -> str:
     """Return text with temporary folders as <tmp> and the checkout's paths made relative."""
     for folder in temporary:
         text = text.replace(str(folder), '<tmp>')
-    return text.replace(f'{REPO}/', '').replace(str(REPO), '.')
+    text = text.replace(f'{REPO}/', '').replace(str(REPO), '.')
+    return text.replace(f'{Path.home()}/', '~/')
