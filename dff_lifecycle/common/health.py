@@ -14,6 +14,8 @@ WARN   layer      inactive after training batches while it was active (paused
 WARN   layer      the last loss or goodness is NaN or infinite
 WARN   layer      its goodness of positive and negative data (true and other class
                   groups) equal within 1 % over its last 50 batches: not learning
+WARN   layer      a class group with no unit active for any image over its last 50
+                  batches: that class can never be predicted
 WARN   layer      active, trained since it was activated, but no batch for IDLE_WARN_S
 WARN   container  memory in use at MEMORY_WARN_FRACTION of its cgroup limit or more
 OK                otherwise

@@ -77,3 +77,80 @@ def test_without_peer_normalisation_a_silent_group_stays_silent():
     assert 'peer_means' not in trainer.state_dict()
     with pytest.raises(ValueError, match='peer_norm'):
         FFHyperParams(peer_norm=-1.0).validate()
+
+
+# ----------------------------------------------------------- a class group that stays silent
+
+def class_groups(**fields) -> FFHyperParams:
+    return dataclasses.replace(FFHyperParams(objective='class_groups', **fields), groups=10)
+
+
+def dead_group_2() -> FFDense:
+    """20 units, two per class group: group 2's units (4 and 5) off for every input."""
+    layer = FFDense(8, 20)
+    with torch.no_grad():
+        layer.bias.fill_(100.0)  # every other unit on for every input
+        layer.bias[4:6] = -100.0
+    return layer
+
+
+def test_a_step_names_the_class_groups_with_no_active_unit():
+    x, y = torch.rand(16, 8), torch.arange(16) % 10
+    assert LocalTrainer(dead_group_2(), class_groups()).step_classes(x, y).silent_groups == (2,)
+    alive = dead_group_2()
+    with torch.no_grad():
+        alive.bias.fill_(100.0)
+    assert LocalTrainer(alive, class_groups()).step_classes(x, y).silent_groups == ()
+
+
+def test_shards_of_a_split_layer_name_the_silent_groups_of_the_whole_layer():
+    from dff_lifecycle.core.ff.sharding import ShardTrainer, split_dense
+    x, y = torch.rand(16, 8), torch.arange(16) % 10
+    ranges = [(0, 10), (10, 20)]
+    shards = [ShardTrainer(part, units, 20, class_groups())
+              for part, units in zip(split_dense(dead_group_2(), ranges), ranges)]
+    total = sum(shard.forward(x) for shard in shards)
+    assert [shard.finish(total, y).silent_groups for shard in shards] == [(2,), (2,)]
+
+
+def test_the_watch_warns_of_a_group_silent_over_its_whole_window():
+    from dff_lifecycle.core.objectives.separation import SeparationWatch
+    watch = SeparationWatch(window=3)
+    watch.record(2.0, 1.0, (3,))
+    watch.record(2.0, 1.0, (3, 7))
+    assert watch.verdict() == ''  # too early
+    watch.record(2.0, 1.0, (3,))
+    assert 'class group(s) 3 silent over its last 3 batches' in watch.verdict()
+    assert 'peer_norm' in watch.verdict() and '\n' not in watch.verdict()
+    watch.record(2.0, 1.0, ())  # group 3 fired once in the window: no warning
+    assert watch.verdict() == ''
+
+
+def test_the_training_log_names_a_layer_whose_group_stayed_silent_all_epoch(monkeypatch):
+    from pathlib import Path
+
+    from dff_lifecycle.core.config import load_layer_config, load_model_config
+    from dff_lifecycle.core.data.datasets import Dataset
+    from dff_lifecycle.core.run.experiment import run_single_process
+    step_classes = LocalTrainer.step_classes
+
+    def group_5_silent(self, *args, **kwargs):
+        return dataclasses.replace(step_classes(self, *args, **kwargs), silent_groups=(5,))
+
+    monkeypatch.setattr(LocalTrainer, 'step_classes', group_5_silent)
+    gen = torch.Generator().manual_seed(0)
+    data = Dataset('mnist', torch.rand(200, 784, generator=gen),
+                   torch.randint(0, 10, (200,), generator=gen),
+                   torch.rand(50, 784, generator=gen),
+                   torch.randint(0, 10, (50,), generator=gen), (1, 28, 28), 10)
+    cfg = load_model_config({'name': 'groups', 'dataset': 'mnist', 'supervised': True,
+                             'layer_defaults': {'objective': 'class_groups'},
+                             'training': {'batch_size': 50, 'epochs': 1,
+                                          'train_eval_limit': 0},
+                             'layers': [[-1, 'FFDense', [20]]]},
+                            load_layer_config(Path(__file__).resolve().parents[2] / 'params'
+                                              / 'layers.yaml'))
+    lines = []
+    run_single_process(cfg, data, 'cpu', progress=False, log=lines.append)
+    assert any(line.startswith('WARNING: layer 0: class group(s) 5 silent through epoch 1')
+               for line in lines), lines

@@ -7,6 +7,7 @@ from dff_lifecycle.core.ff.layers import OPTIMIZERS
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.objectives.class_groups import (check_groups, class_group_loss,
                                                         group_goodness,
+                                                        silent_group_mask,
                                                         true_and_other_goodness)
 from dff_lifecycle.core.objectives.goodness import goodness, position_goodness
 from dff_lifecycle.core.objectives.pos_neg import ff_loss
@@ -26,6 +27,12 @@ class StepResult:
     goodness_neg: float
     h_pos: Tensor
     h_neg: Tensor
+    silent_groups: tuple[int, ...] = ()  # class groups with no activity for any sample
+
+
+def silent_indices(mask: Tensor) -> tuple[int, ...]:
+    """Return the indices of the groups a (K,) 0/1 mask (already on the CPU) marks silent."""
+    return tuple(int(i) for i in torch.nonzero(mask).flatten())
 
 
 def make_optimizer(params: Iterable[nn.Parameter],
@@ -96,10 +103,12 @@ class LocalTrainer:
         true, others = true_and_other_goodness(g.detach(), y)
         self.batches_seen += 1
         self.steps_seen += steps
-        scalars = torch.stack([loss.detach(), true.mean(), others.mean()]).cpu()
+        scalars = torch.cat([torch.stack([loss.detach(), true.mean(), others.mean()]),
+                             silent_group_mask(g).to(true.dtype)]).cpu()  # one sync
         return StepResult(loss=float(scalars[0]), goodness_pos=float(scalars[1]),
                           goodness_neg=float(scalars[2]), h_pos=h.detach(),
-                          h_neg=h.new_empty((0, *h.shape[1:])))
+                          h_neg=h.new_empty((0, *h.shape[1:])),
+                          silent_groups=silent_indices(scalars[3:]))
 
     def step(self, x_pos: Tensor, x_neg: Tensor, steps: int = 1) -> StepResult:
         """

@@ -20,9 +20,10 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from dff_lifecycle.core.ff.layers import build_row, FFDense, reset_linear_rows_
-from dff_lifecycle.core.ff.local_trainer import LocalTrainer, StepResult
+from dff_lifecycle.core.ff.local_trainer import LocalTrainer, silent_indices, StepResult
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.objectives.class_groups import class_group_loss, true_and_other_goodness
+from dff_lifecycle.core.objectives.class_groups import (class_group_loss, silent_group_mask,
+                                                        true_and_other_goodness)
 from dff_lifecycle.core.objectives.pos_neg import ff_loss
 import torch
 from torch import nn, Tensor
@@ -183,10 +184,13 @@ class ShardTrainer(LocalTrainer):
         self._own = self._h = None
         self.batches_seen += 1
         self.steps_seen += 1
-        scalars = torch.stack([loss.detach(), g_pos, g_neg]).cpu()
-        if self.class_groups:
+        scalars = torch.stack([loss.detach(), g_pos, g_neg])
+        if self.class_groups:  # silent groups: of the whole layer, as every shard sees it
+            scalars = torch.cat([scalars, silent_group_mask(g).to(scalars.dtype)]).cpu()
             return StepResult(float(scalars[0]), float(scalars[1]), float(scalars[2]),
-                              h, h.new_empty((0, *h.shape[1:])))
+                              h, h.new_empty((0, *h.shape[1:])),
+                              silent_groups=silent_indices(scalars[3:]))
+        scalars = scalars.cpu()
         return StepResult(float(scalars[0]), float(scalars[1]), float(scalars[2]),
                           h[:self._n_pos], h[self._n_pos:])
 

@@ -47,6 +47,16 @@ def true_and_other_goodness(g: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return true, others
 
 
+def silent_group_mask(g: Tensor) -> Tensor:
+    """
+    Return (K,) True for each class group whose goodness is 0 for every sample of the batch.
+
+    A silent group (all its units' ReLUs off) gives its class the lowest logit for every
+    image: that class can never be predicted, however the other groups learn.
+    """
+    return g.detach().amax(dim=0) <= 0
+
+
 def class_scores(group_goodness_per_layer: list[Tensor]) -> Tensor:
     """
     (N, K) class scores of several layers: the sum of each layer's log-softmax.

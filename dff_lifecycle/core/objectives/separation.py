@@ -7,6 +7,11 @@ whose two stay equal learns nothing (a supervised conv reading the label overlay
 and 1.956 in every layer). The same rule warns in the training log (per epoch means,
 `inseparable_layers`) and on /diagnostics (a window of the layer's last batches,
 `SeparationWatch`).
+
+A class-group layer can also lose a class: a group whose units are all off for every image
+(silent) gives its class the lowest logit always, while the other groups still separate.
+The watch warns when a group stays silent over its whole window, and so does the one
+process's training log per epoch.
 """
 from __future__ import annotations
 
@@ -35,6 +40,13 @@ def describe_inseparable(g_pos: float, g_neg: float, over: str) -> str:
             f'({g_pos:.4g} / {g_neg:.4g}): this layer is not learning')
 
 
+def describe_silent(groups: Sequence[int], over: str) -> str:
+    """Return the one-line warning for class groups silent for every image `over` a span."""
+    listed = ', '.join(str(g) for g in sorted(groups))
+    return (f'class group(s) {listed} silent {over} (no unit active for any image): those '
+            'classes can never be predicted; peer_norm (e.g. 0.03) brings silent units back')
+
+
 def inseparable_layers(records: Sequence[dict]) -> list[str]:
     """Warnings for the epoch records (one per layer and epoch) whose goodness stayed equal."""
     return [f"layer {r['layer']}: " + describe_inseparable(
@@ -50,10 +62,10 @@ class SeparationWatch:
         if window < 1:
             raise ValueError(f'window must be >= 1, got {window}')
         self.window = window
-        self._seen: deque[tuple[float, float]] = deque(maxlen=window)
+        self._seen: deque[tuple[float, float, frozenset[int]]] = deque(maxlen=window)
 
-    def record(self, g_pos: float, g_neg: float) -> None:
-        self._seen.append((float(g_pos), float(g_neg)))
+    def record(self, g_pos: float, g_neg: float, silent_groups: Sequence[int] = ()) -> None:
+        self._seen.append((float(g_pos), float(g_neg), frozenset(silent_groups)))
 
     def reset(self) -> None:
         self._seen.clear()
@@ -63,8 +75,10 @@ class SeparationWatch:
         seen = list(self._seen)  # one copy: the compute thread appends while others read
         if len(seen) < self.window:
             return ''
-        g_pos = sum(p for p, _ in seen) / len(seen)
-        g_neg = sum(n for _, n in seen) / len(seen)
-        if not inseparable(g_pos, g_neg):
-            return ''
-        return describe_inseparable(g_pos, g_neg, f'over its last {len(self._seen)} batches')
+        g_pos = sum(p for p, _, _ in seen) / len(seen)
+        g_neg = sum(n for _, n, _ in seen) / len(seen)
+        over = f'over its last {len(seen)} batches'
+        if inseparable(g_pos, g_neg):
+            return describe_inseparable(g_pos, g_neg, over)
+        silent = frozenset.intersection(*(groups for _, _, groups in seen))
+        return describe_silent(silent, over) if silent else ''

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data.datasets import Dataset
 from dff_lifecycle.core.data.input_stats import InputStats, save_input_stats, stats_of
 from dff_lifecycle.core.ff.local_trainer import StepResult
 from dff_lifecycle.core.ff.network import FFNetwork
-from dff_lifecycle.core.objectives.separation import inseparable_layers
+from dff_lifecycle.core.objectives.separation import describe_silent, inseparable_layers
 from dff_lifecycle.core.run.evaluation import (evaluate, features_from_activities,
                                                scores_from_activities, supervised_scores)
 from dff_lifecycle.core.run.metrics import describe, record, write_metrics
@@ -33,6 +33,7 @@ def _train_minibatches(network: FFNetwork, batches: Iterable[TrainBatch], model_
     indices = [stage.index for stage in network.stages]  # records name layers by row index
     sums = torch.zeros(len(indices), 3, dtype=torch.float64)
     count, epoch = 0, 0
+    silent: list[Optional[frozenset[int]]] = [None] * len(indices)  # silent all epoch long
 
     def close_epoch() -> None:
         means = (sums / max(count, 1)).numpy()
@@ -43,17 +44,25 @@ def _train_minibatches(network: FFNetwork, batches: Iterable[TrainBatch], model_
             log(f'epoch {epoch + 1}/{model_cfg.training.epochs}: {describe(records)}')
             for warning in inseparable_layers(records):
                 log(f'WARNING: {warning}')
+            for index, groups in zip(indices, silent):
+                if groups:
+                    log(f'WARNING: layer {index}: '
+                        + describe_silent(groups, f'through epoch {epoch + 1}'))
 
     for batch in batches:
         if batch.epoch != epoch:
             close_epoch()
             sums.zero_()
             count, epoch = 0, batch.epoch
+            silent = [None] * len(indices)
         results: list[StepResult] = (network.train_batch_classes(batch.images, batch.y_pos)
                                      if batch.classed
                                      else network.train_batch(batch.x_pos, batch.x_neg))
         sums += torch.tensor([[r.loss, r.goodness_pos, r.goodness_neg] for r in results],
                              dtype=torch.float64)
+        silent = [frozenset(r.silent_groups) if before is None
+                  else before & frozenset(r.silent_groups)
+                  for before, r in zip(silent, results)]
         count += 1
         bar.update(1)
         bar.set_postfix(epoch=epoch + 1, loss=f'{results[-1].loss:.3f}', refresh=False)

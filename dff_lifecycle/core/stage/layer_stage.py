@@ -303,7 +303,7 @@ class LayerStage:
         self.scalars.loss = result.loss
         self.scalars.goodness_positive = result.goodness_pos
         self.scalars.goodness_negative = result.goodness_neg
-        self.separation.record(result.goodness_pos, result.goodness_neg)
+        self.separation.record(result.goodness_pos, result.goodness_neg, result.silent_groups)
         self._maybe_checkpoint()
 
     def _cache(self, key: tuple[str, int], pair: Tensor) -> None:
