@@ -5,12 +5,11 @@ from pathlib import Path
 
 from dff_lifecycle.common.health import LayerFacts, LayerHealth, Level
 from dff_lifecycle.core.config import load_layer_config, load_model_config
-from dff_lifecycle.core.data.datasets import Dataset
 from dff_lifecycle.core.objectives.separation import (inseparable, inseparable_layers,
                                                       SeparationWatch)
 from dff_lifecycle.core.run.experiment import run_single_process
 import pytest
-import torch
+from synthetic import random_mnist
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,11 +57,7 @@ def test_epoch_records_name_the_layer_and_epoch_that_did_not_separate():
 
 def test_a_model_that_does_not_learn_says_so_in_the_training_log():
     # lr so small the weights stay at their start: an overlay barely moves goodness.
-    gen = torch.Generator().manual_seed(0)
-    data = Dataset('mnist', torch.rand(200, 784, generator=gen),
-                   torch.randint(0, 10, (200,), generator=gen),
-                   torch.rand(50, 784, generator=gen),
-                   torch.randint(0, 10, (50,), generator=gen), (1, 28, 28), 10)
+    data = random_mnist()
     cfg = load_model_config({'name': 'flat', 'dataset': 'mnist', 'supervised': True,
                              'layer_defaults': {'lr': 1e-12},
                              'training': {'batch_size': 50, 'epochs': 1,

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.core.ff.fused_step import supports_fused
 from dff_lifecycle.core.ff.layers import FFConv2d, FFDense
 from dff_lifecycle.core.ff.local_trainer import LocalTrainer
+from dff_lifecycle.core.ff.sharding import ShardTrainer, split_dense
 from dff_lifecycle.core.hyperparams import FFHyperParams
+from dff_lifecycle.core.objectives.separation import SeparationWatch
+from dff_lifecycle.core.run.experiment import run_single_process
 import pytest
+from synthetic import random_mnist
 import torch
 
 
@@ -104,7 +110,6 @@ def test_a_step_names_the_class_groups_with_no_active_unit():
 
 
 def test_shards_of_a_split_layer_name_the_silent_groups_of_the_whole_layer():
-    from dff_lifecycle.core.ff.sharding import ShardTrainer, split_dense
     x, y = torch.rand(16, 8), torch.arange(16) % 10
     ranges = [(0, 10), (10, 20)]
     shards = [ShardTrainer(part, units, 20, class_groups())
@@ -114,7 +119,6 @@ def test_shards_of_a_split_layer_name_the_silent_groups_of_the_whole_layer():
 
 
 def test_the_watch_warns_of_a_group_silent_over_its_whole_window():
-    from dff_lifecycle.core.objectives.separation import SeparationWatch
     watch = SeparationWatch(window=3)
     watch.record(2.0, 1.0, (3,))
     watch.record(2.0, 1.0, (3, 7))
@@ -127,22 +131,13 @@ def test_the_watch_warns_of_a_group_silent_over_its_whole_window():
 
 
 def test_the_training_log_names_a_layer_whose_group_stayed_silent_all_epoch(monkeypatch):
-    from pathlib import Path
-
-    from dff_lifecycle.core.config import load_layer_config, load_model_config
-    from dff_lifecycle.core.data.datasets import Dataset
-    from dff_lifecycle.core.run.experiment import run_single_process
     step_classes = LocalTrainer.step_classes
 
     def group_5_silent(self, *args, **kwargs):
         return dataclasses.replace(step_classes(self, *args, **kwargs), silent_groups=(5,))
 
     monkeypatch.setattr(LocalTrainer, 'step_classes', group_5_silent)
-    gen = torch.Generator().manual_seed(0)
-    data = Dataset('mnist', torch.rand(200, 784, generator=gen),
-                   torch.randint(0, 10, (200,), generator=gen),
-                   torch.rand(50, 784, generator=gen),
-                   torch.randint(0, 10, (50,), generator=gen), (1, 28, 28), 10)
+    data = random_mnist()
     cfg = load_model_config({'name': 'groups', 'dataset': 'mnist', 'supervised': True,
                              'layer_defaults': {'objective': 'class_groups'},
                              'training': {'batch_size': 50, 'epochs': 1,
