@@ -116,8 +116,9 @@ class PipelineWatch:
         """
         Highest batch seq of `stream` that every leaf layer has processed (-1: none).
 
-        Batches reach a layer in order over one reliable channel, so a leaf's
-        last seq acknowledges every earlier one too.
+        A layer's status seq is its watermark (core/stage/seq_watermark.py): every batch
+        of the stream up to it processed there, so a gap (a batch lost to a subscription
+        created again) holds the count until the master's resend fills it.
         """
         with self._changed:
             seqs = [self._layers[i].last_seq if self._layers[i].stream == stream else -1

@@ -328,8 +328,12 @@ class FFLayerNode(LifecycleNode):
             self._status.goodness_positive = scalars.goodness_positive
             self._status.goodness_negative = scalars.goodness_negative
             self._status.inference_batches = scalars.inference_batches
-            self._status.stream = tensor.stream
-            self._status.last_batch_seq = tensor.batch_seq
+            # Through which seq every batch of the stream was processed: the master's
+            # completion count (core/stage/seq_watermark.py). Unchanged until seq 0 is in.
+            through = self._stage.watermark.through(tensor.stream)
+            if through >= 0:
+                self._status.stream = tensor.stream
+                self._status.last_batch_seq = through
             # Progress at a bounded rate: now if the period is over, else when it is or the
             # stream pauses (the worker's idle call), so the last batch is never left unsaid.
             period = self._settings['status_period_s']

@@ -131,3 +131,29 @@ def test_a_joining_stage_joins_each_batch_of_bundles_from_both_inputs():
 def test_a_malformed_bundle_is_rejected_as_input():
     with pytest.raises(InputRejected):
         stage().process('s', 0, Kind.BUNDLE, torch.zeros(2, D))
+
+
+def test_a_bundle_lost_before_a_later_one_holds_the_watermark_until_it_is_resent():
+    """
+    The CI case: a subscription created again by a pause missed bundle 0-3 and got 4-7.
+
+    The layer's watermark (what the master counts as done) stays below the lost bundle,
+    whose batches no layer trained; the resend trains them and releases the count.
+    """
+    batches = [(seq, pair(seq)) for seq in range(8)]
+    layer = stage()
+    layer.process('s', 7, Kind.BUNDLE, pack_bundle(Kind.TRAIN_PAIR, batches[4:], 7))
+    assert layer.watermark.through('s') == -1 and layer.trainer.batches_seen == 4
+    layer.process('s', 3, Kind.BUNDLE, pack_bundle(Kind.TRAIN_PAIR, batches[:4], 3))
+    assert layer.watermark.through('s') == 7 and layer.trainer.batches_seen == 8
+
+
+def test_a_restored_layer_counts_from_its_checkpoint():
+    done = stage()
+    for seq in range(3):
+        done.process('s', seq, Kind.TRAIN_PAIR, pair(seq))
+    restored = stage()
+    restored.restore_trained(done.trained_keys())
+    assert restored.watermark.through('s') == 2
+    restored.process('s', 3, Kind.TRAIN_PAIR, pair(3))
+    assert restored.watermark.through('s') == 3

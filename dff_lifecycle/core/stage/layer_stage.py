@@ -28,6 +28,7 @@ from dff_lifecycle.core.stage.batch_codec import (CodecError, expand_candidates,
                                                   pack_classed, pack_pair, unpack_classed,
                                                   unpack_labelled, unpack_pair)
 from dff_lifecycle.core.stage.bundles import pack_bundle, unpack_bundle
+from dff_lifecycle.core.stage.seq_watermark import SeqWatermark
 from dff_lifecycle.core.stage.stage_ops import StageOps
 import torch
 from torch import Tensor
@@ -87,6 +88,7 @@ class LayerStage:
         self._checkpoints = DutyCycle(settings.save_every_s, clock=clock)
         self.scalars = StageScalars()
         self.separation = SeparationWatch()  # is this layer learning? (/diagnostics)
+        self.watermark = SeqWatermark()  # processed through which seq (the master's count)
         self._pending: OrderedDict[tuple[str, int], dict[int, Tensor]] = OrderedDict()
         self._joining: OrderedDict[tuple[str, int, int], dict[int, Tensor]] = OrderedDict()
         self._trained: deque[tuple[str, int]] = deque(maxlen=TRAINED_MEMORY)
@@ -101,7 +103,16 @@ class LayerStage:
 
         `position` is the input it came in on, for a stage that joins several (a Concat):
         such a stage waits for the same (stream, seq, kind) on every input, then joins.
+        Each batch it completes moves `watermark` (a bundle's, batch by batch).
         """
+        outputs = self._process(stream, seq, kind, tensor, position)
+        for out in outputs:
+            if out.kind not in (Kind.BUNDLE, Kind.PARTIALS):  # a bundle's parts: already in
+                self.watermark.add(stream, seq if out.seq is None else out.seq)
+        return outputs
+
+    def _process(self, stream: str, seq: int, kind: int, tensor: Tensor,
+                 position: int) -> list[Output]:
         try:
             kind = Kind(kind)
         except ValueError:
@@ -159,6 +170,7 @@ class LayerStage:
         self._joining.clear()
         self._trained.clear()
         self._trained_set.clear()
+        self.watermark.clear()
         self._sent.clear()
         self._sent_bytes = 0
 
@@ -171,13 +183,18 @@ class LayerStage:
         return [[stream, seq] for stream, seq in self._trained]
 
     def restore_trained(self, keys: Iterable) -> None:
-        """Remember a checkpoint's trained batches: a resend of one is forwarded, not retrained."""
+        """
+        Remember a checkpoint's trained batches: a resend of one is forwarded, not retrained.
+
+        The watermark starts at the newest of them (per stream): what the checkpoint had.
+        """
         for entry in keys:
             if (isinstance(entry, (list, tuple)) and len(entry) == 2
                     and isinstance(entry[0], str) and isinstance(entry[1], int)):
                 key = (entry[0], entry[1])
                 if key not in self._trained_set:
                     self._remember(key)
+                self.watermark.start_after(*key)
 
     # ------------------------------------------------------------------ inputs
     def _join(self, stream: str, seq: int, kind: Kind, tensor: Tensor,

@@ -54,11 +54,11 @@ class ShardStage(LayerStage):
         self._sent_partials_bytes = 0
 
     # ----------------------------------------------------------------- inputs
-    def process(self, stream: str, seq: int, kind: int, tensor: Tensor,
-                position: int = 0) -> list[Output]:
+    def _process(self, stream: str, seq: int, kind: int, tensor: Tensor,
+                 position: int) -> list[Output]:
         if kind == Kind.PARTIALS:
             return self._partials_in((stream, seq), tensor, self._peer_of(position))
-        return super().process(stream, seq, kind, tensor, position)
+        return super()._process(stream, seq, kind, tensor, position)
 
     def _bundle(self, stream: str, seq: int, tensor: Tensor, position: int) -> list[Output]:
         raise InputRejected('a split layer takes one training batch per message: run the '
