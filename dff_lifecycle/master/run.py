@@ -279,6 +279,8 @@ class DeployedRun:
                 self._train(model, plan, io, streamer, inference, dataset, control, outcome)
                 if keeper is not None:
                     keeper.stop()
+                if recovery is not None:  # a lost server back by now: fence it before
+                    recovery.fence_returned()  # its stale layers share names with the moved
                 live = recovery.live_servers() if recovery is not None else servers
                 try:
                     outcome.weight_files = self.save(model.name, live)
@@ -292,6 +294,8 @@ class DeployedRun:
         finally:
             if keeper is not None:
                 keeper.stop()
+            if recovery is not None:  # nor may a stale layer answer the teardown's calls
+                recovery.fence_returned()
             plan, lost = self._record_recovery(plan, io, recovery, outcome.metrics)
             if outcome.canceled:
                 self._pause(manager)

@@ -254,7 +254,9 @@ def test_a_device_killed_mid_run_costs_seconds_not_the_run(cluster, tmp_path):
         wait_until(lambda: checkpoint.exists() or launcher.popen.poll() is not None, 300,
                    "layer_1's first checkpoint", detail=lambda: launcher.output)
         assert launcher.popen.poll() is None, launcher.output
-        time.sleep(1.5)  # the master pulls a copy every second
+        # The master pulls copies every second: kill once it holds one (a loaded CI
+        # machine took longer than the 1.5 s this test used to sleep).
+        launcher.wait_for('checkpoints: first copy of /mnist_small/layer_1 held', 120)
         pid = int(re.search(r'server_2: started with pid (\d+)', launcher.output).group(1))
         os.killpg(pid, signal.SIGKILL)
         code = launcher.wait(400)
@@ -331,7 +333,7 @@ def test_a_device_cut_off_for_five_seconds_is_recovered_and_fenced(cluster, tmp_
     link = ['ip', 'netns', 'exec', f'{cluster.name}-switch', 'ip', 'link', 'set', 'p-d2']
     try:
         launcher.wait_for('bring-up:', 300)
-        time.sleep(2.0)  # training
+        launcher.wait_for('checkpoints: first copy of /mnist_small/layer_1 held', 120)  # trains
         subprocess.run([*link, 'down'], check=True)
         launcher.wait_for('recovered: /mnist_small/layer_1 now on server_1', 30)
         time.sleep(5.0)
