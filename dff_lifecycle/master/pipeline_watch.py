@@ -96,6 +96,8 @@ class PipelineWatch:
         with self._changed:
             self._layers[layer].state = state
             self._layers[layer].recreated = recreated
+            if recreated:  # a new node counts from its checkpoint: hear its lower watermark
+                self._layers[layer].last_seq = -1
             self._changed.notify_all()
 
     def on_result(self, source: str, stream: str, seq: int, array: np.ndarray) -> None:

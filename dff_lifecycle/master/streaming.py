@@ -161,6 +161,12 @@ class Streamer:
                 resends = 0
             else:
                 resends = self._count_resend(resends, what, len(inflight))
+                # Completed items the leaves no longer acknowledge: a restored leaf counts
+                # from its checkpoint, and a replayed batch it lost holds its watermark.
+                for item in recent:
+                    if item.seq > done:
+                        send(item)
+                        self.resends_total += 1
             self._resend(inflight, send)
             last_progress = self.clock()
 

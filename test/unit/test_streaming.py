@@ -305,3 +305,26 @@ def test_the_window_counts_the_batches_of_bundles_but_keeps_min_items_in_flight(
     streamer.stream((Item(i) for i in range(6)), send, pipeline.done_through,
                     lambda item: done.append(item.seq), what='training', weight=lambda _i: 2)
     assert done == list(range(6)) and most == 2  # two items of two batches fill four
+
+
+def test_a_stall_resends_completed_items_the_leaves_no_longer_acknowledge():
+    """A restored leaf counts from its checkpoint (#1) and lost replayed #2, #3: resend them."""
+    pipeline = FakePipeline(rate=1)
+
+    def restore(p: FakePipeline) -> None:
+        p.acked, p.stuck = 1, True  # items 0..3 were completed and handed on by now
+
+    pipeline.script[5] = restore
+    original = pipeline.send
+
+    def send(item: Item) -> None:
+        original(item)
+        if pipeline.stuck and item.seq == 3:
+            pipeline.stuck = False  # the lost ones came again
+
+    pipeline.send = send
+    logs: list[str] = []
+    assert run(pipeline, 8, logs=logs, replay=100) == list(range(8))
+    assert pipeline.sent[:8] == list(range(8))
+    assert pipeline.sent[8:10] == [2, 3]  # completed, but above the leaf's watermark
+    assert sum('no progress' in line for line in logs) == 1
