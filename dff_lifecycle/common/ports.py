@@ -13,12 +13,16 @@ from typing import NamedTuple, Sequence
 # What a layer node does with each port name; a layer type's ports must be among these.
 TENSOR_TYPE = 'dff_msgs/msg/TensorChunk'
 STATUS_TYPE = 'dff_msgs/msg/LayerStatus'
-INPUT_PORTS = {'train': TENSOR_TYPE, 'infer': TENSOR_TYPE, 'partials': TENSOR_TYPE}
+INPUT_PORTS = {'train': TENSOR_TYPE, 'infer': TENSOR_TYPE, 'partials': TENSOR_TYPE,
+               'sync': TENSOR_TYPE}
 OUTPUT_PORTS = {'train': TENSOR_TYPE, 'infer': TENSOR_TYPE, 'result': TENSOR_TYPE,
-                'status': STATUS_TYPE, 'partials': TENSOR_TYPE}
+                'status': STATUS_TYPE, 'partials': TENSOR_TYPE, 'sync': TENSOR_TYPE}
 # Bound by the plan, not by the layer config: the shards of a split layer exchange partial
 # sums of squares on them (one binding per peer, in shard order).
 SHARD_PORTS = ('partials',)
+# ... and the replicas of a replicated layer their weight snapshots (one per peer, in order).
+REPLICA_PORTS = ('sync',)
+PEER_PORTS = SHARD_PORTS + REPLICA_PORTS
 
 
 class PortBinding(NamedTuple):

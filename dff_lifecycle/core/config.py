@@ -13,7 +13,7 @@ from pathlib import Path
 import re
 from typing import Any, Mapping, Sequence
 
-from dff_lifecycle.common.ports import INPUT_PORTS, OUTPUT_PORTS, SHARD_PORTS
+from dff_lifecycle.common.ports import INPUT_PORTS, OUTPUT_PORTS, PEER_PORTS
 from dff_lifecycle.core.data.image_folder import (ImageFolderError, ImageFolderSpec,
                                                   scan_image_folder)
 from dff_lifecycle.core.ff.head import HeadConfig
@@ -365,7 +365,7 @@ def _ports(read: _Reader, key: str, value: Any, side: str) -> dict[str, str]:
     if not ports:
         raise read.error(key, 'must name at least one port')
     known = {port: msg for port, msg in (INPUT_PORTS if side == 'inputs'
-                                         else OUTPUT_PORTS).items() if port not in SHARD_PORTS}
+                                         else OUTPUT_PORTS).items() if port not in PEER_PORTS}
     for port, msg_type in ports.items():
         read.pattern(f'{key}.{port}', port, PORT_RE, 'a lower_case port name')
         read.pattern(f'{key}.{port}', msg_type, MSG_TYPE_RE, 'a message type like pkg/msg/Name')

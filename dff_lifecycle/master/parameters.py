@@ -25,6 +25,13 @@ MASTER_PARAMETERS = {
                                 '"<layer>:<shards>", e.g. "1:4": each shard on its own server '
                                 'holds 1/N of the weights; the shards exchange one partial '
                                 'goodness per sample. Needs bundle 0 or 1 (sent as 1).'),
+    'replicas': Param(list, [''], 'Layers replicated across devices, as "<layer>:<copies>", '
+                                  'e.g. "2:2": copy k trains the batches whose seq is k modulo '
+                                  'the copies (a bottleneck stage at 1/N of the work); their '
+                                  'weights are averaged every sync_every batches and at the '
+                                  'end. Sends one batch per message (bundle 1).'),
+    'sync_every': Param(int, 50, 'Replicated layers: batches of the stream between two weight '
+                                 'averages (0: at the end only).', 0),
     'stage_costs': Param(list, [''], 'placement balanced: seconds per training batch of each '
                                      'layer node (stage), in order, e.g. measured on a device '
                                      'with benchmarks/stage_costs.py; empty: the master '

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from dff_lifecycle.master.plan import SHARD_UNITS
 import numpy as np
 
 Scalars = tuple[float, float, float]  # loss, goodness of positives, goodness of negatives
@@ -104,6 +105,7 @@ class PipelineWatch:
         index = self.layer_of_node.get(source)
         if index is None:
             return
+        index %= SHARD_UNITS  # a replica answers for its layer (a shard never reports)
         with self._changed:
             self._results[(stream, seq)][index] = array
             self._changed.notify_all()

@@ -90,6 +90,8 @@ class LayerPlacement:
     pre_ops: tuple[str, ...] = ()    # fused rows between its Concat and the layer, e.g. 'Flatten'
     shard: int = 0                   # a layer split by output units: which part this is
     shards: int = 1
+    replica: int = 0                 # a replicated layer: which copy this is
+    replicas: int = 1
 
     @property
     def full_name(self) -> str:
@@ -100,16 +102,17 @@ class LayerPlacement:
         """
         Return the master's key of this layer node.
 
-        The row index, or for shard k > 0 of a split layer a key above every row index
-        (shard 0 stands for its layer in the metrics).
+        The row index, or for shard (or replica) k > 0 of a split (or replicated) layer a
+        key above every row index (shard or replica 0 stands for its layer in the metrics).
         """
-        return self.layer.index + SHARD_UNITS * self.shard
+        return self.layer.index + SHARD_UNITS * (self.shard or self.replica)
 
     def describe(self) -> str:
         """Name the row type with what runs fused in its node: `FFConv2d+MaxPool2d`."""
         sources = sum(1 for b in self.topics.inputs if b.port == 'train')
         joined = 'Concat+' if sources > 1 else ''
-        part = f' (shard {self.shard + 1}/{self.shards})' if self.shards > 1 else ''
+        part = (f' (shard {self.shard + 1}/{self.shards})' if self.shards > 1 else
+                f' (replica {self.replica + 1}/{self.replicas})' if self.replicas > 1 else '')
         return joined + '+'.join((*self.pre_ops, self.layer.module, *self.post_ops)) + part
 
 
@@ -137,8 +140,15 @@ def model_topics(model: str) -> tuple[str, str, str]:
     return f'/{model}/input/train', f'/{model}/input/infer', f'/{model}/results'
 
 
-def layer_node_name(index: int, shard: int = 0, shards: int = 1) -> str:
-    """`layer_<i>`; shard k of a layer split in n: `layer_<i>_<k>of<n>`."""
+def layer_node_name(index: int, shard: int = 0, shards: int = 1, replica: int = 0) -> str:
+    """
+    `layer_<i>`; shard k of a layer split in n: `layer_<i>_<k>of<n>`.
+
+    Replica k > 0 of a replicated layer: `layer_<i>_replica<k>` (replica 0 is `layer_<i>`,
+    and every replica publishes its activities on layer_<i>'s topics).
+    """
+    if replica:
+        return f'layer_{index}_replica{replica}'
     return f'layer_{index}_{shard}of{shards}' if shards > 1 else f'layer_{index}'
 
 
@@ -214,17 +224,23 @@ def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contig
                pins: Mapping[int, str] | None = None,
                extra_parameters: Mapping[str, Any] | None = None,
                costs: Sequence[float] | None = None,
-               shards: Mapping[int, int] | None = None) -> DistributionPlan:
+               shards: Mapping[int, int] | None = None,
+               replicas: Mapping[int, int] | None = None, sync_every: int = 0,
+               train_batches: int = 0) -> DistributionPlan:
     """
     Place every stage of `model` on `servers` and wire its ports.
 
     One layer node per stage, or one per shard of a layer split by output units (`shards`:
-    {row: count}), the shards on distinct servers from the stage's own on.
+    {row: count}), or one per replica of a replicated layer (`replicas`: {row: count},
+    averaged every `sync_every` of the stream's `train_batches`), the shards or replicas on
+    distinct servers from the stage's own on.
     """
     name = model.name
     stages = model.stages
     shards = dict(shards or {})
+    replicas = dict(replicas or {})
     check_shards(model, shards, len(servers), pins or {})
+    check_replicas(model, replicas, len(servers), pins or {}, shards)
     chosen = assign_servers(len(stages), servers, policy, pins, costs)
     ports = _layer_ports(model)
     consumers: dict[int, set[str]] = {}  # stage -> its output ports that something reads
@@ -236,15 +252,19 @@ def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contig
     for stage, server in zip(stages, chosen):
         row = model.layers[stage.index]
         count = shards.get(stage.index, 1)
-        for shard in range(count):
-            node = layer_node_name(stage.index, shard, count)
+        copies = replicas.get(stage.index, 1)
+        for part in range(max(count, copies)):
+            shard, replica = (part, 0) if count > 1 else (0, part)
+            node = layer_node_name(stage.index, shard, count, replica)
             topics = _stage_topics(model, stage, node, ports, consumers.get(stage.index, set()),
-                                   shards, shard)
+                                   shards, shard, replica, copies)
             params = layer_parameters(model, row, topics, shards)
             out_shape = stage.out_shape
             if count > 1:
                 params.update(shard_parameters(model, stage.index, shard, count))
                 out_shape = shard_out_shape(model, stage.index, shard, count)
+            if copies > 1:
+                params.update(replica_parameters(row, replica, copies, sync_every, train_batches))
             for key, value in (extra_parameters or {}).items():
                 if key not in LAYER_PARAMETERS:
                     raise ConfigError(PARAMETERS, key, 'is not a layer node parameter')
@@ -252,11 +272,11 @@ def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contig
                     params[key] = coerce(value, LAYER_PARAMETERS[key].type)
                 except ValueError as err:
                     raise ConfigError(PARAMETERS, key, str(err)) from err
-            where = servers[(list(servers).index(server) + shard) % len(servers)]
+            where = servers[(list(servers).index(server) + part) % len(servers)]
             placements.append(LayerPlacement(
                 row, where, f'/{name}', node, topics, params,
                 tuple(op.module for op in stage.post_ops), stage.in_shape, out_shape,
-                tuple(op.module for op in stage.pre_ops), shard, count))
+                tuple(op.module for op in stage.pre_ops), shard, count, replica, copies))
     return DistributionPlan(name, tuple(placements))
 
 
@@ -272,6 +292,61 @@ def parse_shards(items: Sequence[str]) -> dict[int, int]:
             raise ConfigError(PARAMETERS, 'shards', f'layer {int(index)} is split twice')
         found[int(index)] = int(count)
     return found
+
+
+def parse_replicas(items: Sequence[str]) -> dict[int, int]:
+    """Parse ['2:2'] (the `replicas` parameter) into {2: 2}."""
+    found: dict[int, int] = {}
+    for item in items:
+        index, sep, count = item.partition(':')
+        if (not sep or not index.strip().isdecimal() or not count.strip().isdecimal()):
+            raise ConfigError(PARAMETERS, 'replicas', f'{item!r}: expected "<layer index>:'
+                              '<copies>", e.g. "2:2"')
+        if int(index) in found:
+            raise ConfigError(PARAMETERS, 'replicas', f'layer {int(index)} is replicated twice')
+        found[int(index)] = int(count)
+    return found
+
+
+def check_replicas(model: ModelConfig, replicas: Mapping[int, int], servers: int,
+                   pins: Mapping[int, str], shards: Mapping[int, int]) -> None:
+    """Refuse replications that cannot run, before anything starts (one line each)."""
+    stage_of = {stage.index: stage for stage in model.stages}
+    for index, count in replicas.items():
+        where = f'layer {index}'
+        if index not in stage_of:
+            raise ConfigError(PARAMETERS, 'replicas', f'{where}: no trainable row of that index '
+                              f'(layer nodes: {", ".join(str(i) for i in stage_of)})')
+        if count < 2:
+            raise ConfigError(PARAMETERS, 'replicas', f'{where}: {count} copies; replication '
+                              'needs at least 2')
+        if count > servers:
+            raise ConfigError(PARAMETERS, 'replicas', f'{where}: {count} copies need {count} '
+                              f'server containers (one each), found {servers}')
+        if index in shards:
+            raise ConfigError(PARAMETERS, 'replicas', f'{where} is split (shards); a layer is '
+                              'split or replicated, not both')
+        if index in pins:
+            raise ConfigError(PARAMETERS, 'pins', f'{where} is replicated: its copies go to '
+                              'distinct servers, so it cannot be pinned')
+        if model.training.mode != 'minibatch':
+            raise ConfigError(PARAMETERS, 'replicas', 'replicas train alternate batches: '
+                              'training.mode must be minibatch')
+        if model.training.negatives == 'hard':
+            raise ConfigError(PARAMETERS, 'replicas', 'hard negatives score the training set '
+                              'with the model of each epoch, which replicas hold in parts '
+                              'between averages; use another training.negatives')
+
+
+def replica_parameters(row: LayerSpecConfig, replica: int, copies: int, sync_every: int,
+                       train_batches: int) -> dict[str, Any]:
+    """Layer node parameters that make a node copy `replica` of `copies` of `row`."""
+    values: dict[str, Any] = {'replica_index': replica, 'replica_count': copies,
+                              'sync_every': sync_every, 'stream_batches': train_batches}
+    horizon = row.hparams.schedule_batches
+    if horizon:  # a cosine rate falls over the batches this copy trains
+        values['schedule_batches'] = max(1, -(-(horizon - replica) // copies))
+    return {key: coerce(value, LAYER_PARAMETERS[key].type) for key, value in values.items()}
 
 
 def check_shards(model: ModelConfig, shards: Mapping[int, int], servers: int,
@@ -370,12 +445,15 @@ def _layer_ports(model: ModelConfig) -> dict[int, tuple[dict[str, str], dict[str
 def _stage_topics(model: ModelConfig, stage: Stage, node: str,
                   ports: Mapping[int, tuple[dict[str, str], dict[str, str]]],
                   consumed: set[str], shards: Mapping[int, int] | None = None,
-                  shard: int = 0) -> LayerTopics:
+                  shard: int = 0, replica: int = 0, copies: int = 1) -> LayerTopics:
     """
     Bind each port of one stage; refuse ports that do not connect.
 
     A split source is read from each of its shards, in shard order; a shard of a split
-    stage also reads its peers' partials and publishes its own.
+    stage also reads its peers' partials and publishes its own. Every replica of a
+    replicated stage reads the stage's inputs and publishes on replica 0's activity topics
+    (its readers see one source); each also reads its peers' weight snapshots (sync) and
+    publishes its own, and its status on its own topic.
     """
     shards = shards or {}
     name, key = model.name, f'layers[{stage.index}]'
@@ -406,6 +484,10 @@ def _stage_topics(model: ModelConfig, stage: Stage, node: str,
     inputs += [PortBinding('partials', output_topic(name, layer_node_name(stage.index, k, count),
                                                     'partials'), TENSOR_TYPE)
                for k in range(count) if count > 1 and k != shard]
+    inputs += [PortBinding('sync', output_topic(name, layer_node_name(stage.index, replica=k),
+                                                'sync'), TENSOR_TYPE)
+               for k in range(copies) if copies > 1 and k != replica]
+    publishes_as = layer_node_name(stage.index, shard, count)  # replica k: as replica 0
     reports = (model.supervised and stage.index in model.goodness_layers) or (
         not model.supervised and stage.index in model.feature_layers)
     bound = []
@@ -417,9 +499,12 @@ def _stage_topics(model: ModelConfig, stage: Stage, node: str,
         wanted = (port == 'status' or (port == 'result' and reports)
                   or (port not in ('status', 'result') and port in consumed))
         if wanted:
-            bound.append(PortBinding(port, output_topic(name, node, port), msg_type))
+            bound.append(PortBinding(port, output_topic(
+                name, node if port == 'status' else publishes_as, port), msg_type))
     if count > 1:
         bound.append(PortBinding('partials', output_topic(name, node, 'partials'), TENSOR_TYPE))
+    if copies > 1:
+        bound.append(PortBinding('sync', output_topic(name, node, 'sync'), TENSOR_TYPE))
     if 'status' not in outputs:
         raise ConfigError(model.source, key, f'{module} has no status output port: the master '
                           'follows every layer by it')
@@ -455,6 +540,8 @@ def layer_parameters(model: ModelConfig, row: LayerSpecConfig,
         'pre_ops': [post_op_entry(op.module, op.args) for op in stage.pre_ops] or [''],
         'seed': row.seed,
         'shard_index': 0, 'shard_count': 1, 'layer_units': 0,  # shard_parameters: a split
+        'replica_index': 0, 'replica_count': 1, 'sync_every': 0,  # replica_parameters: a copy
+        'stream_batches': 0,
         **row.hparams.to_dict(),
         'steps_per_batch': steps,
         **batch_rows(model),
@@ -512,7 +599,7 @@ def placement_bytes(p: LayerPlacement) -> int:
             [p.in_shape], [int(v) for v in p.parameters['layer_args'].split(',')])
     return layer_node_bytes(values['in_features'], values['out_features'], values['optimizer'],
                             values['train_rows'], values['infer_rows'], weights,
-                            values['resend_cache_mib'])
+                            values['resend_cache_mib'], p.replicas)
 
 
 def move_layers(plan: DistributionPlan, lost: Collection[str], targets: Sequence[str],

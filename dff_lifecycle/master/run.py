@@ -35,7 +35,7 @@ from dff_lifecycle.master.inference import DistributedInference, Progress
 from dff_lifecycle.master.lifecycle_manager import BringUpError, LifecycleManager
 from dff_lifecycle.master.pipeline_io import PipelineIO
 from dff_lifecycle.master.plan import (build_plan, DistributionPlan, NoRoom, parse_pins,
-                                       parse_shards, placement_bytes)
+                                       parse_replicas, parse_shards, placement_bytes)
 from dff_lifecycle.master.recovery import Recovery
 from dff_lifecycle.master.streaming import Streamer, StreamSettings
 from dff_lifecycle.master.supervisor import Supervisor
@@ -79,7 +79,8 @@ class RunOutcome:
 
 
 def make_plan(model: ModelConfig, servers: list[str], settings: dict,
-              log: Log = print) -> DistributionPlan:
+              log: Log = print, train_batches: int = 0) -> DistributionPlan:
+    """Return the run's plan; `train_batches`: the training stream's length (for replicas)."""
     s = settings
     costs = stage_costs(model, s, log) if s['placement'] == 'balanced' else None
     return build_plan(model, servers, s['placement'], parse_pins([p for p in s['pins'] if p]),
@@ -87,7 +88,9 @@ def make_plan(model: ModelConfig, servers: list[str], settings: dict,
                        'save_every_batches': s['save_every_batches'],
                        'save_every_s': s['save_every_s'],
                        'load_weights': s['load_weights']}, costs,
-                      parse_shards([p for p in s.get('shards', ['']) if p.strip()]))
+                      parse_shards([p for p in s.get('shards', ['']) if p.strip()]),
+                      parse_replicas([p for p in s.get('replicas', ['']) if p.strip()]),
+                      s.get('sync_every', 0), train_batches)
 
 
 def stage_costs(model: ModelConfig, settings: dict, log: Log = print) -> list[float]:
@@ -126,8 +129,8 @@ def largest_batch_bytes(model: ModelConfig) -> int:
 
 
 def bundle_setting(plan: DistributionPlan, settings: dict) -> int:
-    """Return the `bundle` parameter, or 1 where a split layer's shards step batch by batch."""
-    if any(p.shards > 1 for p in plan.placements):
+    """Return the `bundle` parameter, or 1 where shards or replicas take batch by batch."""
+    if any(p.shards > 1 or p.replicas > 1 for p in plan.placements):
         return 1
     return settings['bundle']
 
@@ -142,7 +145,8 @@ def bundle_sizer(model: ModelConfig, bundle: int) -> Optional[BundleSizer]:
 
 def _placements(plan: DistributionPlan) -> list[dict]:
     return [{'layer': p.layer.index, 'server': p.server, 'node': p.full_name,
-             **({'shard': p.shard, 'shards': p.shards} if p.shards > 1 else {})}
+             **({'shard': p.shard, 'shards': p.shards} if p.shards > 1 else {}),
+             **({'replica': p.replica, 'replicas': p.replicas} if p.replicas > 1 else {})}
             for p in plan.placements]
 
 
@@ -247,10 +251,12 @@ class DeployedRun:
                 servers: list[str], control: RunControl = RunControl()) -> RunOutcome:
         """Deploy, train and/or evaluate (`command`: run, train, evaluate), then tear down."""
         s = self.settings
+        train_batches = 0
         if dataset is not None and command in ('run', 'train'):  # a cosine rate's horizon
-            model = model.with_schedule_horizon(count_batches(dataset, model))
+            train_batches = count_batches(dataset, model)
+            model = model.with_schedule_horizon(train_batches)
         try:
-            plan = make_plan(model, servers, s, self.log)
+            plan = make_plan(model, servers, s, self.log, train_batches)
         except ConfigError as exc:  # e.g. a layer pinned to a server that is not there
             raise RunFailed('servers', str(exc)) from exc
         self.log(f'distribution plan for {model.name} ({s["placement"]}):\n{plan.table()}')

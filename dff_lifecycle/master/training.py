@@ -86,7 +86,10 @@ class DistributedTraining:
         self.on_progress = on_progress
         self.sizer = sizer  # None: every batch in its own message
         # Layers nobody consumes: their acknowledgement means every layer trained the batch.
-        self.leaves = [p.unit for p in plan.placements if not p.topics.train_out]
+        # And every replica: one holds the stream's last batch until the replicas' last
+        # average is in, so a batch done means the weights saved next are equal.
+        self.leaves = [p.unit for p in plan.placements
+                       if not p.topics.train_out or p.replicas > 1]
 
     def run(self, dataset: Dataset) -> TrainingResult:
         """Train every batch of every epoch, or until cancelled."""

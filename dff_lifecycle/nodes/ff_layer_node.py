@@ -24,6 +24,7 @@ from dff_lifecycle.core.ff.sharding import build_shard, shard_ranges, ShardTrain
 from dff_lifecycle.core.hyperparams import FFHyperParams
 from dff_lifecycle.core.run.weights import layer_weight_path, load_state, save_state_atomic
 from dff_lifecycle.core.stage.layer_stage import InputRejected, LayerStage, StageSettings
+from dff_lifecycle.core.stage.replica_stage import ReplicaStage
 from dff_lifecycle.core.stage.shard_stage import ShardStage
 from dff_lifecycle.nodes.compute_worker import ComputeWorker
 from dff_lifecycle.nodes.parameters import LAYER_PARAMETERS
@@ -80,6 +81,7 @@ class FFLayerNode(LifecycleNode):
         self._infer_pub: Optional[LifecyclePublisher] = None
         self._result_pub: Optional[LifecyclePublisher] = None
         self._partials_pub: Optional[LifecyclePublisher] = None  # a split layer's shard
+        self._sync_pub: Optional[LifecyclePublisher] = None      # a replicated layer's replica
         self._senders: dict[str, TensorSender] = {}
         self._status = LayerStatus()
         self._rejected_inputs = 0
@@ -112,7 +114,7 @@ class FFLayerNode(LifecycleNode):
                 # come later): a second layer of this container sees what will be left.
                 need = layer_node_bytes(s['in_features'], s['out_features'], hparams.optimizer,
                                         s['train_rows'], s['infer_rows'], wiring.parameter_count,
-                                        s['resend_cache_mib'])
+                                        s['resend_cache_mib'], s['replica_count'])
                 name = self.get_fully_qualified_name()
                 process_budget().claim(name, need,
                                        lambda room: check_fits(need, f'layer {name}', room))
@@ -131,7 +133,8 @@ class FFLayerNode(LifecycleNode):
                 self._settings = s
                 self._weight_file = layer_weight_path(s['weight_dir'], s['model'],
                                                       s['layer_index'],
-                                                      (s['shard_index'], s['shard_count']))
+                                                      (s['shard_index'], s['shard_count']),
+                                                      s['replica_index'])
                 self._weights_loaded = False
                 if s['load_weights'] and self._weight_file.exists():
                     state = load_state(self._weight_file)
@@ -161,7 +164,12 @@ class FFLayerNode(LifecycleNode):
         if count == 1:
             layer, _ = build_row(s['layer_type'], [wiring.in_shape], list(wiring.layer_args),
                                  s['seed'])
-            return LocalTrainer(layer, hparams, device=s['device']), LayerStage, {}
+            trainer = LocalTrainer(layer, hparams, device=s['device'])
+            if s['replica_count'] > 1:
+                return trainer, ReplicaStage, {
+                    'replica': s['replica_index'], 'replicas': s['replica_count'],
+                    'sync_every': s['sync_every'], 'stream_batches': s['stream_batches']}
+            return trainer, LayerStage, {}
         if not 0 <= s['shard_index'] < count:
             raise ValueError(f'shard_index {s["shard_index"]} of shard_count {count}')
         units = s['layer_units']
@@ -186,12 +194,14 @@ class FFLayerNode(LifecycleNode):
                 self._result_pub = self._maybe_publisher(
                     wiring.output_topic('result') if report else '')
                 self._partials_pub = self._maybe_publisher(wiring.output_topic('partials'))
+                self._sync_pub = self._maybe_publisher(wiring.output_topic('sync'))
                 self._senders = {
                     name: TensorSender(pub, source=self.get_fully_qualified_name(),
                                        chunk_elements=s['chunk_elements'], clock=self.get_clock())
                     for name, pub in (('train', self._train_pub), ('infer', self._infer_pub),
                                       ('result', self._result_pub),
-                                      ('partials', self._partials_pub)) if pub is not None}
+                                      ('partials', self._partials_pub),
+                                      ('sync', self._sync_pub)) if pub is not None}
                 # One subscription, and one reassembler, per input binding: joined inputs
                 # send the same (stream, seq, kind), told apart by where they arrive.
                 self._receivers = [TensorReceiver(self.get_logger()) for _ in wiring.inputs]
@@ -314,8 +324,12 @@ class FFLayerNode(LifecycleNode):
                 self._rejected_inputs += 1
                 self._publish_status(error=str(exc))
                 return
-            if not outputs:
-                return  # half of a batch sent as two halves
+            # Through which seq every batch of the stream was processed: the master's
+            # completion count (core/stage/seq_watermark.py). Unchanged until seq 0 is in.
+            through = self._stage.through(tensor.stream)
+            if not outputs and (through < 0 or (tensor.stream, through) == (
+                    self._status.stream, self._status.last_batch_seq)):
+                return  # half of a batch sent as two halves: nothing to say yet
             model = self._settings['model']
             for out in outputs:
                 sender = self._senders.get(out.channel)
@@ -328,9 +342,6 @@ class FFLayerNode(LifecycleNode):
             self._status.goodness_positive = scalars.goodness_positive
             self._status.goodness_negative = scalars.goodness_negative
             self._status.inference_batches = scalars.inference_batches
-            # Through which seq every batch of the stream was processed: the master's
-            # completion count (core/stage/seq_watermark.py). Unchanged until seq 0 is in.
-            through = self._stage.watermark.through(tensor.stream)
             if through >= 0:
                 self._status.stream = tensor.stream
                 self._status.last_batch_seq = through
@@ -378,10 +389,12 @@ class FFLayerNode(LifecycleNode):
         for sub in self._subscriptions_in:
             self.destroy_subscription(sub)
         self._subscriptions_in = []
-        for pub in (self._train_pub, self._infer_pub, self._result_pub, self._partials_pub):
+        for pub in (self._train_pub, self._infer_pub, self._result_pub, self._partials_pub,
+                    self._sync_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
         self._train_pub = self._infer_pub = self._result_pub = self._partials_pub = None
+        self._sync_pub = None
         self._senders = {}
         self._worker.reset()  # what is queued belongs to the stream being paused
         if self._stage is not None:

@@ -43,6 +43,16 @@ LAYER_PARAMETERS = {
                          1),
     'layer_units': Param(int, 0, 'A split layer: output units (channels) of the whole layer; '
                                  "layer_args name this shard's.", 0),
+    'replica_index': Param(int, 0, 'A replicated layer: which replica this node is (0-based); '
+                                   'it trains the batches whose seq is this modulo '
+                                   'replica_count.', 0),
+    'replica_count': Param(int, 1, 'Replicas of the layer (1: not replicated). Replicas '
+                                   'exchange weight snapshots on their sync ports and move to '
+                                   'the mean.', 1),
+    'sync_every': Param(int, 0, "A replicated layer: average the replicas' weights every N "
+                                'batches of the training stream (0: at its end only).', 0),
+    'stream_batches': Param(int, 0, 'A replicated layer: batches in the training stream, whose '
+                                    'last one ends with a final average (0: unknown).', 0),
     **HYPERPARAMETERS,
     'steps_per_batch': Param(int, 1, 'Optimisation steps per received batch '
                                      '(full-batch recipe: N).', 1),

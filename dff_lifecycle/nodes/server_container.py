@@ -131,7 +131,8 @@ class ServerContainer(Node):
             values = {p.name: p.value for p in overrides}
             path = layer_weight_path(values.get('weight_dir', self.settings['weight_dir']),
                                      spec.model, spec.layer_index,
-                                     (values.get('shard_index', 0), values.get('shard_count', 1)))
+                                     (values.get('shard_index', 0), values.get('shard_count', 1)),
+                                     values.get('replica_index', 0))
             save_bytes_atomic(path, bytes(spec.checkpoint))
             self.get_logger().info(f'{full}: installed its checkpoint as {path}')
         with self._lock:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import math
 from typing import Any, Mapping
 
-from dff_lifecycle.common.ports import (decode_bindings, decode_shape, PortBinding,
-                                        positions, SHARD_PORTS)
+from dff_lifecycle.common.ports import (decode_bindings, decode_shape, PEER_PORTS, PortBinding,
+                                        positions, REPLICA_PORTS, SHARD_PORTS)
 from dff_lifecycle.core.ff.layers import build_row, get_layer_type
 from dff_lifecycle.core.stage.stage_ops import chain_modules, joined_shape, StageOps
 
@@ -55,20 +55,29 @@ class StageWiring:
         outputs = tuple(decode_bindings(s['outputs'], 'outputs'))
         joined = positions(inputs)
         shards = int(s.get('shard_count', 1))
+        replicas = int(s.get('replica_count', 1))
+        if shards > 1 and replicas > 1:
+            raise ValueError('a layer is either split (shard_count) or replicated '
+                             '(replica_count), not both')
         for port in {b.port for b in inputs}:
             count = sum(1 for b in inputs if b.port == port)
-            if port in SHARD_PORTS:
-                if count != shards - 1:
+            if port in PEER_PORTS:
+                peers, what = ((shards, 'split in') if port in SHARD_PORTS
+                               else (replicas, 'replicated'))
+                if count != peers - 1:
                     raise ValueError(f'inputs: port {port!r} is bound {count} time(s), but a '
-                                     f'layer split in {shards} has {shards - 1} peer(s)')
+                                     f'layer {what} {peers} has {peers - 1} peer(s)')
             elif count != len(shapes):
                 raise ValueError(f'inputs: port {port!r} is bound {count} time(s) but the stage '
                                  f'joins {len(shapes)} input(s) (input_shapes)')
-        if not any(b.port not in SHARD_PORTS for b in inputs):
+        if not any(b.port not in PEER_PORTS for b in inputs):
             raise ValueError('inputs: no input port is bound, so the layer would hear nothing')
         if shards > 1 and not any(b.port in SHARD_PORTS for b in outputs):
             raise ValueError('outputs: a split layer must bind its partials port (its peers '
                              'wait for its partial sums)')
+        if replicas > 1 and not any(b.port in REPLICA_PORTS for b in outputs):
+            raise ValueError('outputs: a replicated layer must bind its sync port (its peers '
+                             'wait for its weight snapshots)')
         if not any(b.port == 'status' for b in outputs):
             raise ValueError('outputs: the status port must be bound (the master follows it)')
         return cls(in_shape, args, shapes, s['concat_dim'], tuple(post_ops), inputs, outputs,

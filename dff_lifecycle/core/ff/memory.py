@@ -70,16 +70,28 @@ def dense_layer_bytes(in_features: int, out_features: int, optimizer: str = 'ada
 
 
 def layer_node_bytes(in_features: int, out_features: int, optimizer: str, train_rows: int,
-                     infer_rows: int, params: int, resend_cache_mib: float) -> int:
+                     infer_rows: int, params: int, resend_cache_mib: float,
+                     replicas: int = 1) -> int:
     """
     Return what one layer node needs on its device.
 
     The check its configure makes, and the master's before it moves a layer there
-    (`train_rows`: positives and negatives).
+    (`train_rows`: positives and negatives). A replica of a layer copied `replicas` times
+    also holds weight snapshots: its own and its peers' of the rounds in flight.
     """
+    snapshots = replica_snapshots(replicas) * 4 * params
     return (dense_layer_bytes(in_features, out_features, optimizer, train_rows // 2,
                               infer_rows, params=params)
-            + int(resend_cache_mib * 2**20))
+            + int(resend_cache_mib * 2**20) + snapshots)
+
+
+def replica_snapshots(replicas: int) -> int:
+    """
+    Weight copies one replica of `replicas` may hold at once (core/stage/replica_stage.py).
+
+    Two open rounds of its own and of each peer, and the last applied round's own.
+    """
+    return 0 if replicas <= 1 else 2 * replicas + 1
 
 
 def check_fits(needed: int, what: str, available: Optional[int] = None) -> None:

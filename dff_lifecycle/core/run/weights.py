@@ -15,13 +15,21 @@ class WeightFileError(ValueError):
 
 
 def layer_weight_path(weight_dir: PathLike, model: str, layer_index: int,
-                      shard: tuple[int, int] = (0, 1)) -> Path:
-    """`<weight_dir>/<model>/layer_<i>.pt`; shard k of n of a split layer: `..._<k>of<n>.pt`."""
+                      shard: tuple[int, int] = (0, 1), replica: int = 0) -> Path:
+    """
+    `<weight_dir>/<model>/layer_<i>.pt`; shard k of n of a split layer: `..._<k>of<n>.pt`.
+
+    Replica k > 0 of a replicated layer: `layer_<i>_replica<k>.pt` (replica 0 keeps the
+    layer's own name: replicas end a run with equal weights, which a later run of the
+    layer unreplicated loads).
+    """
     if not model or model in ('.', '..') or '/' in model or os.sep in model:
         raise ValueError(f'model name must be a plain directory name, got {model!r}')
     if isinstance(layer_index, bool) or not isinstance(layer_index, int) or layer_index < 0:
         raise ValueError(f'layer_index must be an int >= 0, got {layer_index!r}')
     index, count = shard
+    if replica > 0:
+        return Path(weight_dir) / model / f'layer_{layer_index}_replica{replica}.pt'
     if count > 1:
         return Path(weight_dir) / model / f'layer_{layer_index}_{index}of{count}.pt'
     return Path(weight_dir) / model / f'layer_{layer_index}.pt'

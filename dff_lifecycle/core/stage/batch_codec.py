@@ -33,6 +33,7 @@ class Kind(IntEnum):
     TRAIN_CLASSED = 8   # (N, D + 1): inputs or activities, then the label (class_groups)
     BUNDLE = 9          # several training batches of one kind (core.stage.bundles)
     PARTIALS = 10       # (B, K): a shard's sums of squares for its peers (core.stage.shard_stage)
+    REPLICA_WEIGHTS = 11  # (P,): a replica's weights for its peers (core.stage.replica_stage)
 
 
 TRAINING_KINDS = (Kind.POSITIVE, Kind.NEGATIVE, Kind.TRAIN_PAIR, Kind.TRAIN_LABELLED,

@@ -111,6 +111,10 @@ class LayerStage:
                 self.watermark.add(stream, seq if out.seq is None else out.seq)
         return outputs
 
+    def through(self, stream: str) -> int:
+        """Return the watermark the master hears: the seq through which `stream` is done here."""
+        return self.watermark.through(stream)
+
     def _process(self, stream: str, seq: int, kind: int, tensor: Tensor,
                  position: int) -> list[Output]:
         try:
