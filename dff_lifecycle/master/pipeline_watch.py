@@ -34,6 +34,8 @@ class LayerView:
     recreated: bool = False
     # (stream, seq) -> (loss, goodness+, goodness-) of training batches.
     scalars: dict[tuple[str, int], Scalars] = field(default_factory=dict)
+    # (stream, seq) -> class groups silent over the layer's last window of batches then.
+    silent: dict[tuple[str, int], frozenset[int]] = field(default_factory=dict)
 
 
 class PipelineWatch:
@@ -80,6 +82,8 @@ class PipelineWatch:
                 if msg.stream.startswith('train'):
                     view.scalars[(msg.stream, msg.last_batch_seq)] = (
                         msg.loss, msg.goodness_positive, msg.goodness_negative)
+                    view.silent[(msg.stream, msg.last_batch_seq)] = frozenset(
+                        getattr(msg, 'silent_groups', ()))
             self._changed.notify_all()
 
     def move(self, layer: int, server: str) -> None:
@@ -158,6 +162,12 @@ class PipelineWatch:
         """{layer: {seq: scalars}} of the training batches of `stream`."""
         with self._changed:
             return {i: {seq: v for (s, seq), v in view.scalars.items() if s == stream}
+                    for i, view in self._layers.items()}
+
+    def silent_groups(self, stream: str) -> dict[int, dict[int, frozenset[int]]]:
+        """{layer: {seq: class groups silent over its last window then}} of `stream`."""
+        with self._changed:
+            return {i: {seq: v for (s, seq), v in view.silent.items() if s == stream}
                     for i, view in self._layers.items()}
 
     def take_result(self, stream: str, seq: int, wanted: set[int]

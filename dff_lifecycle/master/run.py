@@ -23,7 +23,7 @@ from dff_lifecycle.common.memory_limit import mib
 from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.core.data.datasets import Dataset
 from dff_lifecycle.core.ff.sharding import SPLITTABLE
-from dff_lifecycle.core.objectives.separation import inseparable_layers
+from dff_lifecycle.core.objectives.separation import inseparable_layers, silent_group_layers
 from dff_lifecycle.core.run.evaluation import evaluate
 from dff_lifecycle.core.stage.batches import count_batches
 from dff_lifecycle.core.stage.stage_costs import measure_stage_costs
@@ -338,7 +338,8 @@ class DeployedRun:
             bundled = (f' ({sum(sizes)} batches in {len(sizes)} messages, median bundle '
                        f'{sizes[len(sizes) // 2]})' if sizes and sizes[-1] > 1 else '')
             self.log(f'training done in {result.seconds:.1f} s{bundled}')
-        for warning in inseparable_layers(result.history):
+        for warning in (inseparable_layers(result.history)
+                        + silent_group_layers(result.history)):
             self.log(f'WARNING: {warning}')
 
     def _evaluate(self, model: ModelConfig, dataset: Dataset, inference: DistributedInference,

@@ -181,8 +181,16 @@ class DistributedTraining:
         scalars = {unit: by_seq for unit, by_seq in self.io.watch.scalars(self.stream).items()
                    if unit < SHARD_UNITS}
         if self.model.training.mode != 'full_batch':
-            return epoch_means({layer: [(epoch_of.get(seq, 0), v) for seq, v in by_seq.items()]
-                                for layer, by_seq in scalars.items()})
+            history = epoch_means({layer: [(epoch_of.get(seq, 0), v)
+                                           for seq, v in by_seq.items()]
+                                   for layer, by_seq in scalars.items()})
+            silent = self.io.watch.silent_groups(self.stream)
+            for entry in history:  # the groups silent over the window closing each epoch
+                by_seq = {seq: groups for seq, groups in silent.get(entry['layer'], {}).items()
+                          if epoch_of.get(seq, 0) + 1 == entry['epoch']}
+                if by_seq and by_seq[max(by_seq)]:
+                    entry['silent_groups'] = sorted(by_seq[max(by_seq)])
+            return history
         steps = self.model.training.steps_per_layer
         return [record(layer, 'step', steps, *by_seq[max(by_seq)])
                 for layer, by_seq in sorted(scalars.items()) if by_seq]

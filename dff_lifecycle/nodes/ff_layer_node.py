@@ -9,6 +9,7 @@ shutdown   saves whatever is configured, from any state (idempotent).
 """
 from __future__ import annotations
 
+import array
 import functools
 from pathlib import Path
 import threading
@@ -342,6 +343,8 @@ class FFLayerNode(LifecycleNode):
             self._status.goodness_positive = scalars.goodness_positive
             self._status.goodness_negative = scalars.goodness_negative
             self._status.inference_batches = scalars.inference_batches
+            self._status.silent_groups = array.array(
+                'H', sorted(self._stage.separation.silent_groups()))
             if through >= 0:
                 self._status.stream = tensor.stream
                 self._status.last_batch_seq = through

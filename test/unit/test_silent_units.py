@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
 from dff_lifecycle.core.ff.fused_step import supports_fused
@@ -10,8 +11,12 @@ from dff_lifecycle.core.ff.layers import FFConv2d, FFDense
 from dff_lifecycle.core.ff.local_trainer import LocalTrainer
 from dff_lifecycle.core.ff.sharding import ShardTrainer, split_dense
 from dff_lifecycle.core.hyperparams import FFHyperParams
-from dff_lifecycle.core.objectives.separation import SeparationWatch
+from dff_lifecycle.core.objectives.separation import (describe_silent, SeparationWatch,
+                                                      silent_group_layers)
 from dff_lifecycle.core.run.experiment import run_single_process
+from dff_lifecycle.master.pipeline_watch import PipelineWatch
+from dff_lifecycle.master.plan import build_plan
+from dff_lifecycle.master.training import DistributedTraining
 import pytest
 from synthetic import random_mnist
 import torch
@@ -149,3 +154,41 @@ def test_the_training_log_names_a_layer_whose_group_stayed_silent_all_epoch(monk
     run_single_process(cfg, data, 'cpu', progress=False, log=lines.append)
     assert any(line.startswith('WARNING: layer 0: class group(s) 5 silent through epoch 1')
                for line in lines), lines
+
+
+def test_the_window_names_its_silent_groups_once_full():
+    watch = SeparationWatch(window=2)
+    watch.record(2.0, 1.0, (1, 4))
+    assert watch.silent_groups() == frozenset()  # too early to tell
+    watch.record(2.0, 1.0, (4,))
+    assert watch.silent_groups() == {4}
+
+
+def test_the_distributed_training_log_names_a_group_silent_at_an_epochs_end():
+    """The master's history takes each layer's last status of an epoch; run.py logs it."""
+    cfg = load_model_config({'name': 'groups', 'dataset': 'mnist', 'supervised': True,
+                             'layer_defaults': {'objective': 'class_groups'},
+                             'training': {'batch_size': 50, 'epochs': 2},
+                             'layers': [[-1, 'FFDense', [20]], [-1, 'FFDense', [20]]]},
+                            load_layer_config(Path(__file__).resolve().parents[2] / 'params'
+                                              / 'layers.yaml'))
+    plan = build_plan(cfg, ['server_1'])
+    watch = PipelineWatch({p.full_name: p.unit for p in plan.placements})
+    stream = 'train_1'
+    for seq, (layer, groups) in enumerate([(0, ()), (1, (5,)), (0, (2,)), (1, (5,)),
+                                           (0, (2,)), (1, ())]):
+        watch.on_status(SimpleNamespace(
+            node_name=f'/groups/layer_{layer}', server='', state='active', stream=stream,
+            computing=False, last_batch_seq=seq, error='', rejected_tensors=0, loss=1.0,
+            weights_loaded=False, goodness_positive=2.0, goodness_negative=1.0,
+            silent_groups=groups))
+    training = DistributedTraining(cfg, plan, SimpleNamespace(watch=watch), None, None, '1',
+                                   None)
+    training.stream = stream
+    history = training.history({0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 1})  # seq -> epoch
+    assert [(r['layer'], r['epoch'], r.get('silent_groups')) for r in history] == [
+        (0, 1, [2]), (0, 2, [2]), (1, 1, [5]), (1, 2, None)]
+    assert silent_group_layers(history) == [
+        'layer 0: ' + describe_silent([2], 'over the last 50 batches of epoch 1'),
+        'layer 0: ' + describe_silent([2], 'over the last 50 batches of epoch 2'),
+        'layer 1: ' + describe_silent([5], 'over the last 50 batches of epoch 1')]

@@ -47,6 +47,21 @@ def describe_silent(groups: Sequence[int], over: str) -> str:
             'classes can never be predicted; peer_norm (e.g. 0.03) brings silent units back')
 
 
+def silent_group_layers(records: Sequence[dict]) -> list[str]:
+    """
+    Warnings for the epoch records with `silent_groups`: silent at the epoch's end.
+
+    The distributed master's records: a layer's status names the groups silent over its
+    last SEPARATION_WINDOW batches, and the last status of an epoch closes its record.
+    """
+    warnings = []
+    for r in records:
+        if r.get('silent_groups'):
+            over = f'over the last {SEPARATION_WINDOW} batches of epoch {r["epoch"]}'
+            warnings.append(f'layer {r["layer"]}: ' + describe_silent(r['silent_groups'], over))
+    return warnings
+
+
 def inseparable_layers(records: Sequence[dict]) -> list[str]:
     """Warnings for the epoch records (one per layer and epoch) whose goodness stayed equal."""
     return [f"layer {r['layer']}: " + describe_inseparable(
@@ -69,6 +84,13 @@ class SeparationWatch:
 
     def reset(self) -> None:
         self._seen.clear()
+
+    def silent_groups(self) -> frozenset[int]:
+        """Return the class groups silent in every batch of a full window (else none)."""
+        seen = list(self._seen)
+        if len(seen) < self.window:
+            return frozenset()
+        return frozenset.intersection(*(groups for _, _, groups in seen))
 
     def verdict(self) -> str:
         """'' while learning (or too few batches to tell); else the warning."""

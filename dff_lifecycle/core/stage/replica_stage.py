@@ -176,7 +176,7 @@ class ReplicaStage(LayerStage):
         return outputs + again + self._snapshots_due(stream)
 
     def _open_snapshots(self, stream: str) -> list[Output]:
-        """This replica's snapshots of the stream's rounds still open, to send again."""
+        """Return this replica's snapshots of the stream's open rounds, to send again."""
         return [Output('sync', Kind.REPLICA_WEIGHTS, snapshot, seq=encode_round(index, False))
                 for (s, index), snapshot in self._own.items() if s == stream]
 
