@@ -5,6 +5,7 @@
     sudo .venv/bin/python benchmarks/cluster_bench.py split [--memory 5120 --shards 4]
     sudo .venv/bin/python benchmarks/cluster_bench.py links [--rates 1gbit 100mbit 20mbit]
     sudo .venv/bin/python benchmarks/cluster_bench.py placement [--devices 3 --cpus 0.4]
+    sudo .venv/bin/python benchmarks/cluster_bench.py replicas [--cpus 0.4 --runs 2]
 
 Each makes its clusters with dff_cluster, runs FF (dff_train on one device) and DFF
 (dff_launch --cluster) side by side in the same invocation, prints a table, and writes
@@ -283,6 +284,69 @@ def placement(bench: Bench, args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- replicas
+
+def replicas(bench: Bench, args: argparse.Namespace) -> int:
+    """
+    One layer per device against the heavy layer copied on two, alternating, --runs each.
+
+    Three devices either way: layers 0, 1, 2 on one each (the heavy layer 1 sets the pace),
+    or layers 0 and 2 together on the first and layer 1 copied on the other two.
+    """
+    config = CONFIGS / 'replicas_bottleneck.yaml'
+    with bench.cluster(1, cpus=args.cpus) as name:
+        script = str(REPO / 'benchmarks' / 'stage_costs.py')
+        costs = json.loads(subprocess.run(
+            bench.cluster_cmd(name, 'exec', 'd1', '--', PY, script, str(config)),
+            env=bench.env, capture_output=True, text=True, check=True).stdout)
+        costs = costs['seconds_per_batch']
+    setups = {
+        'one layer per device': ({'placement': 'contiguous'}, [costs[0], costs[1], costs[2]]),
+        'layer 1 copied on 2 devices': (
+            {'placement': 'pinned', 'pins': ['0:server_1', '2:server_1'],
+             'replicas': ['1:2'], 'sync_every': args.sync_every},
+            [costs[0] + costs[2], costs[1] / 2, costs[1] / 2]),
+    }
+    runs: dict[str, list[dict]] = {label: [] for label in setups}
+    with bench.cluster(3, cpus=args.cpus) as name:
+        for attempt in range(args.runs):
+            for label, (master, _) in setups.items():
+                run = bench.dff(name, config, 3, bench.tmp / f'{len(runs[label])}_{attempt}',
+                                master)
+                if run['returncode']:
+                    raise SystemExit(f'{label} failed:\n{run["output"]}')
+                runs[label].append(run)
+    rows = []
+    for label, done in runs.items():
+        seconds = sorted(r['train_seconds'] for r in done)
+        stages = setups[label][1]
+        rows.append({'setup': label, 'master': setups[label][0], 'train_seconds': seconds,
+                     'median_seconds': statistics.median(seconds),
+                     'accuracy': [r['test_accuracy'] for r in done],
+                     'plan': done[0]['plan'], 'slowest_stage_s_per_batch': max(stages),
+                     'ideal_speedup': sum(costs) / max(stages)})
+    ratio = rows[0]['median_seconds'] / rows[1]['median_seconds']
+    print(f'\nreplicas: {config.name} on 3 devices of {args.cpus:g} core, {args.runs} runs '
+          f'each, copies averaged every {args.sync_every} batches')
+    print(f'layer step costs on one device (s/batch): {[round(c, 4) for c in costs]}')
+    print('| setup | median s / epoch | accuracy | slowest stage s/batch (ideal speed-up) |')
+    print('|---|---|---|---|')
+    for r in rows:
+        print(f'| {r["setup"]} | {r["median_seconds"]:.1f} | '
+              f'{", ".join(f"{a:.4f}" for a in r["accuracy"])} | '
+              f'{r["slowest_stage_s_per_batch"]:.4f} ({r["ideal_speedup"]:.2f}x) |')
+    print(f'one layer per device / copied: {ratio:.2f}x (ideal '
+          f'{rows[1]["ideal_speedup"] / rows[0]["ideal_speedup"]:.2f}x)')
+    pyplot = plt()
+    fig, axis = pyplot.subplots(figsize=(5, 4))
+    axis.bar([r['setup'].replace(' on ', '\non ') for r in rows],
+             [r['median_seconds'] for r in rows])
+    axis.set_ylabel(f'seconds per epoch (3 devices of {args.cpus:g} core)')
+    save('replicas', {'config': str(config), 'cpus': args.cpus, 'stage_costs': costs,
+                      'rows': rows, 'per_device_over_copied': ratio}, fig, bench.tmp)
+    return 0
+
+
 # ------------------------------------------------------------------------------ thesis
 
 def memory_figure(peaks: dict[str, int], cap_mib: int, whole_bytes: int, whole_label: str):
@@ -470,6 +534,10 @@ def main() -> int:
     sp.add_argument('--ratio', type=float, default=3.0,
                     help="layer 1's state as a multiple of the cap")
     sp.add_argument('--cpus', type=float, default=0.0)
+    rp = sub.add_parser('replicas')
+    rp.add_argument('--cpus', type=float, default=0.4)
+    rp.add_argument('--runs', type=int, default=2)
+    rp.add_argument('--sync-every', type=int, default=20)
     li = sub.add_parser('links')
     li.add_argument('--rates', nargs='+', default=['1gbit', '100mbit', '20mbit'])
     li.add_argument('--windows', type=int, nargs='+', default=[16, 64])
@@ -479,7 +547,7 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix='dff_cluster_bench_') as tmp:
         return {'scaling': scaling, 'thesis': thesis, 'links': links,
-                'placement': placement, 'split': split}[args.which](
+                'placement': placement, 'split': split, 'replicas': replicas}[args.which](
             Bench(Path(tmp)), args)
 
 
