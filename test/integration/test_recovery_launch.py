@@ -26,6 +26,7 @@ from dff_processes import launched_pids, LAYER_CONFIG, Proc, REPO
 import pytest
 from ros_env import isolated_ros_env
 import scenarios
+import torch
 import yaml
 
 pytestmark = pytest.mark.integration
@@ -157,6 +158,41 @@ def test_kill_9_of_a_server_holding_a_shard_of_a_split_layer_recovers_it(
     baseline = single_process_accuracy(data_root, model, epochs=4)
     print(f'split layer, accuracy after kill -9: {accuracy:.4f}; uninterrupted: {baseline:.4f}')
     assert abs(accuracy - baseline) <= 0.005
+
+
+def test_kill_9_of_a_server_holding_a_copy_of_a_replicated_layer_recovers_it(
+        ros_domain, tmp_path, data_root):
+    """
+    Layer 1 of mnist_split_small copied on both servers (`replicas: ["1:2"]`).
+
+    After kill -9 of server_2 its copy and layer 2 move to server_1 from their checkpoints;
+    the copy resumes at the averaging round after its checkpoint, the replay resends its
+    batches, and the run ends with both copies trained on all their batches and equal.
+    """
+    model = small_model(tmp_path, REPO / 'test' / 'fixtures' / 'mnist_split_small.yaml')
+    env = isolated_ros_env(ros_domain)
+    launcher = launch(env, tmp_path, '-p', "master.replicas:=['1:2']", '-p',
+                      'master.sync_every:=20', model=model, epochs=4)
+    folder = tmp_path / 'weights' / 'mnist_split_small'
+    try:
+        os.killpg(server_2_once_trained(launcher, folder / 'layer_1_replica1.pt', 150),
+                  signal.SIGKILL)
+        code = launcher.wait(300)
+    finally:
+        stop(launcher)
+    out = launcher.output
+    assert code == 0, out
+    assert re.search(r'recovered: .*/mnist_split_small/layer_1_replica1 now on server_\d',
+                     out), out
+    copies = [load_state(folder / name) for name in ('layer_1.pt', 'layer_1_replica1.pt')]
+    assert [c['batches_seen'] for c in copies] == [400, 400]  # 800 batches, every other one
+    assert all(torch.equal(copies[0]['layer'][key], copies[1]['layer'][key])
+               for key in copies[0]['layer']), 'the copies differ'
+    accuracy = float(ACCURACY.search(out).group(1))
+    baseline = single_process_accuracy(data_root, model, epochs=4)
+    print(f'replicated layer, accuracy after kill -9: {accuracy:.4f}; one process, layer '
+          f'whole: {baseline:.4f}')
+    assert accuracy >= baseline - 0.03
 
 
 def test_a_layer_shut_down_by_hand_is_created_again_and_training_finishes(ros_domain, tmp_path):
