@@ -7,6 +7,7 @@ the fused pools and the join themselves; the accuracy must equal the single proc
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
@@ -45,11 +46,17 @@ def both_ways(servers, data_root, tmp_path, config, table_row: str,
     assert master.wait(300) == 0, master.output
     assert re.search(table_row, master.output, re.M), master.output  # the plan table
     accuracy = float(ACCURACY_RE.search(master.output).group(1))
+    return accuracy, single_process(config, data_root), master.output
+
+
+@functools.lru_cache(maxsize=None)
+def single_process(config, data_root) -> float:
+    """Test accuracy of `config` trained in one process (the split and replica tests share it)."""
     model = load_model_config(config, load_layer_config(LAYER_CONFIG))
     dataset = load_dataset('mnist', data_root, train_limit=model.training.train_limit,
                            test_limit=model.training.test_limit)
     single = run_single_process(model, dataset, 'cpu', progress=False, log=lambda _t: None)
-    return accuracy, single['test_accuracy'], master.output
+    return single['test_accuracy']
 
 
 @pytest.mark.parametrize('name, table_row', [

@@ -161,7 +161,7 @@ def test_kill_9_of_a_server_holding_a_shard_of_a_split_layer_recovers_it(
 
 
 def test_kill_9_of_a_server_holding_a_copy_of_a_replicated_layer_recovers_it(
-        ros_domain, tmp_path, data_root):
+        ros_domain, tmp_path):
     """
     Layer 1 of mnist_split_small copied on both servers (`replicas: ["1:2"]`).
 
@@ -188,11 +188,11 @@ def test_kill_9_of_a_server_holding_a_copy_of_a_replicated_layer_recovers_it(
     assert [c['batches_seen'] for c in copies] == [400, 400]  # 800 batches, every other one
     assert all(torch.equal(copies[0]['layer'][key], copies[1]['layer'][key])
                for key in copies[0]['layer']), 'the copies differ'
+    # Copies step apart between averages, so not the single process's steps: a floor, not
+    # an equality (measured 0.8912; the layer whole in one process 0.8731).
     accuracy = float(ACCURACY.search(out).group(1))
-    baseline = single_process_accuracy(data_root, model, epochs=4)
-    print(f'replicated layer, accuracy after kill -9: {accuracy:.4f}; one process, layer '
-          f'whole: {baseline:.4f}')
-    assert accuracy >= baseline - 0.03
+    print(f'replicated layer, accuracy after kill -9: {accuracy:.4f}')
+    assert accuracy >= 0.85
 
 
 def test_a_layer_shut_down_by_hand_is_created_again_and_training_finishes(ros_domain, tmp_path):
