@@ -175,6 +175,14 @@ def plt():
     return pyplot
 
 
+def stage_costs(bench: Bench, name: str, config: Path) -> list[float]:
+    """Seconds per training batch of each stage of `config`, measured on device d1."""
+    script = str(REPO / 'benchmarks' / 'stage_costs.py')
+    done = subprocess.run(bench.cluster_cmd(name, 'exec', 'd1', '--', PY, script, str(config)),
+                          env=bench.env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)['seconds_per_batch']
+
+
 def brief(run: dict) -> dict:
     """Return the fields a results table needs (the JSON keeps the whole run)."""
     return {k: run.get(k) for k in ('returncode', 'train_seconds', 'test_accuracy',
@@ -186,11 +194,7 @@ def brief(run: dict) -> dict:
 def scaling(bench: Bench, args: argparse.Namespace) -> int:
     config = CONFIGS / 'scaling_4x2000.yaml'
     with bench.cluster(1, cpus=args.cpus) as name:
-        script = str(REPO / 'benchmarks' / 'stage_costs.py')
-        costs = json.loads(subprocess.run(
-            bench.cluster_cmd(name, 'exec', 'd1', '--', PY, script, str(config)),
-            env=bench.env, capture_output=True, text=True, check=True).stdout)
-        costs = costs['seconds_per_batch']
+        costs = stage_costs(bench, name, config)
         ff = bench.ff(name, config, bench.tmp / 'ff')
     if ff['returncode']:
         raise SystemExit(f'FF failed:\n{ff["output"]}')
@@ -237,11 +241,7 @@ def placement(bench: Bench, args: argparse.Namespace) -> int:
     config = CONFIGS / 'scaling_4x2000.yaml'
     k = args.devices
     with bench.cluster(1, cpus=args.cpus) as name:
-        script = str(REPO / 'benchmarks' / 'stage_costs.py')
-        costs = json.loads(subprocess.run(
-            bench.cluster_cmd(name, 'exec', 'd1', '--', PY, script, str(config)),
-            env=bench.env, capture_output=True, text=True, check=True).stdout)
-        costs = costs['seconds_per_batch']
+        costs = stage_costs(bench, name, config)
     runs: dict[str, list[dict]] = {'contiguous': [], 'balanced': []}
     with bench.cluster(k, cpus=args.cpus) as name:
         for attempt in range(args.runs):
@@ -295,11 +295,7 @@ def replicas(bench: Bench, args: argparse.Namespace) -> int:
     """
     config = CONFIGS / 'replicas_bottleneck.yaml'
     with bench.cluster(1, cpus=args.cpus) as name:
-        script = str(REPO / 'benchmarks' / 'stage_costs.py')
-        costs = json.loads(subprocess.run(
-            bench.cluster_cmd(name, 'exec', 'd1', '--', PY, script, str(config)),
-            env=bench.env, capture_output=True, text=True, check=True).stdout)
-        costs = costs['seconds_per_batch']
+        costs = stage_costs(bench, name, config)
     setups = {
         'one layer per device': ({'placement': 'contiguous'}, [costs[0], costs[1], costs[2]]),
         'layer 1 copied on 2 devices': (

@@ -282,56 +282,39 @@ def build_plan(model: ModelConfig, servers: Sequence[str], policy: str = 'contig
 
 def parse_shards(items: Sequence[str]) -> dict[int, int]:
     """Parse ['1:4'] (the `shards` parameter) into {1: 4}."""
+    return _layer_counts(items, 'shards', '<shards>", e.g. "1:4"', 'split')
+
+
+def _layer_counts(items: Sequence[str], key: str, form: str, done: str) -> dict[int, int]:
+    """Parse "<layer>:<count>" items of parameter `key`; one-line ConfigErrors."""
     found: dict[int, int] = {}
     for item in items:
         index, sep, count = item.partition(':')
         if (not sep or not index.strip().isdecimal() or not count.strip().isdecimal()):
-            raise ConfigError(PARAMETERS, 'shards', f'{item!r}: expected "<layer index>:<shards>"'
-                              ', e.g. "1:4"')
+            raise ConfigError(PARAMETERS, key, f'{item!r}: expected "<layer index>:{form}')
         if int(index) in found:
-            raise ConfigError(PARAMETERS, 'shards', f'layer {int(index)} is split twice')
+            raise ConfigError(PARAMETERS, key, f'layer {int(index)} is {done} twice')
         found[int(index)] = int(count)
     return found
 
 
 def parse_replicas(items: Sequence[str]) -> dict[int, int]:
     """Parse ['2:2'] (the `replicas` parameter) into {2: 2}."""
-    found: dict[int, int] = {}
-    for item in items:
-        index, sep, count = item.partition(':')
-        if (not sep or not index.strip().isdecimal() or not count.strip().isdecimal()):
-            raise ConfigError(PARAMETERS, 'replicas', f'{item!r}: expected "<layer index>:'
-                              '<copies>", e.g. "2:2"')
-        if int(index) in found:
-            raise ConfigError(PARAMETERS, 'replicas', f'layer {int(index)} is replicated twice')
-        found[int(index)] = int(count)
-    return found
+    return _layer_counts(items, 'replicas', '<copies>", e.g. "2:2"', 'replicated')
 
 
 def check_replicas(model: ModelConfig, replicas: Mapping[int, int], servers: int,
                    pins: Mapping[int, str], shards: Mapping[int, int]) -> None:
     """Refuse replications that cannot run, before anything starts (one line each)."""
-    stage_of = {stage.index: stage for stage in model.stages}
     for index, count in replicas.items():
         where = f'layer {index}'
-        if index not in stage_of:
-            raise ConfigError(PARAMETERS, 'replicas', f'{where}: no trainable row of that index '
-                              f'(layer nodes: {", ".join(str(i) for i in stage_of)})')
+        _check_spread(model, index, count, servers, pins, 'replicas', 'copies', 'replicated')
         if count < 2:
             raise ConfigError(PARAMETERS, 'replicas', f'{where}: {count} copies; replication '
                               'needs at least 2')
-        if count > servers:
-            raise ConfigError(PARAMETERS, 'replicas', f'{where}: {count} copies need {count} '
-                              f'server containers (one each), found {servers}')
         if index in shards:
             raise ConfigError(PARAMETERS, 'replicas', f'{where} is split (shards); a layer is '
                               'split or replicated, not both')
-        if index in pins:
-            raise ConfigError(PARAMETERS, 'pins', f'{where} is replicated: its copies go to '
-                              'distinct servers, so it cannot be pinned')
-        if model.training.mode != 'minibatch':
-            raise ConfigError(PARAMETERS, 'replicas', 'replicas train alternate batches: '
-                              'training.mode must be minibatch')
         if model.training.negatives == 'hard':
             raise ConfigError(PARAMETERS, 'replicas', 'hard negatives score the training set '
                               'with the model of each epoch, which replicas hold in parts '
@@ -349,18 +332,34 @@ def replica_parameters(row: LayerSpecConfig, replica: int, copies: int, sync_eve
     return {key: coerce(value, LAYER_PARAMETERS[key].type) for key, value in values.items()}
 
 
+def _check_spread(model: ModelConfig, index: int, count: int, servers: int,
+                  pins: Mapping[int, str], key: str, parts: str, done: str) -> None:
+    """Refuse a layer spread over `count` servers (split or replicated) that cannot be."""
+    stage_of = {stage.index for stage in model.stages}
+    where = f'layer {index}'
+    if index not in stage_of:
+        raise ConfigError(PARAMETERS, key, f'{where}: no trainable row of that index '
+                          f'(layer nodes: {", ".join(str(i) for i in sorted(stage_of))})')
+    if count > servers:
+        raise ConfigError(PARAMETERS, key, f'{where}: {count} {parts} need {count} server '
+                          f'containers (one each), found {servers}')
+    if index in pins:
+        raise ConfigError(PARAMETERS, 'pins', f'{where} is {done}: its {parts} go to distinct '
+                          'servers, so it cannot be pinned')
+    if model.training.mode != 'minibatch':
+        raise ConfigError(PARAMETERS, key, f'a {done} layer takes batches one by one: '
+                          'training.mode must be minibatch')
+
+
 def check_shards(model: ModelConfig, shards: Mapping[int, int], servers: int,
                  pins: Mapping[int, str]) -> None:
     """Refuse splits that cannot run, before anything starts (one line each)."""
-    stage_of = {stage.index: stage for stage in model.stages}
     read = set()
     for stage in model.stages:
         read.update(s for s in stage.inputs if s != MODEL_INPUT)
     for index, count in shards.items():
         where = f'layer {index}'
-        if index not in stage_of:
-            raise ConfigError(PARAMETERS, 'shards', f'{where}: no trainable row of that index '
-                              f'(layer nodes: {", ".join(str(i) for i in stage_of)})')
+        _check_spread(model, index, count, servers, pins, 'shards', 'shards', 'split')
         row = model.layers[index]
         if row.module not in SPLITTABLE:
             raise ConfigError(PARAMETERS, 'shards', f'{where} is a {row.module}; only '
@@ -369,15 +368,6 @@ def check_shards(model: ModelConfig, shards: Mapping[int, int], servers: int,
         if not 2 <= count <= units:
             raise ConfigError(PARAMETERS, 'shards', f'{where}: {count} shards; a split needs '
                               f'2 .. {units} (its units)')
-        if count > servers:
-            raise ConfigError(PARAMETERS, 'shards', f'{where}: {count} shards need {count} '
-                              f'server containers (one each), found {servers}')
-        if index in pins:
-            raise ConfigError(PARAMETERS, 'pins', f'{where} is split: its shards go to '
-                              'distinct servers, so it cannot be pinned')
-        if model.training.mode != 'minibatch':
-            raise ConfigError(PARAMETERS, 'shards', 'a split layer trains one step per batch: '
-                              'training.mode must be minibatch')
         if index not in read:
             raise ConfigError(PARAMETERS, 'shards', f'{where} feeds no other layer; only a '
                               'layer another one reads can be split (the last reports '
