@@ -533,7 +533,7 @@ def main() -> int:
     rp = sub.add_parser('replicas')
     rp.add_argument('--cpus', type=float, default=0.4)
     rp.add_argument('--runs', type=int, default=2)
-    rp.add_argument('--sync-every', type=int, default=20)
+    rp.add_argument('--sync-every', type=int, default=100)
     li = sub.add_parser('links')
     li.add_argument('--rates', nargs='+', default=['1gbit', '100mbit', '20mbit'])
     li.add_argument('--windows', type=int, nargs='+', default=[16, 64])

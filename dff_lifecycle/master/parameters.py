@@ -30,8 +30,10 @@ MASTER_PARAMETERS = {
                                   'the copies (a bottleneck stage at 1/N of the work); their '
                                   'weights are averaged every sync_every batches and at the '
                                   'end. Sends one batch per message (bundle 1).'),
-    'sync_every': Param(int, 50, 'Replicated layers: batches of the stream between two weight '
-                                 'averages (0: at the end only).', 0),
+    'sync_every': Param(int, 100, 'Replicated layers: batches of the stream between two '
+                                  'weight averages (0: at the end only). An average sends and '
+                                  'receives the whole layer: on 0.4-core devices every 20 '
+                                  'batches cost a third of the gain.', 0),
     'stage_costs': Param(list, [''], 'placement balanced: seconds per training batch of each '
                                      'layer node (stage), in order, e.g. measured on a device '
                                      'with benchmarks/stage_costs.py; empty: the master '
