@@ -70,6 +70,7 @@ class ToolChurn:
                                            f'/{model}/layer_1'])
         self.env = bench.env
         self.joined = 0
+        self.timeouts = 0  # tool runs killed after 60 s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -86,7 +87,10 @@ class ToolChurn:
             for command in self.commands:
                 if self._stop.is_set():
                     return
-                subprocess.run(command, env=self.env, capture_output=True, timeout=60)
+                try:
+                    subprocess.run(command, env=self.env, capture_output=True, timeout=60)
+                except subprocess.TimeoutExpired:  # a tool stuck on a starved graph: counted
+                    self.timeouts += 1
                 self.joined += 1
 
 
@@ -120,6 +124,7 @@ def one_run(bench: Bench, name: str, out: Path, model_name: str, args: argparse.
     result['killed'] = killed
     result['false_losses'] = len([s for s in result['judged_lost'] if s != killed])
     result['tool_participants'] = tools.joined if churn else 0
+    result['tool_timeouts'] = tools.timeouts if churn else 0
     # The same run judged by other rules, from the longest gap between two beats of a
     # server that lived on: a fixed 1 s lease (this project's rule before), nav2's bond (4 s).
     metrics = out / 'metrics.json'
