@@ -201,3 +201,16 @@ def test_a_resent_batch_sends_the_snapshots_of_open_rounds_again():
     assert [s.through(STREAM) for s in fabric.stages] == [1, 1]
     assert torch.equal(flat_state(fabric.stages[0].trainer.layer),
                        flat_state(fabric.stages[1].trainer.layer))
+
+
+def test_an_earlier_round_heard_after_the_last_snapshot_does_not_part_the_copies():
+    """All four batches in before any snapshot arrives; the round-0 ones are heard first."""
+    data = batches(4)
+    fabric = Fabric(2, FFHyperParams(lr=0.03, threshold=2.0), sync_every=2, stream_batches=4)
+    for seq, (pos, neg) in enumerate(data):
+        fabric.feed(seq, pack_pair(pos, neg))
+    assert sorted(decode_round(m[1])[0] for m in fabric.mail) == [0, 0, 1, 1]
+    fabric.deliver_all()  # in order: round 0 from both, then round 1
+    assert [s.through(STREAM) for s in fabric.stages] == [3, 3]
+    assert torch.equal(flat_state(fabric.stages[0].trainer.layer),
+                       flat_state(fabric.stages[1].trainer.layer))

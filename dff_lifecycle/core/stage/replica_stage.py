@@ -109,6 +109,7 @@ class ReplicaStage(LayerStage):
             return []
         self._next[stream] = index
         key = (stream, passed)
+        self._drop_older(key)  # applied after this snapshot, one would count twice
         self._own[key] = flat_state(self.trainer.layer)
         while len(self._own) > MAX_OPEN_ROUNDS:
             dropped, _ = self._own.popitem(last=False)
@@ -127,13 +128,24 @@ class ReplicaStage(LayerStage):
         move_to_mean(self.trainer.layer, snapshots, self.replica)
         del self._own[key]
         self._peers.pop(key, None)
-        for older in [k for k in (*self._own, *self._peers) if k[0] == key[0] and k[1] < key[1]]:
-            self._own.pop(older, None)  # a round after it is in: the older one is stale
-            self._peers.pop(older, None)
+        self._drop_older(key)
         self._applied[key] = own
         while len(self._applied) > 1:  # the last round's, for a peer that asks again
             self._applied.popitem(last=False)
         self.rounds_applied += 1
+
+    def _drop_older(self, key: Round) -> None:
+        """
+        Forget the stream's rounds before `key`: a newer round is snapshotted or applied.
+
+        An older round applied after a newer snapshot would move the weights after it, and
+        the newer round would then carry that move on top of its mean: at the stream's last
+        round the copies would end apart (seen under load: a peer's earlier snapshot arriving
+        after this copy's last one).
+        """
+        for older in [k for k in (*self._own, *self._peers) if k[0] == key[0] and k[1] < key[1]]:
+            self._own.pop(older, None)
+            self._peers.pop(older, None)
 
     def _snapshot_in(self, stream: str, seq: int, tensor: Tensor, position: int) -> list[Output]:
         peer = self._peer_of(position)
