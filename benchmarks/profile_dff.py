@@ -1,4 +1,4 @@
-"""Where DFF's time goes: py-spy (GIL samples) on the master and each container, 1 epoch.
+"""Where DFF's time goes: py-spy (GIL or CPU samples) on the master and each container, 1 epoch.
 
     .venv/bin/pip install py-spy    # a profiler, not a dependency of DFF
     .venv/bin/python benchmarks/profile_dff.py [--config params/models/mnist_ff.yaml]
@@ -42,7 +42,7 @@ def summary(raw: Path, top: int = 25) -> str:
         own[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
-    lines = [f'{raw.stem}: {total} GIL samples']
+    lines = [f'{raw.stem}: {total} samples']
     for title, counter in (('self', own), ('inclusive', inclusive)):
         lines.append(f'  -- {title}')
         lines += [f'  {100 * n / max(total, 1):5.1f}%  {frame[:140]}'
@@ -54,6 +54,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--config', type=Path, default=REPO / 'params/models/mnist_ff.yaml')
     parser.add_argument('--epochs', type=int, default=1)
+    parser.add_argument('--samples', choices=('gil', 'cpu'), default='gil',
+                        help='gil: the thread holding the GIL (Python work); cpu: every '
+                             'running thread, native frames included (torch, rmw, isal)')
     args = parser.parse_args()
     spy = shutil.which('py-spy') or str(BIN / 'py-spy')
     if not Path(spy).exists():
@@ -80,7 +83,8 @@ def main() -> int:
                                    f'epochs:={args.epochs}', '-p', 'load_weights:=false'],
                                   env=env, stdout=subprocess.PIPE, text=True)
         names = {master.pid: 'master', servers[0].pid: 'server_1', servers[1].pid: 'server_2'}
-        spies = [subprocess.Popen([spy, 'record', '--gil', '-r', '100', '-f', 'raw', '-o',
+        mode = ['--gil'] if args.samples == 'gil' else ['--native']
+        spies = [subprocess.Popen([spy, 'record', *mode, '-r', '100', '-f', 'raw', '-o',
                                    str(out / f'{name}.txt'), '--pid', str(pid)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for pid, name in names.items()]
@@ -96,6 +100,11 @@ def main() -> int:
         for s in spies:
             s.wait(30)
     (out / 'master.log').write_text(scrub(''.join(log), [Path(tmp)]))
+    if master.returncode != 0:
+        failure = next((line for line in reversed(log) if 'error' in line), log[-1:])
+        print(f'profile_dff: error: the master exited {master.returncode}: '
+              f'{str(failure).strip()} (log: {out / "master.log"})', file=sys.stderr)
+        return 1
     text = [f'config {args.config.name}, {args.epochs} epoch(s); CPU seconds at the end of '
             f'training: {", ".join(f"{k} {v:.1f}" for k, v in cpu.items())}',
             *(line.strip() for line in log if 'training done' in line or 'accuracy:' in line)]
