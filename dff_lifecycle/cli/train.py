@@ -16,6 +16,7 @@ import sys
 from typing import Sequence
 
 from dff_lifecycle.cli.arguments import non_negative_int, positive_int
+from dff_lifecycle.common.cpu_limit import torch_threads
 from dff_lifecycle.common.folders import writable_folder
 from dff_lifecycle.common.package_files import resolve_config_path
 from dff_lifecycle.core.config import (ConfigError, load_layer_config, load_model_config,
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--seed', type=non_negative_int, default=None,
                         help='override training.seed (data order, negatives, layer init)')
     parser.add_argument('--threads', type=positive_int, default=None,
-                        help='CPU threads for torch (1 is faster when other jobs share the cores)')
+                        help='CPU threads for torch (default: the cores this process may use, '
+                             'its CPU affinity and cgroup CPU quota; 1 is faster when other '
+                             'jobs share the cores)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser
 
@@ -92,8 +95,7 @@ def load_config(args: argparse.Namespace) -> ModelConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(torch_threads(args.threads or 0))
     try:
         model_cfg = load_config(args)
         device = resolve_device(args.device)

@@ -11,42 +11,18 @@ from pathlib import Path
 import threading
 from typing import Callable, Optional
 
-CGROUP_ROOT = Path('/sys/fs/cgroup')
+from dff_lifecycle.common.cgroups import CGROUP_ROOT, own_cgroup, read_int, read_proc_cgroup
+
 UNLIMITED = 1 << 60  # v1 reports "no limit" as a huge number
-
-
-def _own_cgroup(proc_cgroup: str) -> tuple[Optional[str], Optional[str]]:
-    """Return (v1 memory path, v2 path) from /proc/self/cgroup text."""
-    v1 = v2 = None
-    for line in proc_cgroup.splitlines():
-        parts = line.split(':', 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        if 'memory' in controllers.split(','):
-            v1 = path
-        elif controllers == '':
-            v2 = path
-    return v1, v2
-
-
-def _read_int(path: Path) -> Optional[int]:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return None if text == 'max' else int(text)
 
 
 def cgroup_room(root: Path = CGROUP_ROOT,
                 proc_cgroup: Optional[str] = None) -> Optional[tuple[int, int]]:
     """Return (limit, in use) in bytes of this process's memory cgroup; None: unlimited."""
+    proc_cgroup = read_proc_cgroup(proc_cgroup)
     if proc_cgroup is None:
-        try:
-            proc_cgroup = Path('/proc/self/cgroup').read_text()
-        except OSError:
-            return None
-    v1, v2 = _own_cgroup(proc_cgroup)
+        return None
+    v1, v2 = own_cgroup(proc_cgroup, 'memory')
     candidates = []
     if v1 is not None:
         base = root / 'memory' / v1.lstrip('/')
@@ -55,9 +31,9 @@ def cgroup_room(root: Path = CGROUP_ROOT,
         base = root / v2.lstrip('/')
         candidates.append((base / 'memory.max', base / 'memory.current'))
     for limit_file, usage_file in candidates:
-        limit = _read_int(limit_file)
+        limit = read_int(limit_file)
         if limit is not None and limit < UNLIMITED:
-            return limit, _read_int(usage_file) or 0
+            return limit, read_int(usage_file) or 0
     return None
 
 

@@ -28,6 +28,7 @@ import signal
 import sys
 from typing import Optional
 
+from dff_lifecycle.common.cpu_limit import torch_threads
 from dff_lifecycle.common.names import MASTER_NAME, NAMESPACE
 from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.core.data.datasets import DataNotFoundError, Dataset, load_model_data
@@ -61,8 +62,8 @@ class MasterCoordinator(Node):
         self.settings = read_all(self, MASTER_PARAMETERS)
         self.run_id = secrets.token_hex(3)
         s = self.settings
-        if s['torch_threads']:  # torch's default spin-waits a core per thread beside the layers
-            torch.set_num_threads(s['torch_threads'])
+        # torch's default spin-waits a core per thread beside the layers
+        torch.set_num_threads(torch_threads(s['torch_threads']))
         self.deployer = Deployer(self, ClientCache(self), DeployerSettings(
             servers=s['servers'], service_timeout_s=s['service_timeout_s'],
             discovery_timeout_s=s['discovery_timeout_s'], parallel=s['parallel_bringup']),

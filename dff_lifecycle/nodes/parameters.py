@@ -93,7 +93,10 @@ SERVER_PARAMETERS = {
     'server_name': Param(str, '', 'Fixed name; empty: claim server_<idx+1> after the others.'),
     'weight_dir': Param(str, 'weights', 'Local directory where hosted layers keep weights.'),
     'device': Param(str, 'cpu', 'Torch device of hosted layers: cpu | cuda | cuda:N.'),
-    'torch_threads': Param(int, 0, 'Torch intra-op threads (0: torch default).', 0),
+    'torch_threads': Param(int, 0, 'Torch intra-op threads (0: auto, the cores this process '
+                                   'may use: its CPU affinity and cgroup CPU quota, so a '
+                                   '0.4-core device runs one thread, not one spin-waiting '
+                                   'thread per visible core).', 0),
     'executor_threads': Param(int, 1, 'Executor threads shared by the hosted layers (1: '
                                       'single-threaded, measured fastest: training runs on '
                                       "each layer's own compute thread).", 1),

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any, Callable, NoReturn, Optional
 
+from dff_lifecycle.common.cpu_limit import torch_threads
 from dff_lifecycle.common.folders import writable_folder
 from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
 from dff_lifecycle.common.memory_limit import process_budget
@@ -296,10 +297,9 @@ def warm_up_torch(threads: int) -> None:
     which made every first configure take 3.3 s; a throwaway step now pays for it.
     """
     import torch
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(torch_threads(threads))
     weight = torch.zeros(2, 2, requires_grad=True)
-    optimizer = torch.optim.Adam([weight], lr=0.1)
+    optimizer = torch.optim.Adam([weight], lr=0.1, fused=True)  # as the layers step
     (weight.relu().square().mean()).backward()
     optimizer.step()
 

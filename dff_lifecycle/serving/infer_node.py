@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Any, NoReturn, Optional, Protocol
 
+from dff_lifecycle.common.cpu_limit import torch_threads
 from dff_lifecycle.common.package_files import resolve_config_path
 from dff_lifecycle.core.config import ConfigError, IMAGE_SHAPES, ModelConfig
 from dff_lifecycle.core.data.datasets import (DataNotFoundError, dataset_class_names,
@@ -148,8 +149,7 @@ class InferNode(LifecycleNode):
         if s['reliability'] not in ('best_effort', 'reliable'):
             raise ServingError('reliability must be best_effort or reliable, got '
                                f'{s["reliability"]!r}')
-        if s['torch_threads']:
-            torch.set_num_threads(s['torch_threads'])
+        torch.set_num_threads(torch_threads(s['torch_threads']))
         self.model = load_run_model(RunRequest(resolve_config_path(s['model_config']),
                                                s['layer_config']))
         folder = model_weight_dir(s['weights'], self.model.name) if s['weights'] else None

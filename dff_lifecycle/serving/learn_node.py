@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, NoReturn, Optional
 
+from dff_lifecycle.common.cpu_limit import torch_threads
 from dff_lifecycle.common.package_files import resolve_config_path
 from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.core.data.datasets import DataNotFoundError, load_model_data
@@ -112,8 +113,7 @@ class LearnNode(LifecycleNode):
                              f'{s["reliability"]!r}')
         if not s['weights'].strip():
             raise LearnError('weights is empty: name the folder the learnt weights go to')
-        if s['torch_threads']:
-            torch.set_num_threads(s['torch_threads'])
+        torch.set_num_threads(torch_threads(s['torch_threads']))
         self.model = load_run_model(RunRequest(resolve_config_path(s['model_config']),
                                                s['layer_config']))
         self.folder = Path(s['weights']).expanduser() / 'weights' / self.model.name

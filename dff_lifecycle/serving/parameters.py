@@ -30,7 +30,8 @@ INFER_PARAMETERS = {
     'data_root': Param(str, '', 'Dataset root, read only when the weights folder has no '
                                 'input_stats.json (empty: $DFF_DATA_ROOT, else ./data).'),
     'device': Param(str, 'cpu', 'Torch device of the local copy: cpu | cuda | cuda:N.'),
-    'torch_threads': Param(int, 1, 'Torch intra-op threads (0: torch default).', 0),
+    'torch_threads': Param(int, 1, 'Torch intra-op threads (0: auto, the cores this process '
+                                   'may use: its CPU affinity and cgroup CPU quota).', 0),
     **QOS_PARAMETERS,
 }
 

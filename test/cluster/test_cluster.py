@@ -103,6 +103,11 @@ def test_up_makes_devices_with_their_limits_and_down_removes_them(cluster):
                    'from dff_lifecycle.common.memory_limit import cgroup_room; '
                    'print(cgroup_room()[0])').stdout
     assert int(room) == 256 << 20
+    # ... and its CPU quota, so torch runs one thread on half a core, not one per core.
+    threads = cluster('exec', 'd1', '--', sys.executable, '-c',
+                      'from dff_lifecycle.common.cpu_limit import quota_cores, torch_threads; '
+                      'print(quota_cores(), torch_threads(0))').stdout.split()
+    assert threads == ['0.5', '1']
     cluster('down')
     assert not cluster.leftovers()
     assert not list(cluster.state.glob('*.json'))
