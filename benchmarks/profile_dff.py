@@ -54,6 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--config', type=Path, default=REPO / 'params/models/mnist_ff.yaml')
     parser.add_argument('--epochs', type=int, default=1)
+    parser.add_argument('--servers', type=int, default=2, help='server containers (default 2)')
     parser.add_argument('--samples', choices=('gil', 'cpu'), default='gil',
                         help='gil: the thread holding the GIL (Python work); cpu: every '
                              'running thread, native frames included (torch, rmw, isal)')
@@ -71,7 +72,7 @@ def main() -> int:
                                      f'server_name:=server_{i}', '-p',
                                      f'weight_dir:={tmp}/w{i}', '-p', 'torch_threads:=1'],
                                     env=env, stdout=subprocess.PIPE, text=True)
-                   for i in (1, 2)]
+                   for i in range(1, args.servers + 1)]
         for server in servers:
             for line in server.stdout:
                 if 'up (pid' in line:
@@ -79,10 +80,11 @@ def main() -> int:
         master = subprocess.Popen([str(BIN / 'master'), '--ros-args', '-p',
                                    f'model_config:={args.config}', '-p',
                                    f'layer_config:={REPO / "params" / "layers.yaml"}',
-                                   '-p', 'servers:=2', '-p', 'progress:=false', '-p',
+                                   '-p', f'servers:={args.servers}', '-p', 'progress:=false', '-p',
                                    f'epochs:={args.epochs}', '-p', 'load_weights:=false'],
                                   env=env, stdout=subprocess.PIPE, text=True)
-        names = {master.pid: 'master', servers[0].pid: 'server_1', servers[1].pid: 'server_2'}
+        names = {master.pid: 'master',
+                 **{server.pid: f'server_{i}' for i, server in enumerate(servers, 1)}}
         mode = ['--gil'] if args.samples == 'gil' else ['--native']
         spies = [subprocess.Popen([spy, 'record', *mode, '-r', '100', '-f', 'raw', '-o',
                                    str(out / f'{name}.txt'), '--pid', str(pid)],
