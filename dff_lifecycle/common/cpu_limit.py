@@ -17,7 +17,7 @@ from dff_lifecycle.common.cgroups import CGROUP_ROOT, own_cgroup, read_int, read
 
 
 def _ancestors(path: str) -> list[PurePosixPath]:
-    """The cgroup `path` and every cgroup above it, nearest first (a quota may sit above)."""
+    """Return the cgroup `path` and every cgroup above it, nearest first."""
     own = PurePosixPath('/') / path.lstrip('/')
     return [own, *own.parents]
 
@@ -32,7 +32,8 @@ def quota_cores(root: Path = CGROUP_ROOT, proc_cgroup: Optional[str] = None) -> 
     if v1 is not None:
         for group in _ancestors(v1):
             base = root / 'cpu' / str(group).lstrip('/')
-            quota, period = read_int(base / 'cpu.cfs_quota_us'), read_int(base / 'cpu.cfs_period_us')
+            quota = read_int(base / 'cpu.cfs_quota_us')
+            period = read_int(base / 'cpu.cfs_period_us')
             if quota is not None and quota > 0 and period:
                 quotas.append(quota / period)
     if v2 is not None:
@@ -41,7 +42,7 @@ def quota_cores(root: Path = CGROUP_ROOT, proc_cgroup: Optional[str] = None) -> 
                 fields = (root / str(group).lstrip('/') / 'cpu.max').read_text().split()
             except OSError:
                 continue
-            if len(fields) == 2 and fields[0] != 'max' and fields[0].isdigit() and fields[1].isdigit():
+            if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
                 quotas.append(int(fields[0]) / max(1, int(fields[1])))
     return min(quotas) if quotas else None
 

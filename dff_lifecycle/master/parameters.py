@@ -43,8 +43,8 @@ MASTER_PARAMETERS = {
     'window': Param(int, 16, 'Batches in flight in the pipeline.', 1),
     'torch_threads': Param(int, 1, "Torch intra-op threads of the master's batch building "
                                    'and scoring (0: auto, the cores this process may use: its '
-                                   'CPU affinity and cgroup CPU quota; torch\'s own default '
-                                   'spin-waits on every core beside the layers).', 0),
+                                   'CPU affinity and cgroup CPU quota; torch itself would '
+                                   'spin-wait on every core beside the layers).', 0),
     'bundle': Param(int, 0, 'Training batches per message: 0 sizes bundles from the measured '
                             'pace (at most 64; one per message until measured), 1 sends each '
                             'batch alone, N always N.', 0),

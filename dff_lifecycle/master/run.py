@@ -50,6 +50,19 @@ STAGES = ('servers', 'deploy', 'training', 'saving', 'evaluation')
 FAILURES = (PipelineError, BringUpError, ServiceCallError, LifecycleError)
 
 
+def holders(plan: DistributionPlan, live: list[str]) -> list[str]:
+    """
+    Return the live servers that hold layers of `plan`: those whose layers the run saves.
+
+    A server judged lost whose layers were moved holds none once it returns: its stale
+    copies are deleted unsaved (fenced), and where that call cannot reach it (a returned
+    participant whose services DDS has not matched again, seen under heavy load) saving
+    there would only wait for it and write stale weights.
+    """
+    holding = plan.by_server()
+    return [server for server in live if server in holding]
+
+
 class RunFailed(RuntimeError):
     """A run stopped in `stage` (one of STAGES); the message is one line."""
 
@@ -289,7 +302,7 @@ class DeployedRun:
                     recovery.fence_returned()  # its stale layers share names with the moved
                 live = recovery.live_servers() if recovery is not None else servers
                 try:
-                    outcome.weight_files = self.save(model.name, live)
+                    outcome.weight_files = self.save(model.name, holders(io.plan, live))
                 except FAILURES as exc:
                     raise RunFailed('saving', str(exc)) from exc
             if command in ('run', 'evaluate') and not outcome.canceled and control.cancelled():

@@ -291,3 +291,14 @@ def test_table_has_one_row_per_layer(layer_types):
         assert cells[0] == str(p.layer.index)
         assert p.server in cells and p.full_name in cells and p.topics.train_in in cells
     assert lines[-1].split()[-1] == '-'  # the leaf has no output topic
+
+
+def test_after_a_move_only_the_servers_holding_layers_are_saved(layer_types):
+    """A lost server that returns holds none of the moved layers: nothing of it is saved."""
+    from dff_lifecycle.master.plan import move_layers
+    from dff_lifecycle.master.run import holders
+    plan = build_plan(make_model(layer_types), servers(2))
+    assert holders(plan, servers(2)) == servers(2)
+    moved, _ = move_layers(plan, {'server_2'}, ['server_1'])
+    assert holders(moved, ['server_1', 'server_2']) == ['server_1']  # server_2 beats again
+    assert holders(moved, ['server_2']) == []

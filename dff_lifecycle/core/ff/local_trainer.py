@@ -38,7 +38,7 @@ def silent_indices(mask: Tensor) -> tuple[int, ...]:
 def make_optimizer(params: Iterable[nn.Parameter],
                    hparams: FFHyperParams) -> torch.optim.Optimizer:
     """
-    The layer's optimizer, torch's fused kernel where every parameter allows it.
+    Return the layer's optimizer, torch's fused kernel where every parameter allows it.
 
     The fused Adam step is one pass over each tensor instead of a dozen elementwise ops:
     0.37 ms against 0.94 ms for a 784 x 500 layer on one thread, about a tenth of a batch's
