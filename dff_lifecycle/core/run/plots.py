@@ -41,8 +41,9 @@ def plot_training(metrics: dict, path: str | Path) -> Path:
     bars = accuracy_ax.bar(names, values, color=['C7', 'C2'])
     accuracy_ax.bar_label(bars, labels=[f'{v:.4f}' for v in values])
     accuracy_ax.set(title='accuracy', ylim=(0, 1.05))
-    figure.suptitle(f"{metrics.get('model', '')} ({metrics.get('mode', '')}, "
-                    f"{metrics.get('train_seconds', 0.0):.0f} s training)")
+    about = [str(metrics[k]) for k in ('system', 'mode') if metrics.get(k)]  # e.g. DFF
+    about.append(f"{metrics.get('train_seconds', 0.0):.0f} s training")
+    figure.suptitle(f"{metrics.get('model', '')} ({', '.join(about)})")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
