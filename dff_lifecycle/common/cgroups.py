@@ -32,6 +32,13 @@ def read_proc_cgroup(proc_cgroup: Optional[str] = None) -> Optional[str]:
         return None
 
 
+def cgroup_paths(controller: str,
+                 proc_cgroup: Optional[str] = None) -> tuple[Optional[str], Optional[str]]:
+    """Return (v1 path of `controller`, v2 path) of this process; (None, None) if unknown."""
+    text = read_proc_cgroup(proc_cgroup)
+    return (None, None) if text is None else own_cgroup(text, controller)
+
+
 def read_int(path: Path) -> Optional[int]:
     """Return the integer in `path`; None if it is missing, unreadable or 'max'."""
     try:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from dff_lifecycle.common.cgroups import CGROUP_ROOT, own_cgroup, read_int, read_proc_cgroup
+from dff_lifecycle.common.cgroups import cgroup_paths, CGROUP_ROOT, read_int
 
 
 def _ancestors(path: str) -> list[PurePosixPath]:
@@ -24,10 +24,7 @@ def _ancestors(path: str) -> list[PurePosixPath]:
 
 def quota_cores(root: Path = CGROUP_ROOT, proc_cgroup: Optional[str] = None) -> Optional[float]:
     """Return the tightest CPU quota over this process's cgroup and its ancestors, in cores."""
-    text = read_proc_cgroup(proc_cgroup)
-    if text is None:
-        return None
-    v1, v2 = own_cgroup(text, 'cpu')
+    v1, v2 = cgroup_paths('cpu', proc_cgroup)
     quotas = []
     if v1 is not None:
         for group in _ancestors(v1):

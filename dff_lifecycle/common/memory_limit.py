@@ -11,7 +11,7 @@ from pathlib import Path
 import threading
 from typing import Callable, Optional
 
-from dff_lifecycle.common.cgroups import CGROUP_ROOT, own_cgroup, read_int, read_proc_cgroup
+from dff_lifecycle.common.cgroups import cgroup_paths, CGROUP_ROOT, read_int
 
 UNLIMITED = 1 << 60  # v1 reports "no limit" as a huge number
 
@@ -19,10 +19,7 @@ UNLIMITED = 1 << 60  # v1 reports "no limit" as a huge number
 def cgroup_room(root: Path = CGROUP_ROOT,
                 proc_cgroup: Optional[str] = None) -> Optional[tuple[int, int]]:
     """Return (limit, in use) in bytes of this process's memory cgroup; None: unlimited."""
-    proc_cgroup = read_proc_cgroup(proc_cgroup)
-    if proc_cgroup is None:
-        return None
-    v1, v2 = own_cgroup(proc_cgroup, 'memory')
+    v1, v2 = cgroup_paths('memory', proc_cgroup)
     candidates = []
     if v1 is not None:
         base = root / 'memory' / v1.lstrip('/')
