@@ -15,7 +15,9 @@ resends too, at most `max_resends` times in a row.
 When the health check reports a recovery (layers moved or created again), the
 items in flight are resent, and so are the recently completed ones that the
 restored layers had not trained by their checkpoint (`replay`), so that no layer
-misses a batch: the others only forward a batch they trained already.
+misses a batch: the others only forward a batch they trained already. Whatever goes
+out again waits its turn in the window, lowest seq first, like a new item: a stage
+that joins inputs holds a bounded number of partly joined batches.
 """
 from __future__ import annotations
 
@@ -112,27 +114,47 @@ class Streamer:
         """
         s = self.settings
         inflight: OrderedDict[int, T] = OrderedDict()
+        # Items to send again before any new one, lowest seq first, inside the window: a
+        # replay or a resend of hundreds of batches at once overran the joins of a Concat
+        # stage (one input forwarding repeats, the other training them), which dropped
+        # partly joined batches and held the stream for the stall limit.
+        again: dict[int, T] = {}
+        owed: set[int] = set()  # sent from `items`, on_done not called yet
         recent: deque[T] = deque()  # completed items, for replays: `replay` batches at most
         recent_load = 0
         source = iter(items)
         exhausted, resends, load = False, 0, 0  # load: batches in flight
         last_progress = last_done = self.clock()  # last_done: an item completed
+
+        def requeue(more: Iterable[T]) -> None:
+            nonlocal load
+            for item in list(inflight.values()) + list(more):
+                again[item.seq] = item
+            inflight.clear()
+            load = 0
+
         while True:
-            while not exhausted and (load < s.window or len(inflight) < s.min_items):
-                item = next(source, None)
-                if item is None:
-                    exhausted = True
-                    break
+            while (again or not exhausted) and (load < s.window or len(inflight) < s.min_items):
+                if again:
+                    item = again.pop(min(again))
+                    self.resends_total += 1
+                else:
+                    item = next(source, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    owed.add(item.seq)
                 send(item)
                 inflight[item.seq] = item
                 load += weight(item)
-            if exhausted and not inflight:
+            if exhausted and not inflight and not again:
                 return
             self.pipeline.wait(s.poll_s)
             resume = self.health_check(what)
             if resume is not None:
-                self._replay(resume, stream_id, recent, send, what)
-                self._resend(inflight, send, f'{what}: pipeline recovered')
+                replayed = self._replay(resume, stream_id, recent, what)
+                self.log(f'{what}: pipeline recovered: resending {len(inflight)} batch(es)')
+                requeue(replayed)
                 last_progress = last_done = self.clock()
                 resends = 0
                 continue
@@ -141,6 +163,9 @@ class Streamer:
             for seq in finished:
                 item = inflight.pop(seq)
                 load -= weight(item)
+                if seq not in owed:  # a replay or resend of an item completed before
+                    continue
+                owed.discard(seq)
                 recent.append(item)
                 recent_load += weight(item)
                 while recent and recent_load > s.replay:
@@ -156,18 +181,13 @@ class Streamer:
                 continue
             if paused:
                 resume = self._wait_until_active(paused, what, len(inflight))
-                if resume is not None:
-                    self._replay(resume, stream_id, recent, send, what)
+                requeue(self._replay(resume, stream_id, recent, what) if resume else ())
                 resends = 0
             else:
                 resends = self._count_resend(resends, what, len(inflight))
                 # Completed items the leaves no longer acknowledge: a restored leaf counts
                 # from its checkpoint, and a replayed batch it lost holds its watermark.
-                for item in recent:
-                    if item.seq > done:
-                        send(item)
-                        self.resends_total += 1
-            self._resend(inflight, send)
+                requeue(item for item in recent if item.seq > done)
             last_progress = self.clock()
 
     def _quiet_s(self, last_progress: float, last_done: float) -> float:
@@ -186,25 +206,16 @@ class Streamer:
         return now - last_progress
 
     def _replay(self, resume: Resume, stream_id: str, recent: Iterable[T],
-                send: Callable[[T], None], what: str) -> None:
+                what: str) -> list[T]:
+        """Return the completed items the restored layers had not trained by their checkpoint."""
         after = resume.replay_after(stream_id)
         if after is None:
-            return
+            return []
         again = [item for item in recent if item.seq > after]
         if again:
             self.log(f'{what}: replaying {len(again)} completed batch(es) after #{after} for '
                      'the restored layers')
-        for item in again:
-            send(item)
-        self.resends_total += len(again)
-
-    def _resend(self, inflight: Mapping[int, T], send: Callable[[T], None],
-                why: str = '') -> None:
-        if why:
-            self.log(f'{why}: resending {len(inflight)} batch(es)')
-        for item in inflight.values():
-            send(item)
-        self.resends_total += len(inflight)
+        return again
 
     # ------------------------------------------------------------------ recovery
     def _describe(self, states: Mapping[int, str]) -> str:

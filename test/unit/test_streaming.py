@@ -328,3 +328,36 @@ def test_a_stall_resends_completed_items_the_leaves_no_longer_acknowledge():
     assert pipeline.sent[:8] == list(range(8))
     assert pipeline.sent[8:10] == [2, 3]  # completed, but above the leaf's watermark
     assert sum('no progress' in line for line in logs) == 1
+
+
+def test_a_replay_goes_out_inside_the_window_lowest_seq_first():
+    """
+    Replays wait their turn in the window.
+
+    A restored Concat stage keeps at most 16 partly joined batches: a replay of 100 sent
+    at once (one input forwarding repeats, the other training them) overran it, dropped
+    batches and held the stream for the stall limit.
+    """
+    pipeline = FakePipeline(rate=1)
+    looks: list[int] = []
+    bursts: list[int] = []  # items sent between two looks at the pipeline
+    original_wait = pipeline.wait
+
+    def wait(timeout_s: float) -> None:
+        bursts.append(len(pipeline.sent) - sum(bursts))
+        original_wait(timeout_s)
+
+    def check(_what):
+        looks.append(1)
+        return Resume(0) if len(looks) == 30 else None
+
+    pipeline.wait = wait
+    streamer = Streamer(settings(window=4, replay=100), pipeline, {0: '/m/layer_0'},
+                        clock=pipeline.clock, log=[].append, health_check=check)
+    done: list[int] = []
+    streamer.stream((Item(i) for i in range(40)), pipeline.send, pipeline.done_through,
+                    lambda item: done.append(item.seq), what='training', stream_id='train_x')
+    assert done == list(range(40))  # each item handed on once, in order
+    again = pipeline.sent[pipeline.sent.index(max(pipeline.sent[:33])) + 1:]
+    assert again[:4] == [1, 2, 3, 4]  # the replay starts at the checkpoint, lowest first
+    assert max(bursts) <= 4 and streamer.resends_total > 25
