@@ -42,6 +42,7 @@ from dff_lifecycle.master.parameters import COMMANDS, MASTER_PARAMETERS, TRAIN_A
 from dff_lifecycle.master.plan import check_placement, DistributionPlan, parse_pins
 from dff_lifecycle.master.run import DeployedRun, make_plan, RunControl, RunFailed, RunOutcome
 from dff_lifecycle.master.train_action import run_goal, TrainActionServer
+from dff_lifecycle.ros.node_args import check_node_args, NodeUsage
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import ros_process
 from dff_lifecycle.ros.service_calls import ClientCache, ServiceCallError
@@ -213,13 +214,23 @@ def _interrupt(*_args) -> None:
     raise KeyboardInterrupt
 
 
+USAGE = NodeUsage('master', 'The DFF master: read a model config, place its layers on server '
+                  'containers, drive their lifecycles, train and evaluate through them, save '
+                  '(command run, train or evaluate), or offer the /dff/train action (command '
+                  'serve).', MASTER_PARAMETERS)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv if argv is None else argv
+    code = check_node_args(argv, USAGE)
+    if code is not None:
+        return code
     signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: tear down, then exit
     # Explicitly: a process started in the background of a script inherits SIGINT
     # ignored, and dff_launch stops the master with SIGINT.
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        with ros_process(sys.argv if argv is None else argv) as ros:
+        with ros_process(argv) as ros:
             master = MasterCoordinator()
             ros.start(master)  # single-threaded: no callback of the master blocks
             code = master.execute()

@@ -27,6 +27,7 @@ from dff_lifecycle.nodes.parameters import INHERITED, LAYER_PARAMETERS, SERVER_P
 from dff_lifecycle.nodes.server_naming import claimed_server_name
 from dff_lifecycle.ros.diagnostics import ContainerDiagnostics
 from dff_lifecycle.ros.heartbeat import Heartbeat
+from dff_lifecycle.ros.node_args import check_node_args, NodeUsage
 from dff_lifecycle.ros.node_main import stop_event, wait_for
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import exit_process, ros_process
@@ -332,10 +333,20 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
     exit_process(serve(argv))
 
 
+USAGE = NodeUsage('server_container',
+                  'Host FF layer nodes for a DFF master: it creates, saves and deletes managed '
+                  'layer nodes on request (/dff/server_<n>/create_model, ...), and beats on '
+                  '/dff/server_<n>/heartbeat.', SERVER_PARAMETERS)
+
+
 def serve(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv if argv is None else argv
+    code = check_node_args(argv, USAGE)
+    if code is not None:
+        return code
     stop = stop_event()
     try:
-        with ros_process(sys.argv if argv is None else argv, shutdown_timeout_s=5.0) as ros:
+        with ros_process(argv, shutdown_timeout_s=5.0) as ros:
             settings = read_settings()
             warm_up_torch(settings['torch_threads'])
             executor = ros.start(threads=settings['executor_threads'])

@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import Callable, Optional, Sequence
 
+from dff_lifecycle.ros.node_args import check_node_args, NodeUsage
 from dff_lifecycle.ros.parameters import ParameterError
 from dff_lifecycle.ros.process import ros_process
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -35,13 +36,17 @@ def wait_for(stop: threading.Event) -> None:
         pass
 
 
-def run_lifecycle_node(name: str, make_node: Callable[[], LifecycleNode],
+def run_lifecycle_node(name: str, make_node: Callable[[], LifecycleNode], usage: NodeUsage,
                        argv: Optional[Sequence[str]] = None) -> int:
     """Host the node made by `make_node` until a signal; the process's exit code."""
+    argv = sys.argv if argv is None else argv
+    code = check_node_args(argv, usage)
+    if code is not None:
+        return code
     stop = stop_event()
     code = 0
     try:
-        with ros_process(sys.argv if argv is None else argv, shutdown_timeout_s=5.0) as ros:
+        with ros_process(argv, shutdown_timeout_s=5.0) as ros:
             node = make_node()
             ros.start(node)  # single-threaded, as the master: see serving/pipeline_scorer.py
             if node.get_parameter('autostart').value:

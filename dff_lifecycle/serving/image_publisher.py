@@ -21,6 +21,7 @@ from typing import Any, Callable, NoReturn, Optional
 from dff_lifecycle.core.data.datasets import DataNotFoundError, load_dataset
 from dff_lifecycle.core.data.image_codec import encode_image
 from dff_lifecycle.core.data.image_folder import ImageFolderError, images_in, read_image
+from dff_lifecycle.ros.node_args import check_node_args, NodeUsage
 from dff_lifecycle.ros.node_main import stop_event
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import exit_process, ros_process
@@ -143,9 +144,16 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
 
 
 def run(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv if argv is None else argv
+    usage = NodeUsage(NODE_NAME, 'Play dataset images or an image folder onto a sensor_msgs/Image '
+                      'topic, a camera stand-in for dff_infer and dff_learn.',
+                      PUBLISHER_PARAMETERS)
+    code = check_node_args(argv, usage)
+    if code is not None:
+        return code
     stop = stop_event()
     try:
-        with ros_process(sys.argv if argv is None else argv) as ros:
+        with ros_process(argv) as ros:
             node = ImagePublisher()
             ros.start(node)
             print(f'{NODE_NAME}: playing {node.total} image(s) of the {node.source.what} onto '

@@ -32,6 +32,7 @@ from dff_lifecycle.core.data.input_stats import InputStats, stats_of
 from dff_lifecycle.core.run.predictor import (load_stats, LocalPredictor, model_weight_dir,
                                               PredictorError)
 from dff_lifecycle.master.configs import load_run_model, RunRequest
+from dff_lifecycle.ros.node_args import NodeUsage
 from dff_lifecycle.ros.node_main import run_lifecycle_node
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import exit_process
@@ -227,7 +228,11 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
 
 def serve(argv: Optional[list[str]] = None) -> int:
     """Run the node until SIGINT or SIGTERM; with autostart, a failed configure ends it (2)."""
-    return run_lifecycle_node(NODE_NAME, InferNode, argv)
+    usage = NodeUsage(NODE_NAME,
+                      'Serve a trained DFF model: classify images from a sensor_msgs/Image topic '
+                      'and publish dff_msgs/Prediction (a managed node: configure loads the '
+                      'weights, activate subscribes).', INFER_PARAMETERS)
+    return run_lifecycle_node(NODE_NAME, InferNode, usage, argv)
 
 
 if __name__ == '__main__':

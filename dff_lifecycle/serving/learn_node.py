@@ -32,6 +32,7 @@ from dff_lifecycle.core.run.predictor import load_stats, PredictorError
 from dff_lifecycle.core.run.stream_learning import StreamLearner
 from dff_lifecycle.core.run.weights import load_state, WeightFileError
 from dff_lifecycle.master.configs import load_run_model, RunRequest
+from dff_lifecycle.ros.node_args import NodeUsage
 from dff_lifecycle.ros.node_main import run_lifecycle_node
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
 from dff_lifecycle.ros.process import exit_process
@@ -210,7 +211,11 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
 
 def run(argv: Optional[list[str]] = None) -> int:
     """Run the node until SIGINT or SIGTERM; with autostart, a failed configure ends it (2)."""
-    return run_lifecycle_node(NODE_NAME, LearnNode, argv)
+    usage = NodeUsage(NODE_NAME,
+                      'Train a Forward-Forward model from a labelled image topic, batch by batch, '
+                      'and save its weights (a managed node: configure loads them, activate '
+                      'subscribes).', LEARN_PARAMETERS)
+    return run_lifecycle_node(NODE_NAME, LearnNode, usage, argv)
 
 
 if __name__ == '__main__':

@@ -132,3 +132,24 @@ def test_server_container_refuses_a_weight_dir_it_cannot_use(args, words, tmp_pa
 def test_master_refuses_ros_arguments_it_cannot_parse():
     done = run('master', '--ros-args', '-p', 'servers:=', env=isolated_ros_env())
     assert_one_line_error(done, 'ROS arguments')
+
+
+NODE_EXECUTABLES = ('master', 'server_container', 'dff_infer', 'dff_learn',
+                    'dff_image_publisher')
+
+
+@pytest.mark.parametrize('tool', NODE_EXECUTABLES)
+def test_a_node_executable_answers_help_with_its_parameters_and_starts_nothing(tool):
+    """`master --help` used to start a master, and `server_container --help` a container."""
+    done = run(tool, '--help', env=isolated_ros_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f'usage: {tool} [--ros-args')
+    assert 'model_config' in done.stdout or 'weight_dir' in done.stdout or \
+        'source' in done.stdout
+    assert ' up (pid' not in done.stdout  # nothing was started
+
+
+def test_parameters_outside_ros_args_are_refused_saying_where_they_go():
+    """`master -p model_config:=x` ran on the defaults: rcl takes only what follows --ros-args."""
+    done = run('master', '-p', 'model_config:=x.yaml', env=isolated_ros_env(), timeout=60)
+    assert_one_line_error(done, 'unrecognized arguments', '--ros-args -p model_config:=x.yaml')
