@@ -59,9 +59,10 @@ def _outside_ros_args(argv: Sequence[str]) -> list[str]:
     return words
 
 
-def check_node_args(argv: Sequence[str], usage: NodeUsage,
-                    out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Optional[int]:
+def check_node_args(argv: Sequence[str], usage: NodeUsage, out: Optional[TextIO] = None,
+                    err: Optional[TextIO] = None) -> Optional[int]:
     """Return None to go on, or the exit code: 0 after printing help, 2 after an error."""
+    out, err = out or sys.stdout, err or sys.stderr
     words = _outside_ros_args(argv)
     if any(word in HELP for word in words):
         out.write(usage.text())
