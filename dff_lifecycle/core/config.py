@@ -100,6 +100,11 @@ class TrainingConfig:
     # this many pixels (0: off), and a random left-right flip.
     augment_crop: int = 0
     augment_flip: bool = False
+    # The learning curve (supervised, minibatch, one process): the test accuracy on the
+    # first `curve_samples` test images every `curve_every` epochs (0: off), written to
+    # curve.json as it goes and drawn against training time.
+    curve_every: int = 0
+    curve_samples: int = 2000
 
 
 @dataclass(frozen=True)
@@ -441,6 +446,11 @@ def load_model_config(path_or_dict: str | Path | Mapping[str, Any],
     if training.negatives == 'hard' and not (supervised and training.mode == 'minibatch'):
         raise read.error('training.negatives', 'hard negatives pick wrong labels, so they need '
                          'a supervised model trained in minibatch mode')
+    if training.curve_every and not (supervised and training.mode == 'minibatch'):
+        raise read.error('training.curve_every', 'the learning curve scores test images by '
+                         'goodness after each epoch, so it needs a supervised model trained in '
+                         'minibatch mode (an unsupervised model is scored by a head trained at '
+                         'the end)')
     return ModelConfig(name, dataset, supervised, num_classes, input_shape, goodness_layers,
                        feature_layers, head, defaults, training, layers, source, stages,
                        dict(layer_types), folder)
@@ -597,6 +607,8 @@ def _training(read: _Reader, value: Any) -> TrainingConfig:
                                               exclusive=True),
         augment_crop=read.integer(key('augment_crop'), merged['augment_crop'], 0),
         augment_flip=read.boolean(key('augment_flip'), merged['augment_flip']),
+        curve_every=read.integer(key('curve_every'), merged['curve_every'], 0),
+        curve_samples=read.integer(key('curve_samples'), merged['curve_samples'], 1),
     )
 
 

@@ -46,3 +46,13 @@ def write_metrics(metrics: dict, out_dir: Path) -> None:
     (out_dir / 'metrics.json').write_text(json.dumps(metrics, indent=2) + '\n', encoding='utf-8')
     if metrics.get('history'):
         plot_training(metrics, out_dir / 'training.png')
+
+
+def write_curve(points: Sequence[dict], out_dir: Path) -> Path:
+    """curve.json under out_dir, replaced whole (a reader never sees half a file)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / 'curve.json'
+    partial = path.with_name(path.name + '.partial')
+    partial.write_text(json.dumps(list(points), indent=2) + '\n', encoding='utf-8')
+    partial.replace(path)
+    return path

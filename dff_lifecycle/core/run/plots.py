@@ -14,8 +14,33 @@ def _series(history: list[dict], axis: str, layer: int,
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def _plot_curve(ax, metrics: dict) -> None:
+    """Test accuracy against training time, the final figure marked at the end."""
+    curve = metrics['curve']
+    minutes = [point['train_seconds'] / 60 for point in curve]
+    accuracy = [point['test_accuracy'] for point in curve]
+    ax.plot(minutes, accuracy, color='C2', marker='.',
+            label=f"test, first {curve[-1]['samples']} images")
+    final = metrics.get('test_accuracy')
+    if final is not None:
+        samples = metrics.get('test_samples')
+        ax.plot([metrics.get('train_seconds', 0.0) / 60], [final], color='C3', marker='*',
+                markersize=12, linestyle='none',
+                label=f'test, {samples} images: {final:.4f}' if samples else f'test: {final:.4f}')
+    low = min(accuracy + ([final] if final is not None else []))
+    ax.set(title='accuracy against training time', xlabel='minutes of training',
+           ylabel='accuracy', ylim=(max(0.0, low - 0.02), 1.0))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize='small', loc='lower right')
+
+
 def plot_training(metrics: dict, path: str | Path) -> Path:
-    """Per-layer loss, positive/negative goodness, and final train/test accuracy, side by side."""
+    """
+    Per-layer loss, positive/negative goodness, and accuracy, side by side.
+
+    The accuracy panel is the learning curve when the run has one (`curve`), else the
+    final train and test accuracy.
+    """
     history, axis = metrics['history'], metrics['history_axis']
     layers = sorted({record['layer'] for record in history})
     figure = Figure(figsize=(15, 4.2), layout='constrained')
@@ -36,11 +61,14 @@ def plot_training(metrics: dict, path: str | Path) -> Path:
         ax.legend(fontsize='small')
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
 
-    names = ['train', 'test']
-    values = [metrics.get('train_accuracy', 0.0), metrics.get('test_accuracy', 0.0)]
-    bars = accuracy_ax.bar(names, values, color=['C7', 'C2'])
-    accuracy_ax.bar_label(bars, labels=[f'{v:.4f}' for v in values])
-    accuracy_ax.set(title='accuracy', ylim=(0, 1.05))
+    if metrics.get('curve'):
+        _plot_curve(accuracy_ax, metrics)
+    else:
+        names = ['train', 'test']
+        values = [metrics.get('train_accuracy', 0.0), metrics.get('test_accuracy', 0.0)]
+        bars = accuracy_ax.bar(names, values, color=['C7', 'C2'])
+        accuracy_ax.bar_label(bars, labels=[f'{v:.4f}' for v in values])
+        accuracy_ax.set(title='accuracy', ylim=(0, 1.05))
     about = [str(metrics[k]) for k in ('system', 'mode') if metrics.get(k)]  # e.g. DFF
     about.append(f"{metrics.get('train_seconds', 0.0):.0f} s training")
     figure.suptitle(f"{metrics.get('model', '')} ({', '.join(about)})")
