@@ -91,10 +91,6 @@ class MasterCoordinator(Node):
         s = self.settings
         model = load_run_model(request)
         check_placement(len(model.stages), s['placement'], self.pins())
-        if model.training.curve_every:
-            self.get_logger().warning(
-                'training.curve_every: the learning curve is drawn by dff_train (one process); '
-                'a distributed run scores the test set once, at the end')
         return model
 
     def pins(self) -> dict[int, str]:

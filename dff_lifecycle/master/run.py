@@ -25,6 +25,7 @@ from dff_lifecycle.core.data.datasets import Dataset
 from dff_lifecycle.core.ff.sharding import SPLITTABLE
 from dff_lifecycle.core.objectives.separation import inseparable_layers, silent_group_layers
 from dff_lifecycle.core.run.evaluation import evaluate
+from dff_lifecycle.core.run.learning_curve import LearningCurve
 from dff_lifecycle.core.stage.batches import count_batches
 from dff_lifecycle.core.stage.stage_costs import measure_stage_costs
 from dff_lifecycle.master.bundling import BundleSettings, BundleSizer
@@ -327,11 +328,14 @@ class DeployedRun:
     def _train(self, model: ModelConfig, plan: DistributionPlan, io: PipelineIO,
                streamer: Streamer, inference: DistributedInference, dataset: Dataset,
                control: RunControl, outcome: RunOutcome) -> None:
+        curve = (LearningCurve(model, dataset, inference.label_scores, self.out_dir, self.log)
+                 if model.training.curve_every else None)
         training = DistributedTraining(model, plan, io, streamer, inference, self.run_id,
                                        self.progress, self.log, cancelled=control.cancelled,
                                        on_progress=control.on_progress,
                                        sizer=bundle_sizer(model, bundle_setting(plan,
-                                                                                self.settings)))
+                                                                                self.settings)),
+                                       curve=curve)
         try:
             result = training.run(dataset)
         except FAILURES as exc:
@@ -343,6 +347,8 @@ class DeployedRun:
                                if model.training.mode == 'full_batch' else 'epoch',
                                train_seconds=result.seconds,
                                batches_done=result.progress.done)
+        if result.curve:
+            outcome.metrics['curve'] = list(result.curve)
         sizes = sorted(result.bundle_sizes)
         if sizes:
             outcome.metrics['bundles'] = {'messages': len(sizes), 'median': sizes[len(sizes) // 2],

@@ -3,7 +3,8 @@ The distributed training run: batches into the first layer, per-epoch history ba
 
 Batches stream through one window, so the pipeline never drains between
 epochs; with hard negatives epoch by epoch instead, so the scoring pass that
-opens an epoch sees the model a single process would.
+opens an epoch sees the model a single process would, and so with a learning
+curve (`training.curve_every`), scored through the layers between epochs.
 
 A run can be canceled: no batch goes out after `cancelled()` turns true, the
 batches in flight finish (at most a window), and the run ends with what it has.
@@ -19,6 +20,7 @@ from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 from dff_lifecycle.core.config import ModelConfig
 from dff_lifecycle.core.data.datasets import Dataset
+from dff_lifecycle.core.run.learning_curve import LearningCurve
 from dff_lifecycle.core.run.metrics import epoch_means, record
 from dff_lifecycle.core.stage.batch_codec import Kind, pack_classed, pack_labelled, pack_pair
 from dff_lifecycle.core.stage.batches import count_batches, TrainBatch, training_epochs
@@ -50,6 +52,7 @@ class TrainingResult:
     progress: TrainingProgress   # where it stopped
     canceled: bool               # stopped by `cancelled()` before the last batch
     bundle_sizes: tuple[int, ...] = ()  # batches per training message, in order
+    curve: tuple[dict, ...] = ()        # the learning curve's points, if it had any
 
 
 def _seq(batch: TrainBatch) -> int:
@@ -73,7 +76,8 @@ class DistributedTraining:
                  progress: Progress, log: Callable[[str], None] = print, *,
                  cancelled: Callable[[], bool] = _never,
                  on_progress: Optional[ProgressHook] = None,
-                 sizer: Optional[BundleSizer] = None) -> None:
+                 sizer: Optional[BundleSizer] = None,
+                 curve: Optional[LearningCurve] = None) -> None:
         self.model = model
         self.plan = plan
         self.io = io
@@ -85,6 +89,7 @@ class DistributedTraining:
         self.cancelled = cancelled
         self.on_progress = on_progress
         self.sizer = sizer  # None: every batch in its own message
+        self.curve = curve
         # Layers nobody consumes: their acknowledgement means every layer trained the batch.
         # And every replica: one holds the stream's last batch until the replicas' last
         # average is in, so a batch done means the weights saved next are equal.
@@ -135,23 +140,27 @@ class DistributedTraining:
 
             clock.start()
             epochs = training_epochs(dataset, model, generator, scorer)
-            runs = iter(epochs if model.training.negatives == 'hard'
-                        else [itertools.chain.from_iterable(epochs)])
+            per_epoch = model.training.negatives == 'hard' or self.curve is not None
+            runs = iter(epochs if per_epoch else [itertools.chain.from_iterable(epochs)])
             # Looked at before each epoch too: a hard-negative epoch opens with a scoring pass.
-            while not self.cancelled():
-                batches = next(runs, None)
+            for epoch in itertools.count(1):
+                batches = next(runs, None) if not self.cancelled() else None
                 if batches is None:
                     break
                 self.streamer.stream(sizer.bundles(self._until_cancelled(batches), _seq),
                                      send, done_through, finished, what='training',
                                      stream_id=stream, weight=len)
-        seconds = clock.elapsed_s()
+                if per_epoch and self.curve is not None and not self.cancelled():
+                    self.curve.after_epoch(epoch, clock.elapsed_s())
+        spent = self.curve.spent_s if self.curve is not None else 0.0
+        seconds = clock.elapsed_s() - spent
         canceled = done < total
         if canceled:
             self.log(f'training canceled after {done} of {total} batches ({seconds:.1f} s): '
                      'streaming stopped')
         return TrainingResult(self.history(epoch_of), seconds, clock.progress(done), canceled,
-                              tuple(sizer.sizes))
+                              tuple(sizer.sizes),
+                              tuple(self.curve.points) if self.curve is not None else ())
 
     def _until_cancelled(self, items: Iterable[T]) -> Iterator[T]:
         """Yield the items until `cancelled()`, asked before each (none is made after it)."""

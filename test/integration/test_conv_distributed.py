@@ -8,6 +8,7 @@ the fused pools and the join themselves; the accuracy must equal the single proc
 from __future__ import annotations
 
 import functools
+import json
 import re
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config
@@ -87,6 +88,14 @@ def test_a_supervised_conv_model_learns_by_class_groups_distributed_like_one_pro
                                          r'^5\s+Concat\+Flatten\+FFDense\s')
     assert single >= 0.95
     assert abs(single - accuracy) <= 0.005, output
+    # The learning curve, scored through the layers between epochs, written as it went.
+    curve = json.loads((tmp_path / 'run' / 'curve.json').read_text(encoding='utf-8'))
+    assert [point['epoch'] for point in curve] == [1, 2], output
+    assert all(point['samples'] == 500 and 0.8 <= point['test_accuracy'] <= 1.0
+               for point in curve), curve
+    metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text(encoding='utf-8'))
+    assert metrics['curve'] == curve
+    assert curve[-1]['train_seconds'] <= metrics['train_seconds']
 
 
 def test_a_layer_split_over_two_containers_trains_like_the_whole_layer(

@@ -11,10 +11,10 @@ from dff_lifecycle.core.data.input_stats import InputStats, save_input_stats, st
 from dff_lifecycle.core.ff.local_trainer import StepResult
 from dff_lifecycle.core.ff.network import FFNetwork
 from dff_lifecycle.core.objectives.separation import describe_silent, inseparable_layers
-from dff_lifecycle.core.run.evaluation import (evaluate, evaluate_supervised,
-                                               features_from_activities,
+from dff_lifecycle.core.run.evaluation import (evaluate, features_from_activities,
                                                scores_from_activities, supervised_scores)
-from dff_lifecycle.core.run.metrics import describe, record, write_curve, write_metrics
+from dff_lifecycle.core.run.learning_curve import LearningCurve
+from dff_lifecycle.core.run.metrics import describe, record, write_metrics
 from dff_lifecycle.core.run.weights import layer_weight_path, save_state_atomic
 from dff_lifecycle.core.stage.batches import count_batches, TrainBatch, training_batches
 import torch
@@ -26,42 +26,6 @@ Log = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------- training
-
-class LearningCurve:
-    """
-    Test accuracy every `training.curve_every` epochs, against training time.
-
-    Scored on the first `curve_samples` test images by goodness, as the final evaluation
-    scores; the time is training time only (the curve's own passes are left out), so the
-    plot reads as accuracy against what training cost. Written to curve.json after each
-    point when the run has an output folder, so a run cut short keeps its curve.
-    """
-
-    def __init__(self, network: FFNetwork, model_cfg: ModelConfig, dataset: Dataset,
-                 out_dir: Optional[Path], log: Log) -> None:
-        training = model_cfg.training
-        self.every = training.curve_every
-        self.x = dataset.x_test[:min(training.curve_samples, training.test_limit or 1 << 62)]
-        self.y = dataset.y_test[:len(self.x)]
-        self.network, self.model_cfg, self.out_dir, self.log = network, model_cfg, out_dir, log
-        self.points: list[dict] = []
-        self.spent_s = 0.0  # on the curve's own passes
-
-    def after_epoch(self, epoch: int, started: float) -> None:
-        """Score the model after `epoch` (from 1) if the curve has a point there."""
-        if not self.every or epoch % self.every:
-            return
-        began = time.perf_counter()
-        accuracy = evaluate_supervised(self.network.activities, self.x, self.y, self.model_cfg)
-        point = {'epoch': epoch, 'train_seconds': round(began - started - self.spent_s, 3),
-                 'test_accuracy': accuracy, 'samples': len(self.x)}
-        self.spent_s += time.perf_counter() - began
-        self.points.append(point)
-        self.log(f'epoch {epoch}: test accuracy {accuracy:.4f} on {len(self.x)} images '
-                 f"after {point['train_seconds']:.0f} s of training")
-        if self.out_dir is not None:
-            write_curve(self.points, self.out_dir)
-
 
 def _train_minibatches(network: FFNetwork, batches: Iterable[TrainBatch], model_cfg: ModelConfig,
                        bar: tqdm, log: Log, curve: Optional[LearningCurve] = None
@@ -88,7 +52,7 @@ def _train_minibatches(network: FFNetwork, batches: Iterable[TrainBatch], model_
                     log(f'WARNING: layer {index}: '
                         + describe_silent(groups, f'through epoch {epoch + 1}'))
             if curve is not None:
-                curve.after_epoch(epoch + 1, started)
+                curve.after_epoch(epoch + 1, time.perf_counter() - started)
 
     for batch in batches:
         if batch.epoch != epoch:
@@ -164,7 +128,8 @@ def run_single_process(model_cfg: ModelConfig, dataset: Dataset, device: torch.d
               desc=f'train {model_cfg.name}') as bar:
         batches = training_batches(dataset, model_cfg, generator,
                                    lambda x: supervised_scores(network.activities, x, model_cfg))
-        curve = LearningCurve(network, model_cfg, dataset,
+        curve = LearningCurve(model_cfg, dataset,
+                              scores_from_activities(network.activities, model_cfg),
                               None if out_dir is None else Path(out_dir), log)
         if full_batch:
             history = _train_full_batch(network, next(iter(batches)), model_cfg, bar, log)
