@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import statistics
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def one_run(module: str, timeout_s: float) -> dict:
     seconds = round(time.monotonic() - started, 1)
     # pytest: 0 all passed, 5 nothing collected (a module skipped as a whole is not a pass).
     return {'returncode': code, 'seconds': seconds, 'passed': code == 0,
-            'tail': None if code == 0 else scrub(text[-3000:])}
+            'tail': None if code == 0 else scrub(text[-3000:]), 'output': text}
 
 
 def table(report: dict) -> str:
@@ -89,6 +90,11 @@ def main() -> int:
             runs = report['modules'].setdefault(module, [])
             for i in range(args.runs):
                 row = one_run(module, args.timeout)
+                output = row.pop('output')
+                if not row['passed']:  # the whole of it: the tail rarely holds the cause
+                    log = path.with_name(f'{path.stem}_{Path(module).stem}_run{i}.log')
+                    log.write_text(scrub(output), encoding='utf-8')
+                    row['log'] = str(log.relative_to(REPO))
                 runs.append(row)
                 print(f'{module} run {i}: {"ok" if row["passed"] else "FAILED"} '
                       f'({row["returncode"]}, {row["seconds"]} s)', flush=True)
