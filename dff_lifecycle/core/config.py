@@ -96,8 +96,11 @@ class TrainingConfig:
     # batch (negative) along the channels, and infers on an image stacked with itself.
     negatives: str = 'random'        # random | permuted | hard | self_contrastive
     hard_negative_temperature: float = 1.0
-    # Augmentation of training images (core.augment): a random crop of the image padded by
-    # this many pixels (0: off), and a random left-right flip.
+    # Augmentation of training images (core.augment): a random rotation by up to this many
+    # degrees either way and a random scaling by up to this fraction (0: off), then a random
+    # crop of the image padded by this many pixels (0: off), and a random left-right flip.
+    augment_rotate: float = 0.0
+    augment_scale: float = 0.0
     augment_crop: int = 0
     augment_flip: bool = False
     # The learning curve (supervised, minibatch, one process): the test accuracy on the
@@ -605,11 +608,23 @@ def _training(read: _Reader, value: Any) -> TrainingConfig:
         hard_negative_temperature=read.number(key('hard_negative_temperature'),
                                               merged['hard_negative_temperature'], 0.0,
                                               exclusive=True),
+        augment_rotate=_at_most(read, key('augment_rotate'),
+                                read.number(key('augment_rotate'), merged['augment_rotate'],
+                                            0.0, exclusive=False), 180.0),
+        augment_scale=_at_most(read, key('augment_scale'),
+                               read.number(key('augment_scale'), merged['augment_scale'],
+                                           0.0, exclusive=False), 0.5),
         augment_crop=read.integer(key('augment_crop'), merged['augment_crop'], 0),
         augment_flip=read.boolean(key('augment_flip'), merged['augment_flip']),
         curve_every=read.integer(key('curve_every'), merged['curve_every'], 0),
         curve_samples=read.integer(key('curve_samples'), merged['curve_samples'], 1),
     )
+
+
+def _at_most(read: _Reader, key: str, value: float, maximum: float) -> float:
+    if value > maximum:
+        raise read.error(key, f'must be <= {maximum:g}, got {value:g}')
+    return value
 
 
 def _hparams(read: _Reader, key: str, base: FFHyperParams, overrides: Any) -> FFHyperParams:

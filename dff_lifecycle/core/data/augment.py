@@ -1,5 +1,6 @@
 """
-Data augmentation of training images: random crops and horizontal flips.
+Data augmentation of training images: random rotations and scalings, crops and horizontal
+flips.
 
 Drawn from the run's generator, so the single process and the distributed master (which
 draw batches the same way, core.batches) train on the very same augmented images.
@@ -7,6 +8,7 @@ Pure torch.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -27,6 +29,27 @@ def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Ten
     return picked.permute(0, 3, 1, 2).contiguous()
 
 
+def random_affine(images: Tensor, max_degrees: float, max_scale: float,
+                  generator: torch.Generator) -> Tensor:
+    """
+    Rotate each (N, C, H, W) image about its centre by a uniform angle in +-max_degrees and
+    scale it by a uniform factor in 1 +- max_scale (bilinear; what leaves the frame is lost,
+    what enters it is zero, as a crop's padding).
+    """
+    if max_degrees <= 0 and max_scale <= 0:
+        return images
+    n = images.shape[0]
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_degrees)
+    scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * max_scale
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    zero = torch.zeros(n)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1),
+                         torch.stack([sin, cos, zero], 1)], 1).to(images.dtype)
+    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(images, grid, mode='bilinear', padding_mode='zeros',
+                                           align_corners=False)
+
+
 def random_flip(images: Tensor, generator: torch.Generator) -> Tensor:
     """Mirror each (N, C, H, W) image left to right with probability 1/2."""
     flip = torch.rand(images.shape[0], generator=generator) < 0.5
@@ -36,11 +59,13 @@ def random_flip(images: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def augment(x: Tensor, image_shape: Sequence[int], crop_padding: int, flip: bool,
-            generator: torch.Generator) -> Tensor:
+            generator: torch.Generator, rotate_degrees: float = 0.0,
+            scale: float = 0.0) -> Tensor:
     """Return x (flat or (N, C, H, W)) augmented as configured, in x's shape."""
-    if crop_padding <= 0 and not flip:
+    if crop_padding <= 0 and not flip and rotate_degrees <= 0 and scale <= 0:
         return x
     images = x.reshape(x.shape[0], *image_shape)
+    images = random_affine(images, rotate_degrees, scale, generator)
     images = random_crop(images, crop_padding, generator)
     if flip:
         images = random_flip(images, generator)

@@ -135,7 +135,8 @@ def make_batch(seq: int, epoch: int, x: Tensor, y: Tensor, dataset: Dataset,
     `negatives` says: uniformly random wrong ones or the batch's labels permuted.
     """
     training = model_cfg.training
-    x = augment(x, dataset.image_shape, training.augment_crop, training.augment_flip, generator)
+    x = augment(x, dataset.image_shape, training.augment_crop, training.augment_flip, generator,
+                training.augment_rotate, training.augment_scale)
     if model_cfg.class_groups:
         return TrainBatch(seq, epoch, x, y_pos=y, num_classes=model_cfg.num_classes,
                           classed=True)
