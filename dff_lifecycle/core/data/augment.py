@@ -1,6 +1,5 @@
 """
-Data augmentation of training images: random rotations and scalings, crops and horizontal
-flips.
+Data augmentation of training images: rotations, scalings, crops and flips.
 
 Drawn from the run's generator, so the single process and the distributed master (which
 draw batches the same way, core.batches) train on the very same augmented images.
@@ -32,9 +31,10 @@ def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Ten
 def random_affine(images: Tensor, max_degrees: float, max_scale: float,
                   generator: torch.Generator) -> Tensor:
     """
-    Rotate each (N, C, H, W) image about its centre by a uniform angle in +-max_degrees and
-    scale it by a uniform factor in 1 +- max_scale (bilinear; what leaves the frame is lost,
-    what enters it is zero, as a crop's padding).
+    Rotate and scale each (N, C, H, W) image about its centre, at random.
+
+    The angle is uniform in +-max_degrees, the factor uniform in 1 +- max_scale (bilinear;
+    what leaves the frame is lost, what enters it is zero, as a crop's padding).
     """
     if max_degrees <= 0 and max_scale <= 0:
         return images
