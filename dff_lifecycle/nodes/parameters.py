@@ -100,6 +100,12 @@ SERVER_PARAMETERS = {
     'executor_threads': Param(int, 1, 'Executor threads shared by the hosted layers (1: '
                                       'single-threaded, measured fastest: training runs on '
                                       "each layer's own compute thread).", 1),
+    'restart_after_freeze': Param(bool, True, 'Start over as a new DDS participant (same pid '
+                                              'and name, hosting nothing) after being frozen '
+                                              '(SIGSTOP, a paused VM) past the participant '
+                                              'lease, when the master has moved its layers; '
+                                              'a returned participant can stay unmatched for '
+                                              'tens of seconds.'),
 }
 # Settings a server hands to its layers unless the creation request sets them.
 INHERITED = ('weight_dir', 'device')

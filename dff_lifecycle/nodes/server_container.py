@@ -15,8 +15,9 @@ import threading
 import time
 from typing import Any, Callable, NoReturn, Optional
 
-from dff_lifecycle.common.cpu_limit import torch_threads
+from dff_lifecycle.common.cpu_limit import torch_threads, usable_cores
 from dff_lifecycle.common.folders import writable_folder
+from dff_lifecycle.common.freeze import Freeze, FreezeDetector, FreezeWatch
 from dff_lifecycle.common.liveness import HEARTBEAT_PERIOD_S
 from dff_lifecycle.common.memory_limit import process_budget
 from dff_lifecycle.common.names import NAMESPACE
@@ -30,7 +31,7 @@ from dff_lifecycle.ros.heartbeat import Heartbeat
 from dff_lifecycle.ros.node_args import check_node_args, NodeUsage
 from dff_lifecycle.ros.node_main import stop_event, wait_for
 from dff_lifecycle.ros.parameters import declare_all, ParameterError, read_all
-from dff_lifecycle.ros.process import exit_process, ros_process
+from dff_lifecycle.ros.process import exit_process, restart_process, ros_process
 from dff_msgs.msg import LayerCheckpoint, LayerInfo
 from dff_msgs.srv import CreateLayers, DeleteModel, GetCheckpoints, ListLayers, SaveModel
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -328,6 +329,22 @@ def check_weight_dir(value: str) -> None:
         raise ParameterError(str(exc)) from None
 
 
+def restart_after_freeze(name: str, freeze: Freeze) -> NoReturn:
+    """
+    Start over as a new DDS participant after a freeze past the participant lease.
+
+    The master has judged this server lost and moved its layers by now, and has dropped its
+    participant: one that comes back is rediscovered from one side only, which took 18-36 s
+    under load (common/freeze.py); a new one is matched at once. The hosted layers are stale
+    copies (the master deletes them unsaved when a lost server returns), so they go with the
+    old image; the weight files stay. Same pid, same command line, same server name.
+    """
+    print(f'server container {name}: {freeze.text()}, past the DDS participant lease: '
+          'restarting as a new participant (the master has moved any layers it held)',
+          file=sys.stderr, flush=True)
+    restart_process(['-p', f'server_name:={name}'])
+
+
 def main(argv: Optional[list[str]] = None) -> NoReturn:
     """Run a container until SIGINT or SIGTERM; the process ends here (bounded exit)."""
     exit_process(serve(argv))
@@ -356,9 +373,14 @@ def serve(argv: Optional[list[str]] = None) -> int:
                 with claimed_server_name(stop_event=stop) as name:
                     server = ServerContainer(name, executor)
             ros.add(server)
+            watch = (FreezeWatch(functools.partial(restart_after_freeze, server.get_name()),
+                                 FreezeDetector(cores=usable_cores()))
+                     if settings['restart_after_freeze'] else None)
             print(f'server container {server.get_fully_qualified_name()} up (pid {os.getpid()})',
                   flush=True)
             wait_for(stop)
+            if watch is not None:
+                watch.stop()
             server.get_logger().info('shutting down: saving and removing hosted layers')
             server.shutdown_layers()
             server.heartbeat.stop()

@@ -148,6 +148,35 @@ def exit_process(code: int) -> NoReturn:
     os._exit(code)
 
 
+def restart_process(extra_ros_args: Sequence[str] = ()) -> NoReturn:
+    """
+    Replace this process by a fresh run of the same command line, in place (same pid).
+
+    Nothing is shut down: the middleware's participant is simply gone with the old image
+    (its descriptors are closed at the exec, so its ports and shared-memory locks are freed),
+    and the new image joins the graph as a brand-new participant. `extra_ros_args` are
+    appended as a further `--ros-args` section (e.g. the name the old image had claimed).
+    """
+    flush_output()
+    for fd in _open_descriptors():
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+    argv = list(sys.orig_argv)
+    if extra_ros_args:
+        argv += ['--ros-args', *extra_ros_args]
+    os.execv(sys.executable, argv)
+
+
+def _open_descriptors() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir('/proc/self/fd')]
+    except OSError:
+        return list(range(3, 1024))
+
+
 def flush_output() -> None:
     """Flush stdout and stderr, whatever state they are in."""
     for stream in (sys.stdout, sys.stderr):

@@ -5,6 +5,7 @@ import os
 import signal
 import time
 
+from dff_lifecycle.common.liveness import PARTICIPANT_LEASE_S
 from dff_lifecycle.core.run.weights import layer_weight_path, load_state
 from dff_lifecycle.testing.waiting import wait_until
 from dff_processes import REPO, start_master, start_servers, stop_all
@@ -48,13 +49,17 @@ def test_a_silent_server_is_named_within_two_seconds(ros_domain, tmp_path, sig):
 
     SIGKILL: the process is gone. SIGSTOP: it is alive and still in the graph, but its
     executor no longer runs (hung). Either way its layer moves to server_1 and training
-    finishes; the hung one, continued, is fenced: its stale layer is removed unsaved.
+    finishes. The hung one stays stopped past the DDS participant lease, so the master drops
+    its participant; continued, it starts over as a new participant (same process) and is
+    heard again at once, and fenced: its stale layer is removed unsaved. (Before, a returned
+    participant could stay unmatched for 30 s under load.)
     """
     env = os.environ.copy()
     first, second = start_servers(env, [tmp_path / 'a', tmp_path / 'b'])
     procs = [first, second]
     try:
-        master = start_master(env, SMALL, servers=2, epochs=3)
+        # the hung case trains long enough to outlast the returned server's restart
+        master = start_master(env, SMALL, servers=2, epochs=3 if sig == signal.SIGKILL else 10)
         procs.append(master)
         master.wait_for('bring-up:', 120)
         wait_until(layer_weight_path(second.weight_dir, 'mnist_small', 1).exists, 120,
@@ -70,8 +75,14 @@ def test_a_silent_server_is_named_within_two_seconds(ros_domain, tmp_path, sig):
             master.output
         master.wait_for('recovered: /mnist_small/layer_1 now on server_1', 60)
         if sig == signal.SIGSTOP:
+            frozen = time.monotonic() - silenced_at
+            time.sleep(max(0.0, PARTICIPANT_LEASE_S + 1.5 - frozen))  # past the lease
             os.killpg(second.popen.pid, signal.SIGCONT)
-            master.wait_for('server_2 beats again: removing its stale layers', 30)
+            try:
+                master.wait_for('server_2 beats again: removing its stale layers', 30)
+            except AssertionError as exc:
+                raise AssertionError(f'{exc}\nserver_2:\n{second.output}') from None
+            assert second.popen.poll() is None  # the same process, back in the graph
         assert master.wait(180) == 0, master.output
         assert 'test accuracy: ' in master.output
     finally:

@@ -1,0 +1,97 @@
+"""
+Telling a process that was frozen from one that was only slow (no torch, no ROS).
+
+A server container stopped (SIGSTOP, a debugger, a paused VM or cgroup freezer) for longer
+than the DDS participant lease comes back to a master that has dropped its participant.
+Fast DDS then has to rediscover it from one side only, and under load that took 18-36 s
+here (its initial ACKNACK backs off by doubling), during which the master hears none of the
+returned server's beats or services. A brand-new participant is matched in about 0.2 s. So
+a container that finds it was frozen that long starts over as a new participant
+(`ros/freeze_watch.py`); by then the master has moved its layers anyway.
+
+The rule: a watch thread wakes every `period_s` (50 ms); a wake that comes more than `bound_s`
+after the previous one, in which the process used less CPU time than it can burn in one
+period and the moment of its resumption (`RESUME_S`) on every core it may use, or than
+`idle_fraction` of the gap, was a freeze. The first term is what a busy process burns between
+its last wake and the stop, and after the resume before the watch thread gets the GIL back. A
+process that is only slow keeps running through the gap: a throttled CPU quota delays a wake
+by at most one scheduler period (0.1 s), and a thread held up behind the GIL is held up by a
+thread that burns the quota (0.15 core over a 2.5 s gap: 0.375 s). Clocks are injected for
+the tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+import threading
+import time
+from typing import Callable, Optional
+
+from dff_lifecycle.common.liveness import PARTICIPANT_LEASE_S
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """A gap between two wakes of the watch, and the CPU the process used in it."""
+
+    gap_s: float
+    cpu_s: float
+
+    def text(self) -> str:
+        return f'frozen for {self.gap_s:.1f} s (CPU used meanwhile: {self.cpu_s:.2f} s)'
+
+
+RESUME_S = 0.05   # CPU a resumed process's other threads may burn before the watch runs
+
+
+class FreezeDetector:
+    """Call `check()` after every wake; it returns the Freeze that ended, if one did."""
+
+    def __init__(self, bound_s: float = PARTICIPANT_LEASE_S - 0.5, period_s: float = 0.05,
+                 cores: float = 1.0, idle_fraction: float = 0.05,
+                 clock: Callable[[], float] = time.monotonic,
+                 cpu_clock: Callable[[], float] = time.process_time) -> None:
+        if bound_s <= period_s or period_s <= 0 or cores <= 0 or not 0 < idle_fraction < 1:
+            raise ValueError(f'bound_s {bound_s} must exceed period_s {period_s} > 0, cores '
+                             f'{cores} be > 0 and idle_fraction {idle_fraction} in (0, 1)')
+        self.bound_s = bound_s
+        self.period_s = period_s
+        self.idle_fraction = idle_fraction
+        self.stray_cpu_s = (period_s + RESUME_S) * math.ceil(cores)
+        self._clock = clock
+        self._cpu_clock = cpu_clock
+        self._last = clock()
+        self._last_cpu = cpu_clock()
+
+    def check(self) -> Optional[Freeze]:
+        now, cpu = self._clock(), self._cpu_clock()
+        gap, used = now - self._last, cpu - self._last_cpu
+        self._last, self._last_cpu = now, cpu
+        if gap > self.bound_s and used < max(self.stray_cpu_s, self.idle_fraction * gap):
+            return Freeze(gap, used)
+        return None
+
+
+class FreezeWatch:
+    """A daemon thread that checks a FreezeDetector every period; calls `on_freeze` once."""
+
+    def __init__(self, on_freeze: Callable[[Freeze], None],
+                 detector: Optional[FreezeDetector] = None) -> None:
+        self._on_freeze = on_freeze
+        self._detector = detector if detector is not None else FreezeDetector()
+        self._period_s = self._detector.period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name='freeze-watch', daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._period_s):
+            freeze = self._detector.check()
+            if freeze is not None and not self._stop.is_set():
+                self._on_freeze(freeze)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2 * self._period_s)
