@@ -18,17 +18,26 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def non_negative_float(text: str) -> float:
+MAX_SECONDS = 1e7  # about 115 days: more overflows the clocks a wait is measured on
+
+
+def non_negative_seconds(text: str) -> float:
     value = float(text)
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f'must be >= 0, got {text}')
-    return value
+    return _at_most_max(value, text)
 
 
-def positive_float(text: str) -> float:
+def positive_seconds(text: str) -> float:
     value = float(text)
     if not value > 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f'must be > 0, got {text}')
+    return _at_most_max(value, text)
+
+
+def _at_most_max(value: float, text: str) -> float:
+    if value > MAX_SECONDS:  # also refuses inf
+        raise argparse.ArgumentTypeError(f'must be at most {MAX_SECONDS:g} seconds, got {text}')
     return value
 
 

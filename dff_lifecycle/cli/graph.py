@@ -19,7 +19,7 @@ import subprocess
 import sys
 from typing import Optional, Sequence
 
-from dff_lifecycle.cli.arguments import non_negative_float, output_file
+from dff_lifecycle.cli.arguments import non_negative_seconds, output_file
 from dff_lifecycle.cli.graph_view import (Endpoint, format_text, label_of, layered_layout,
                                           NODE_PREFIX, RosGraph, to_dot, Topic)
 from dff_lifecycle.cli.tool_node import settle, tool_node
@@ -32,10 +32,10 @@ PROG = 'dff_graph'
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description='List the live ROS graph and draw it.')
-    parser.add_argument('--wait', type=non_negative_float, default=1.0, metavar='S',
+    parser.add_argument('--wait', type=non_negative_seconds, default=1.0, metavar='S',
                         help='least discovery time; then it waits until the graph stops '
                              'changing (default 1.0)')
-    parser.add_argument('--timeout', type=non_negative_float, default=10.0, metavar='S',
+    parser.add_argument('--timeout', type=non_negative_seconds, default=10.0, metavar='S',
                         help='most discovery time (default 10.0)')
     parser.add_argument('--dot', type=output_file, default=None, metavar='FILE',
                         help='write Graphviz DOT here')

@@ -36,7 +36,7 @@ import threading
 import time
 from typing import Callable, IO, Optional, Sequence
 
-from dff_lifecycle.cli.arguments import non_negative_float, non_negative_int, positive_int
+from dff_lifecycle.cli.arguments import non_negative_seconds, non_negative_int, positive_int
 from dff_lifecycle.common.names import server_name
 from dff_lifecycle.deploy.deployment import (Deployment, DeploymentError, find_deployment,
                                              load_deployment, ProcessSpec)
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--no-respawn', dest='respawn', action='store_false',
                         help='leave a server container that died dead (default: start it '
                              'again, at most --max-respawns times)')
-    parser.add_argument('--respawn-delay', type=non_negative_float, default=1.0, metavar='S',
+    parser.add_argument('--respawn-delay', type=non_negative_seconds, default=1.0, metavar='S',
                         help='wait this long before starting a dead server again (default 1)')
     parser.add_argument('--max-respawns', type=non_negative_int, default=5, metavar='N',
                         help='respawns per server container (default 5)')

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Callable, Optional, Sequence
 
-from dff_lifecycle.cli.arguments import positive_float
+from dff_lifecycle.cli.arguments import positive_seconds
 from dff_lifecycle.cli.tool_node import tool_node
 from dff_lifecycle.common import health
 from dff_lifecycle.common.health import CONTAINER_TASK, LAYER_TASK, Level, split_entry_name
@@ -118,7 +118,7 @@ def unheard_publishers(node, latest: Latest) -> set[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog='dff_status', description=__doc__.splitlines()[0])
     parser.add_argument('--model', default='', help="only this model's layers")
-    parser.add_argument('--wait', type=positive_float, default=3.0, metavar='S',
+    parser.add_argument('--wait', type=positive_seconds, default=3.0, metavar='S',
                         help='listen this long before printing (default 3)')
     parser.add_argument('--watch', action='store_true', help='print again every --wait seconds')
     args = parser.parse_args(argv)

@@ -7,16 +7,24 @@ without a word: `master --help` started a master that asked for model_config, an
 `dff_infer -p weights:=...` (the --ros-args forgotten) ran on the defaults. Now
 `-h`/`--help` prints the node's parameters and exits 0, and any other word outside
 --ros-args is refused with a one-line error that shows where parameters go.
+
+Inside --ros-args, rclpy ignores a parameter the node does not declare: `dff_image_publisher
+--ros-args -p rate_hz:=5` (the parameter is `rate`) played at the default 30 Hz without a
+word. A `-p` whose name the node's table lacks is refused, naming the closest one. (Params
+files are not checked: one file may carry the settings of several nodes under `/**`.)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+import difflib
 import sys
 from typing import Optional, Sequence, TextIO
 
 from dff_lifecycle.common.parameter_table import ParameterTable
 
 HELP = ('-h', '--help')
+# Parameters rclpy declares on every node itself.
+BUILT_IN = ('use_sim_time', 'start_type_description_service')
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,36 @@ def _outside_ros_args(argv: Sequence[str]) -> list[str]:
     return words
 
 
+def _command_line_parameters(argv: Sequence[str]) -> list[str]:
+    """Return the names given by `-p NAME:=VALUE` inside --ros-args (node-scoped ones left out)."""
+    names, inside, expect = [], False, False
+    for word in argv:
+        if word == '--ros-args':
+            inside = True
+        elif word == '--':
+            inside = False
+        elif inside and word in ('-p', '--param'):
+            expect = True
+            continue
+        elif inside and expect and ':=' in word:
+            target = word.split(':=', 1)[0]
+            if ':' not in target:     # `-p other_node:name:=v` is for another node
+                names.append(target)
+        expect = False
+    return names
+
+
+def _unknown_parameter(names: Sequence[str], usage: NodeUsage) -> Optional[str]:
+    for name in names:
+        if name in usage.params or name in BUILT_IN or name.startswith('qos_overrides.'):
+            continue
+        close = difflib.get_close_matches(name, list(usage.params), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ''
+        return (f"{usage.prog}: error: no parameter '{name}' ({hint}{usage.prog} --help "
+                'lists them)\n')
+    return None
+
+
 def check_node_args(argv: Sequence[str], usage: NodeUsage, out: Optional[TextIO] = None,
                     err: Optional[TextIO] = None) -> Optional[int]:
     """Return None to go on, or the exit code: 0 after printing help, 2 after an error."""
@@ -72,5 +110,9 @@ def check_node_args(argv: Sequence[str], usage: NodeUsage, out: Optional[TextIO]
         err.write(f'{usage.prog}: error: unrecognized arguments: {" ".join(words)} '
                   f'(parameters go after --ros-args: {usage.prog} --ros-args -p '
                   f'{example}; {usage.prog} --help lists them)\n')
+        return 2
+    unknown = _unknown_parameter(_command_line_parameters(argv), usage)
+    if unknown is not None:
+        err.write(unknown)
         return 2
     return None

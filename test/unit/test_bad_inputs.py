@@ -98,6 +98,10 @@ def test_a_corrupt_cifar_file_is_named(tmp_path):
 @pytest.mark.parametrize('tool, args, words', [
     ('dff_status', ['--wait', '-1'], ['--wait', 'must be > 0']),
     ('dff_status', ['--wait', 'nan'], ['--wait']),
+    ('dff_status', ['--wait', '1e400'], ['--wait', 'at most']),
+    ('dff_graph', ['--timeout', 'inf'], ['--timeout', 'at most']),
+    ('dff_launch', ['params/mnist_2servers.yaml', '--respawn-delay', '1e12'],
+     ['--respawn-delay', 'at most']),
     ('dff_graph', ['--wait', '-1'], ['--wait', 'must be >= 0']),
     ('dff_graph', ['--png', '{file}/graph.png'], ['is a file']),
     ('dff_graph', ['--dot', '{dir}'], ['is a folder']),

@@ -55,3 +55,25 @@ def test_words_outside_ros_args_are_refused_in_one_line(argv, shown):
     assert code == 2 and not out
     assert err.count('\n') == 1 and err.startswith('dff_node: error: unrecognized arguments: ')
     assert shown in err and '--ros-args -p' in err
+
+
+@pytest.mark.parametrize('argv, name, hint', [
+    (['dff_node', '--ros-args', '-p', 'rate_hz:=5'], 'rate_hz', "did you mean 'rate'"),
+    (['dff_node', '--ros-args', '--param', 'modelconfig:=x.yaml'], 'modelconfig',
+     "did you mean 'model_config'"),
+    (['dff_node', '--ros-args', '-p', 'rate:=2', '-p', 'zzz:=1'], 'zzz', '--help'),
+])
+def test_a_parameter_the_node_does_not_have_is_refused_naming_the_closest(argv, name, hint):
+    code, out, err = check(*argv)
+    assert code == 2 and not out and err.count('\n') == 1
+    assert f"no parameter '{name}'" in err and hint in err
+
+
+@pytest.mark.parametrize('argv', [
+    ['dff_node', '--ros-args', '-p', 'use_sim_time:=true'],
+    ['dff_node', '--ros-args', '-p', 'other_node:zzz:=1'],          # for another node
+    ['dff_node', '--ros-args', '-p', 'qos_overrides./image.subscription.depth:=3'],
+    ['dff_node', '--ros-args', '-r', 'zzz:=other'],                 # a remap, not a parameter
+])
+def test_built_in_node_scoped_and_remap_arguments_go_on(argv):
+    assert check(*argv) == (None, '', '')
