@@ -36,7 +36,7 @@ import threading
 import time
 from typing import Callable, IO, Optional, Sequence
 
-from dff_lifecycle.cli.arguments import non_negative_seconds, non_negative_int, positive_int
+from dff_lifecycle.cli.arguments import non_negative_int, non_negative_seconds, positive_int
 from dff_lifecycle.common.names import server_name
 from dff_lifecycle.deploy.deployment import (Deployment, DeploymentError, find_deployment,
                                              load_deployment, ProcessSpec)
