@@ -14,6 +14,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from dff_lifecycle.common.ports import INPUT_PORTS, OUTPUT_PORTS, PEER_PORTS
+from dff_lifecycle.common.yaml_errors import yaml_error_text
 from dff_lifecycle.core.data.image_folder import (ImageFolderError, ImageFolderSpec,
                                                   scan_image_folder)
 from dff_lifecycle.core.ff.head import HeadConfig
@@ -336,7 +337,7 @@ def _read_mapping(path_or_dict: str | Path | Mapping[str, Any]) -> tuple[dict, s
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(source, '', f'invalid YAML: {err}') from err
+        raise ConfigError(source, '', f'invalid YAML at {yaml_error_text(err)}') from err
     if not isinstance(data, Mapping):
         raise ConfigError(source, '', f'the top level must be a mapping, got {_kind(data)}')
     return dict(data), source

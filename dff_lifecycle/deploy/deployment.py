@@ -35,6 +35,7 @@ from dff_lifecycle.common.names import join, MASTER_NAME, NAMESPACE, server_name
 from dff_lifecycle.common.package_files import PACKAGE, package_roots
 from dff_lifecycle.common.parameter_table import coerce as coerce_value
 from dff_lifecycle.common.parameter_table import type_problem, types_of
+from dff_lifecycle.common.yaml_errors import yaml_error_text
 from dff_lifecycle.master.parameters import MASTER_PARAMETERS
 from dff_lifecycle.nodes.parameters import SERVER_PARAMETERS
 import yaml
@@ -203,7 +204,7 @@ def load_deployment(path: str | Path, servers: Optional[int] = None,
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise DeploymentError(f'{source}: invalid YAML: {err}') from err
+        raise DeploymentError(f'{source}: invalid YAML at {yaml_error_text(err)}') from err
     if not isinstance(data, dict) or not data:
         raise DeploymentError(f'{source}: expected ROS 2 parameter sections '
                               f'({COMMON_SECTION}, {MASTER_SECTION}, {NAMESPACE}/server_<n>), '
@@ -319,7 +320,8 @@ def parse_override(text: str) -> tuple[Optional[str], str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ''
     except yaml.YAMLError as err:
-        raise DeploymentError(f'override {text!r}: value is not valid YAML: {err}') from err
+        raise DeploymentError(f'override {text!r}: value is not valid YAML: '
+                              f'{yaml_error_text(err)}') from err
     return (target or None), param, value
 
 
@@ -416,6 +418,9 @@ def find_deployment(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path.resolve()
+    if path.is_dir():
+        raise DeploymentError(f'deployment {name_or_path!r} is a folder: name a parameter '
+                              'file (YAML) or a shipped deployment')
     stem = path.name[:-5] if path.name.endswith('.yaml') else path.name
     if path.parent == Path('.'):
         for root in package_roots():

@@ -166,3 +166,22 @@ def test_parameters_outside_ros_args_are_refused_saying_where_they_go():
     """`master -p model_config:=x` ran on the defaults: rcl takes only what follows --ros-args."""
     done = run('master', '-p', 'model_config:=x.yaml', env=isolated_ros_env(), timeout=60)
     assert_one_line_error(done, 'unrecognized arguments', '--ros-args -p model_config:=x.yaml')
+
+
+@pytest.mark.parametrize('tool', ['dff_train', 'dff_launch'])
+def test_invalid_yaml_is_one_line_with_its_place(tool, tmp_path):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('not: [yaml\n')
+    args = ['--config', str(bad)] if tool == 'dff_train' else [str(bad)]
+    assert_one_line_error(run(tool, *args, env=isolated_ros_env()), 'invalid YAML at line 2',
+                          "expected ',' or ']'")
+
+
+def test_dff_launch_says_a_folder_is_a_folder(tmp_path):
+    assert_one_line_error(run('dff_launch', str(tmp_path), env=isolated_ros_env()),
+                          'is a folder')
+
+
+def test_a_launch_override_with_broken_yaml_is_one_line():
+    assert_one_line_error(run('dff_launch', 'mnist_2servers', '-p', 'epochs:=[1',
+                              env=isolated_ros_env()), 'not valid YAML', 'line 1')
