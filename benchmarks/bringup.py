@@ -32,7 +32,10 @@ def main() -> int:
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--servers', type=int, default=4)
     args = parser.parse_args()
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(60 + os.getpid() % 40),
+    if args.runs < 1 or args.servers < 1:
+        parser.error('--runs and --servers must be >= 1')
+    from dff_lifecycle.ros.domain_lease import allocate_domain_id
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(allocate_domain_id()),
            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'PYTHONUNBUFFERED': '1'}
     times: dict[str, list[float]] = {'parallel': [], 'sequential': []}
     with tempfile.TemporaryDirectory(prefix='dff_bringup_') as tmp:

@@ -61,7 +61,8 @@ def run_ff(config: Path, out: Path, env: dict, epochs: int) -> dict:
 
 def run_dff(config: Path, servers: int, out: Path, env: dict, window: int, epochs: int,
             threads: int = 0, bundle: int | None = None) -> dict:
-    env = {**env, 'ROS_DOMAIN_ID': env.get('ROS_DOMAIN_ID', str(60 + os.getpid() % 40)),
+    from dff_lifecycle.ros.domain_lease import allocate_domain_id
+    env = {**env, 'ROS_DOMAIN_ID': env.get('ROS_DOMAIN_ID') or str(allocate_domain_id()),
            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'PYTHONUNBUFFERED': '1'}
     threads = threads or max(1, (os.cpu_count() or 2) // servers)
     procs = [subprocess.Popen([str(BIN / 'server_container'), '--ros-args',
@@ -117,6 +118,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.runs < 1 or any(b < 0 for b in args.bundle or []):
         parser.error('--runs must be >= 1 and --bundle values >= 0')
+    if args.servers < 1 or args.window < 1 or args.epochs < 0 or args.threads < 0:
+        parser.error('--servers and --window must be >= 1, --epochs and --threads >= 0')
+    if not args.config.is_file():
+        parser.error(f'no model config at {args.config}')
     env = dict(os.environ)
     env.setdefault('DFF_DATA_ROOT', str(REPO.parent / 'shared' / 'data'))
     rows = []

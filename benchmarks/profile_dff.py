@@ -65,7 +65,8 @@ def main() -> int:
         return 2
     out = REPO / 'benchmarks' / 'results' / 'profiles' / time.strftime('%Y%m%d_%H%M%S')
     out.mkdir(parents=True)
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(60 + os.getpid() % 40),
+    from dff_lifecycle.ros.domain_lease import allocate_domain_id
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(allocate_domain_id()),
            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'PYTHONUNBUFFERED': '1'}
     with tempfile.TemporaryDirectory(prefix='dff_profile_') as tmp:
         servers = [subprocess.Popen([str(BIN / 'server_container'), '--ros-args', '-p',

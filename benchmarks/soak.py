@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO / 'test'))
 
 from dff_lifecycle.core.config import load_layer_config, load_model_config  # noqa: E402
 from dff_lifecycle.master.plan import build_plan  # noqa: E402
+from dff_lifecycle.ros.domain_lease import allocate_domain_id  # noqa: E402
 from dff_lifecycle.ros.lifecycle_client import LifecycleClient  # noqa: E402
 from dff_lifecycle.ros.process import ros_process  # noqa: E402
 from dff_lifecycle.ros.service_calls import call, ClientCache  # noqa: E402
@@ -152,7 +153,7 @@ def main() -> int:
     parser.add_argument('--cycles', type=int, default=1000)
     parser.add_argument('--models', type=int, default=100)
     args = parser.parse_args()
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(60 + os.getpid() % 30),
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(allocate_domain_id()),
            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
            'DFF_DATA_ROOT': os.environ.get('DFF_DATA_ROOT', str(REPO.parent / 'shared' / 'data'))}
     os.environ.update(env)

@@ -155,6 +155,12 @@ def main() -> int:
                         help='a run not ended by itself after this long counts as hung')
     parser.add_argument('--no-churn', action='store_true')
     args = parser.parse_args()
+    if args.runs < 1 or args.hogs < 0 or args.epochs < 1 or not args.timeout > 0 or not all(
+            0 < c <= 64 for c in args.cpus):
+        parser.error('--runs and --epochs must be >= 1, --hogs >= 0, --timeout > 0, and each '
+                     '--cpus in (0, 64]')
+    if not (REPO / args.model).is_file():
+        parser.error(f'no model config at {args.model}')
     if not ready_for_clusters('starvation'):
         return 2
     model_name = re.search(r'^name:\s*(\S+)', (REPO / args.model).read_text(), re.M).group(1)

@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--chunk-elements', type=int, default=None,
                         help='default: dff_lifecycle.wire.header.DEFAULT_CHUNK_ELEMENTS')
     parser.add_argument('--burst', type=int, default=30, help='tensors in the QoS burst check')
-    parser.add_argument('--domain-id', type=int, default=os.getpid() % 100 + 1)
+    parser.add_argument('--domain-id', type=int, default=None,
+                        help='default: a leased one (ros/domain_lease.py)')
     parser.add_argument('--out', type=Path, default=None)
     parser.add_argument('--vs-bare', action='store_true',
                         help='DFF transport against a bare rclpy pair, same sizes and QoS')
@@ -208,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--idle-stop-s', type=float, default=3.0)
     parser.add_argument('--timeout-s', type=float, default=60.0)
     args = parser.parse_args(argv)
+    if (min(args.sizes_mib) <= 0 or args.mib_per_case <= 0 or args.repeats < 1
+            or args.burst < 1 or (args.chunk_elements is not None and args.chunk_elements < 1)):
+        parser.error('--sizes-mib and --mib-per-case must be > 0; --repeats, --burst and '
+                     '--chunk-elements >= 1')
+    if args.domain_id is None and args.role == 'bench':  # children run in the parent's
+        from dff_lifecycle.ros.domain_lease import allocate_domain_id
+        args.domain_id = allocate_domain_id()
     if args.chunk_elements is None:
         from dff_lifecycle.wire.header import DEFAULT_CHUNK_ELEMENTS
         args.chunk_elements = DEFAULT_CHUNK_ELEMENTS
@@ -286,7 +294,7 @@ def bench(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     setup = {'mib_per_case': args.mib_per_case, 'chunk_elements': args.chunk_elements,
              'cpus': os.cpu_count(), 'load_average_1m': [load_before, os.getloadavg()[0]],
-             'transports': _bench_env(args.domain_id)['FASTDDS_BUILTIN_TRANSPORTS']}
+             'transports': _transports(_bench_env(args.domain_id))}
     out.write_text(json.dumps({'setup': setup, 'throughput': throughput, 'qos_burst': burst},
                               indent=2) + '\n')
     print(f'wrote {out}')
