@@ -73,7 +73,7 @@ class FreezeDetector:
 
 
 class FreezeWatch:
-    """A daemon thread that checks a FreezeDetector every period; calls `on_freeze` once."""
+    """A daemon thread that checks a FreezeDetector every period; calls `on_freeze` per freeze."""
 
     def __init__(self, on_freeze: Callable[[Freeze], None],
                  detector: Optional[FreezeDetector] = None) -> None:
@@ -88,8 +88,7 @@ class FreezeWatch:
         while not self._stop.wait(self._period_s):
             freeze = self._detector.check()
             if freeze is not None and not self._stop.is_set():
-                self._on_freeze(freeze)
-                return
+                self._on_freeze(freeze)  # a container's restart does not return
 
     def stop(self) -> None:
         self._stop.set()

@@ -28,7 +28,8 @@ import signal
 import sys
 from typing import Optional
 
-from dff_lifecycle.common.cpu_limit import torch_threads
+from dff_lifecycle.common.cpu_limit import torch_threads, usable_cores
+from dff_lifecycle.common.freeze import Freeze, FreezeDetector, FreezeWatch
 from dff_lifecycle.common.names import MASTER_NAME, NAMESPACE
 from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.core.data.datasets import DataNotFoundError, Dataset, load_model_data
@@ -70,6 +71,13 @@ class MasterCoordinator(Node):
             discovery_timeout_s=s['discovery_timeout_s'], parallel=s['parallel_bringup']),
             log=self.log)
         self._dataset: Optional[tuple[tuple, Dataset]] = None  # the last one loaded, by key
+
+    def frozen(self, freeze: Freeze) -> None:
+        """Say that this process was stopped past the participant lease (common/freeze.py)."""
+        self.log(f'warning: the master was {freeze.text()}, past the DDS participant lease: '
+                 'the server containers have dropped it from their graph, and a participant '
+                 'that returns is rediscovered from one side only (tens of seconds, or not '
+                 'at all); servers that stay silent now are cut off from it, not dead')
 
     def log(self, text: str) -> None:
         with tqdm.external_write_mode():
@@ -233,7 +241,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         with ros_process(argv) as ros:
             master = MasterCoordinator()
             ros.start(master)  # single-threaded: no callback of the master blocks
+            watch = FreezeWatch(master.frozen, FreezeDetector(cores=usable_cores()))
             code = master.execute()
+            watch.stop()
             ros.done(code)
             return code
     except (ConfigError, DataNotFoundError, ImageFolderError, PipelineError, BringUpError,

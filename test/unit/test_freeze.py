@@ -83,18 +83,21 @@ def test_a_detector_refuses_meaningless_bounds(kwargs):
         FreezeDetector(**kwargs)
 
 
-def test_the_watch_calls_back_once_with_the_freeze_and_stops():
+def test_the_watch_calls_back_once_per_freeze_and_stops():
     clocks = Clocks()
     seen = []
-    called = threading.Event()
+    called = threading.Semaphore(0)
 
     def on_freeze(freeze):
         seen.append(freeze)
-        called.set()
+        called.release()
 
     watch = FreezeWatch(on_freeze, detector(clocks, period_s=0.01))
     clocks.advance(10.0, 0.0)
-    assert called.wait(5.0)
-    clocks.advance(10.0, 0.0)
+    assert called.acquire(timeout=5.0)
+    clocks.advance(20.0, 0.0)
+    assert called.acquire(timeout=5.0)
     watch.stop()
-    assert len(seen) == 1 and seen[0].gap_s >= 10.0
+    clocks.advance(30.0, 0.0)
+    assert not called.acquire(timeout=0.2)
+    assert [round(f.gap_s) for f in seen] == [10, 20]
