@@ -39,6 +39,7 @@ from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+STALL_DUMP_S = 2.0  # the freeze watch not run for this long: every thread's stack to stderr
 FINALIZED_LINGER_S = 1.0  # a finalized layer stays this long, for its last messages to go out
 
 
@@ -374,7 +375,7 @@ def serve(argv: Optional[list[str]] = None) -> int:
                     server = ServerContainer(name, executor)
             ros.add(server)
             watch = (FreezeWatch(functools.partial(restart_after_freeze, server.get_name()),
-                                 FreezeDetector(cores=usable_cores()))
+                                 FreezeDetector(cores=usable_cores()), stall_dump_s=STALL_DUMP_S)
                      if settings['restart_after_freeze'] else None)
             print(f'server container {server.get_fully_qualified_name()} up (pid {os.getpid()})',
                   flush=True)
