@@ -139,6 +139,6 @@ class FreezeWatch:
     def stop(self) -> None:
         self._stop.set()
         if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2 * self._period_s)
+            self._thread.join(timeout=2 * self._period_s + 1.0)  # its last cancel comes first
         if self._stall_dump_s is not None:
             faulthandler.cancel_dump_traceback_later()

@@ -130,6 +130,20 @@ class Deployer:
             return False
         return True
 
+    def hosted(self, server: str, model: str, timeout_s: float) -> Optional[dict[str, str]]:
+        """
+        {node: lifecycle state} of the model's layers on `server`; None: no answer.
+
+        The server also publishes its entry in the ROS graph again (ListLayers `announce`).
+        """
+        try:
+            response = self._server_call(server, ListLayers, 'list_layers',
+                                         ListLayers.Request(model=model, announce=True),
+                                         timeout_s=timeout_s)
+        except ServiceCallError:
+            return None
+        return {layer.node_name: layer.state_label for layer in response.layers}
+
     def memory_room(self, server: str, timeout_s: float) -> Optional[int]:
         """Bytes the server may still allocate; None: unknown or no answer."""
         try:

@@ -30,6 +30,7 @@ from typing import Optional
 
 from dff_lifecycle.common.cpu_limit import torch_threads, usable_cores
 from dff_lifecycle.common.freeze import Freeze, FreezeDetector, FreezeWatch
+from dff_lifecycle.common.liveness import MASTER_PARTICIPANT_LEASE_S
 from dff_lifecycle.common.names import MASTER_NAME, NAMESPACE
 from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.core.data.datasets import DataNotFoundError, Dataset, load_model_data
@@ -74,10 +75,11 @@ class MasterCoordinator(Node):
 
     def frozen(self, freeze: Freeze) -> None:
         """Say that this process was stopped past the participant lease (common/freeze.py)."""
-        self.log(f'warning: the master was {freeze.text()}, past the DDS participant lease: '
-                 'the server containers have dropped it from their graph, and a participant '
-                 'that returns is rediscovered from one side only (tens of seconds, or not '
-                 'at all); servers that stay silent now are cut off from it, not dead')
+        self.log(f'warning: the master was {freeze.text()}, past its DDS participant lease '
+                 f'({MASTER_PARTICIPANT_LEASE_S} s): the server containers have dropped it from '
+                 'their graph, and a participant that returns is rediscovered from one side '
+                 'only (tens of seconds, or not at all); servers that stay silent now are cut '
+                 'off from it, not dead')
 
     def log(self, text: str) -> None:
         with tqdm.external_write_mode():
@@ -238,10 +240,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     # ignored, and dff_launch stops the master with SIGINT.
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        with ros_process(argv) as ros:
+        with ros_process(argv, participant_lease_s=MASTER_PARTICIPANT_LEASE_S) as ros:
             master = MasterCoordinator()
             ros.start(master)  # single-threaded: no callback of the master blocks
-            watch = FreezeWatch(master.frozen, FreezeDetector(cores=usable_cores()))
+            watch = FreezeWatch(master.frozen, FreezeDetector(
+                bound_s=MASTER_PARTICIPANT_LEASE_S - 0.5, cores=usable_cores()))
             code = master.execute()
             watch.stop()
             ros.done(code)

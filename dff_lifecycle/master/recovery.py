@@ -99,6 +99,9 @@ class LayerMover(Protocol):
 
     def memory_room(self, server: str, timeout_s: float) -> Optional[int]: ...
 
+    def hosted(self, server: str, model: str, timeout_s: float
+               ) -> Optional[dict[str, str]]: ...
+
     def present_nodes(self) -> set[str]: ...
 
 
@@ -278,6 +281,21 @@ class Recovery:
         return back
 
     # ------------------------------------------------------------ finalized layers
+    def still_hosted(self, placements: list[LayerPlacement]) -> set[str]:
+        """
+        Of `placements`, the layers that their server says it still hosts, active.
+
+        Asking also has each server publish its entry in the ROS graph again: a master
+        stopped past the participant lease drops its peers, matches them again, and does not
+        get their graph entries back, so their layers look gone while they train on.
+        """
+        hosted: set[str] = set()
+        for server in sorted({p.server for p in placements}):
+            states = self.deployer.hosted(server, self.plan.model, PROBE_TIMEOUT_S) or {}
+            hosted |= {p.full_name for p in placements
+                       if p.server == server and states.get(p.full_name) == 'active'}
+        return hosted
+
     def recreate(self, placements: list[LayerPlacement], why: str = 'finalized') -> Recovered:
         """Create finalized layers again where they were; they reload their shutdown save."""
         started = self.clock()

@@ -46,6 +46,7 @@ class Supervisor:
         self._last_check = clock()
         self._busy: set[str] = set()  # servers reported busy (silent, their process alive)
         self._gone_at: Optional[float] = None  # when layers were first seen gone from the graph
+        self._unseen: set[str] = set()  # hosted by a living server, missing from the graph
 
     def placements(self) -> tuple[LayerPlacement, ...]:
         return self.recovery.plan.placements if self.recovery is not None else self._placements
@@ -89,6 +90,7 @@ class Supervisor:
         gone = self.missing()
         if not gone:
             self._gone_at = None
+            self._unseen = set()
             return None
         servers = {p.server for p in gone}
         # The graph dropping a layer whose server is also silent past the lease confirms
@@ -104,9 +106,22 @@ class Supervisor:
             self._last_check = now - self.period_s  # look at the graph again next call
             return None
         if self.recovery is not None:
-            # The server beats, so it removed the node itself: a layer finalized by hand
-            # whose last status the master never took (the node is destroyed right after
-            # it), or a model deleted by someone else. Its weights were saved on the way.
+            # The server beats. Either the master's graph lost sight of a layer that is there
+            # (the master was stopped past the participant lease): the server says so and
+            # announces itself again; or the server removed the node itself: a layer
+            # finalized by hand whose last status the master never took (the node is
+            # destroyed right after it), or a model deleted by someone else. Its weights were
+            # saved on the way: it is created again.
+            hosted = self.recovery.still_hosted(gone)
+            unseen = sorted(hosted - self._unseen)
+            if unseen:
+                self.recovery.log(f'{", ".join(unseen)}: missing from the master\'s ROS graph '
+                                  'but active on a living server: asked it to announce itself '
+                                  'again; nothing moves')
+            self._unseen = hosted
+            gone = [p for p in gone if p.full_name not in hosted]
+            if not gone:
+                return None
             self._gone_at = None
             return self.recovery.recreate(gone, why='left the ROS graph on a living server')
         listing = ', '.join(f'{p.full_name} (on {p.server})' for p in gone)

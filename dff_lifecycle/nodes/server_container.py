@@ -38,6 +38,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from std_msgs.msg import Empty
 
 STALL_DUMP_S = 2.0  # the freeze watch not run for this long: every thread's stack to stderr
 FINALIZED_LINGER_S = 1.0  # a finalized layer stays this long, for its last messages to go out
@@ -175,7 +176,21 @@ class ServerContainer(Node):
                 state_label=label))
         # The master's recovery moves a layer here only if it fits (master/plan.py).
         response.memory_room_bytes = process_budget().room() or 0
+        if request.announce:
+            self.announce()
         return response
+
+    def announce(self) -> None:
+        """
+        Publish this process's entry in the ROS graph again (ros_discovery_info).
+
+        rmw sends a participant's nodes and endpoints to its peers when one is created or
+        destroyed, and Fast DDS sends each sample once to a peer it has matched. A peer that
+        dropped this participant (stopped past its lease) and matched it again never gets
+        the entry back, so this container's layers stay missing from its graph. A throwaway
+        publisher, created and destroyed, sends the whole entry twice.
+        """
+        self.destroy_publisher(self.create_publisher(Empty, '~/announce', 1))
 
     def _on_save(self, request: SaveModel.Request,
                  response: SaveModel.Response) -> SaveModel.Response:
@@ -379,9 +394,11 @@ def serve(argv: Optional[list[str]] = None) -> int:
                      if settings['restart_after_freeze'] else None)
             print(f'server container {server.get_fully_qualified_name()} up (pid {os.getpid()})',
                   flush=True)
-            wait_for(stop)
-            if watch is not None:
-                watch.stop()
+            try:
+                wait_for(stop)
+            finally:  # before ros_process arms its shutdown bound on the same faulthandler timer
+                if watch is not None:
+                    watch.stop()
             server.get_logger().info('shutting down: saving and removing hosted layers')
             server.shutdown_layers()
             server.heartbeat.stop()

@@ -145,6 +145,11 @@ class FakeDeployer:
     def present_nodes(self):
         return set(self.graph)
 
+    states: dict = {}             # server -> {node: lifecycle state} it lists (missing: silent)
+
+    def hosted(self, server, model_name, timeout_s):
+        return self.states.get(server)
+
 
 def checkpoint_bytes(trained) -> bytes:
     buffer = io.BytesIO()
@@ -235,6 +240,16 @@ def test_with_no_survivor_and_no_respawn_it_gives_up_clearly():
     clock.now += 2.0
     with pytest.raises(PipelineError, match='no server container came back within 5 s'):
         recovery.recover_servers({'server_1'})
+
+
+def test_still_hosted_is_what_each_server_lists_as_active():
+    recovery, deployer = make_recovery()[:2]
+    placements = list(recovery.plan.placements)
+    names = [p.full_name for p in placements]
+    deployer.states = {'server_1': {names[0]: 'active'}, 'server_2': {names[1]: 'inactive'}}
+    assert recovery.still_hosted(placements) == {names[0]}
+    deployer.states = {'server_1': {names[0]: 'active'}}          # server_2 does not answer
+    assert recovery.still_hosted(placements) == {names[0]}
 
 
 def test_a_finalized_layer_is_created_again_once_its_server_removed_it():

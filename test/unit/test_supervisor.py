@@ -142,14 +142,19 @@ def test_a_killed_server_whose_layers_leave_the_graph_first_is_a_lost_server():
 class RecordingRecovery:
     """The part of Recovery the supervisor uses when nothing is lost but a node left."""
 
-    def __init__(self, plan) -> None:
+    def __init__(self, plan, hosted=()) -> None:
         self.plan, self.lost, self.recreated = plan, set(), []
+        self.hosted, self.asked, self.logged = set(hosted), [], []
 
     def fence_returned(self) -> list[str]:
         return []
 
     def log(self, text: str) -> None:
-        pass
+        self.logged.append(text)
+
+    def still_hosted(self, placements):
+        self.asked.append([p.full_name for p in placements])
+        return {p.full_name for p in placements} & self.hosted
 
     def recreate(self, placements, why: str = 'finalized'):
         self.recreated.append(([p.full_name for p in placements], why))
@@ -168,3 +173,30 @@ def test_a_layer_gone_from_a_living_server_is_created_again_there_with_recovery(
     [(names, why)] = supervisor.recovery.recreated
     assert names == [p.full_name for p in supervisor.placements() if p.server == 'server_2']
     assert 'living server' in why
+
+
+def test_a_layer_missing_from_the_graph_but_active_on_its_living_server_stays():
+    """
+    A layer missing from the master's graph while its server hosts it: nothing moves.
+
+    A master stopped past the participant lease drops its peers and matches them again, but
+    their graph entries are not sent again: the layers look gone while they train on. The
+    server is asked (and announces itself again); nothing is created.
+    """
+    supervisor = slow_server_2_gone_from_the_graph(silence=0.5)
+    layer_1 = [p.full_name for p in supervisor.placements() if p.server == 'server_2']
+    supervisor.recovery = RecordingRecovery(build_plan(MODEL, ['server_1', 'server_2']),
+                                            hosted=layer_1)
+    assert supervisor.check('training') is None
+    supervisor.clock.now += 0.3
+    supervisor.heartbeats.beat('server_2')
+    supervisor.heartbeats.beat('server_1')
+    assert supervisor.check('training') is None
+    assert supervisor.recovery.asked == [layer_1] and supervisor.recovery.recreated == []
+    # still missing at the next graph check: asked again, said once
+    supervisor.clock.now += 2.1
+    supervisor.heartbeats.beat('server_2')
+    supervisor.heartbeats.beat('server_1')
+    assert supervisor.check('training') is None
+    assert len(supervisor.recovery.asked) == 2 and supervisor.recovery.recreated == []
+    assert len([t for t in supervisor.recovery.logged if 'announce' in t]) == 1
