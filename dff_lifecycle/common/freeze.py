@@ -104,6 +104,23 @@ class FreezeDetector:
         return None
 
 
+class Stops:
+    """When this process last resumed from a freeze (thread-safe: the watch writes)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._resumed_at: Optional[float] = None
+
+    def record(self, resumed_at: float) -> None:
+        with self._lock:
+            self._resumed_at = resumed_at
+
+    def resumed_at(self) -> Optional[float]:
+        """Return the monotonic time of the last resume; None if never stopped."""
+        with self._lock:
+            return self._resumed_at
+
+
 class FreezeWatch:
     """
     A daemon thread that checks a FreezeDetector every period; calls `on_freeze` per freeze.

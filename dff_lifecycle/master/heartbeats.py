@@ -16,6 +16,10 @@ dead one, while a server that beat steadily is still lost after `lease_s`:
 - jitter: a server is lost after twice the longest gap it showed lately
   (`GAPS_KEPT` beats), never sooner than `lease_s`; a gap long enough to be a
   loss is not learnt from;
+- the observer stopped: the master itself stopped (SIGSTOP, a debugger, a paused
+  VM; its freeze watch, `common/freeze.py`) heard nobody meanwhile, and its
+  middleware may be matching the servers again: silence counts from its resume,
+  and nobody is lost within `max_lease_s` of it (`resumed_at`);
 - the observer: the master may be the one that is starved (its executor took
   no beats for a while, then takes the backlog in one burst), so a server is
   only judged lost on evidence that the master hears: another server's beat
@@ -71,8 +75,10 @@ class HeartbeatWatch:
 
     def __init__(self, servers: Iterable[str], *, lease_s: float = HEARTBEAT_LEASE_S,
                  hang_s: float = HANG_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 resumed_at: Callable[[], Optional[float]] = lambda: None) -> None:
         self.lease_s = lease_s
+        self.resumed_at = resumed_at  # when this process last resumed from a stop
         self.max_lease_s = MAX_LEASE_FACTOR * lease_s
         self.hang_s = max(hang_s, self.max_lease_s)
         self.clock = clock
@@ -132,7 +138,8 @@ class HeartbeatWatch:
         with self._lock:
             return {s: now - t for s, t in self._last.items()
                     if t is not None and s in self._dds and self._dds[s] is None
-                    and now - t > self.lease_s and not self._is_lost(s, now)}
+                    and now - self._counted_from(t) > self.lease_s
+                    and not self._is_lost(s, now)}
 
     def vouched(self, server: str) -> bool:
         """Return True when the middleware said the server's process lives (not retracted)."""
@@ -152,11 +159,16 @@ class HeartbeatWatch:
                     if t is not None and self._is_lost(s, now)}
 
     def silent_for(self, server: str) -> Optional[float]:
-        """Seconds since `server` last beat; None if never heard."""
+        """Seconds since `server` last beat, or since this process resumed; None: never heard."""
         now = self.clock()
         with self._lock:
             last = self._last.get(server)
-        return None if last is None else now - last
+            return None if last is None else now - self._counted_from(last)
+
+    def resuming(self) -> bool:
+        """Return True within `max_lease_s` of this process's resume from a stop."""
+        resumed = self.resumed_at()
+        return resumed is not None and self.clock() - resumed <= self.max_lease_s
 
     def last_beat(self, server: str) -> Optional[float]:
         """Clock time of the server's last beat; None if never heard."""
@@ -174,7 +186,12 @@ class HeartbeatWatch:
         with self._lock:
             return {s for s, t in self._last.items() if t is not None}
 
-    # The lock is held by the callers of these two.
+    # The lock is held by the callers of these.
+    def _counted_from(self, last: float) -> float:
+        """Silence counts from the last beat, or from this process's resume after a stop."""
+        resumed = self.resumed_at()
+        return last if resumed is None else max(last, resumed)
+
     def _tolerance(self, server: str) -> float:
         longest = max(self._gaps[server], default=0.0)
         return min(self.max_lease_s, max(self.lease_s, JITTER_FACTOR * longest))
@@ -183,6 +200,13 @@ class HeartbeatWatch:
         last = self._last[server]
         if last is None:
             return False
+        resumed = self.resumed_at()
+        if resumed is not None and now - resumed <= self.max_lease_s:  # resuming()
+            # This process was stopped (SIGSTOP, a debugger, a paused VM): every server went
+            # unheard meanwhile, and the middleware may have dropped them and be matching them
+            # again. Each gets the longest lease, from the resume, to be heard.
+            return False
+        last = self._counted_from(last)
         silent = now - last
         if server in self._dds:
             return self._is_lost_by_liveliness(server, now, last)

@@ -26,11 +26,12 @@ from pathlib import Path
 import secrets
 import signal
 import sys
+import time
 from typing import Optional
 
 from dff_lifecycle.common.cpu_limit import torch_threads, usable_cores
-from dff_lifecycle.common.freeze import Freeze, FreezeDetector, FreezeWatch
-from dff_lifecycle.common.liveness import MASTER_PARTICIPANT_LEASE_S
+from dff_lifecycle.common.freeze import Freeze, FreezeDetector, FreezeWatch, Stops
+from dff_lifecycle.common.liveness import HEARTBEAT_LEASE_S, MASTER_PARTICIPANT_LEASE_S
 from dff_lifecycle.common.names import MASTER_NAME, NAMESPACE
 from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.core.data.datasets import DataNotFoundError, Dataset, load_model_data
@@ -72,9 +73,19 @@ class MasterCoordinator(Node):
             discovery_timeout_s=s['discovery_timeout_s'], parallel=s['parallel_bringup']),
             log=self.log)
         self._dataset: Optional[tuple[tuple, Dataset]] = None  # the last one loaded, by key
+        self.stops = Stops()  # when this process last resumed from a stop (common/freeze.py)
 
     def frozen(self, freeze: Freeze) -> None:
-        """Say that this process was stopped past the participant lease (common/freeze.py)."""
+        """
+        Take a stop of this process (SIGSTOP, a debugger, a paused VM): common/freeze.py.
+
+        No server was heard meanwhile, so their silence counts from now (heartbeats.py); the
+        operator is told, and warned when the stop outlasted the master's participant lease.
+        """
+        self.stops.record(time.monotonic())
+        if freeze.gap_s < MASTER_PARTICIPANT_LEASE_S - 0.5:
+            self.log(f"the master was {freeze.text()}: the servers' silence counts from now")
+            return
         self.log(f'warning: the master was {freeze.text()}, past its DDS participant lease '
                  f'({MASTER_PARTICIPANT_LEASE_S} s): the server containers have dropped it from '
                  'their graph, and a participant that returns is rediscovered from one side '
@@ -161,7 +172,8 @@ class MasterCoordinator(Node):
         dataset = self.load_data(model) if command in RUN_COMMANDS else None
         servers = self.discover()
         run = DeployedRun(self, self.deployer, self.settings, run_id or self.run_id, self.log,
-                          self.progress, out_dir=Path(out_dir) if out_dir else None)
+                          self.progress, out_dir=Path(out_dir) if out_dir else None,
+                          resumed_at=self.stops.resumed_at)
         outcome = run.execute(command, model, dataset, servers, control)
         if out_dir:
             write_metrics(outcome.metrics, Path(out_dir))
@@ -243,8 +255,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         with ros_process(argv, participant_lease_s=MASTER_PARTICIPANT_LEASE_S) as ros:
             master = MasterCoordinator()
             ros.start(master)  # single-threaded: no callback of the master blocks
+            # Any stop longer than the heartbeat lease: the servers were unheard meanwhile.
             watch = FreezeWatch(master.frozen, FreezeDetector(
-                bound_s=MASTER_PARTICIPANT_LEASE_S - 0.5, cores=usable_cores()))
+                bound_s=HEARTBEAT_LEASE_S, cores=usable_cores()))
             code = master.execute()
             watch.stop()
             ros.done(code)

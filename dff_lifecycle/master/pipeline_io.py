@@ -8,7 +8,7 @@ before the first batch goes out.
 from __future__ import annotations
 
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from builtin_interfaces.msg import Time
 from dff_lifecycle.common.liveness import heartbeat_topic
@@ -29,7 +29,8 @@ class PipelineIO:
     """Publishers, subscriptions and senders of one plan, opened and closed together."""
 
     def __init__(self, node: Node, plan: DistributionPlan, chunk_elements: int,
-                 servers: Optional[Sequence[str]] = None, hang_s: float = HANG_S) -> None:
+                 servers: Optional[Sequence[str]] = None, hang_s: float = HANG_S,
+                 resumed_at: Callable[[], Optional[float]] = lambda: None) -> None:
         self.node = node
         self.plan = plan  # recovery replaces it when layers move
         self.chunk_elements = chunk_elements
@@ -37,7 +38,7 @@ class PipelineIO:
                                    {p.unit: p.server for p in plan.placements})
         # Every server's beat: the idle ones are where a lost server's layers can go.
         self.servers = list(servers) if servers else sorted({p.server for p in plan.placements})
-        self.heartbeats = HeartbeatWatch(self.servers, hang_s=hang_s)
+        self.heartbeats = HeartbeatWatch(self.servers, hang_s=hang_s, resumed_at=resumed_at)
         self._entities: list = []
         self._senders: dict[str, TensorSender] = {}
 

@@ -196,8 +196,10 @@ class DeployedRun:
     """Runs one command of one model over the server containers."""
 
     def __init__(self, node: Node, deployer: Deployer, settings: dict, run_id: str,
-                 log: Log, progress: Progress, out_dir: Optional[Path] = None) -> None:
+                 log: Log, progress: Progress, out_dir: Optional[Path] = None,
+                 resumed_at: Callable[[], Optional[float]] = lambda: None) -> None:
         self.node = node
+        self.resumed_at = resumed_at  # when the master last resumed from a stop
         self.out_dir = out_dir  # the run's metrics; a recovery that cannot fit keeps copies here
         self.deployer = deployer
         self.settings = settings
@@ -280,7 +282,7 @@ class DeployedRun:
         except NoRoom as exc:
             raise RunFailed('deploy', str(exc)) from exc
         io = PipelineIO(self.node, plan, s['chunk_elements'], servers,
-                        hang_s=s['hang_timeout_s'])
+                        hang_s=s['hang_timeout_s'], resumed_at=self.resumed_at)
         try:
             manager = self.deployer.deploy(plan, servers, io)
         except FAILURES as exc:

@@ -165,8 +165,8 @@ class Supervisor:
         return True
 
     def _silent_past_lease(self, servers: set[str]) -> dict[str, float]:
-        if self.heartbeats is None:
-            return {}
+        if self.heartbeats is None or self.heartbeats.resuming():
+            return {}  # the master itself was stopped: the servers get the longest lease
         done = self.recovery.lost if self.recovery is not None else set()
         silent = {s: self.heartbeats.silent_for(s) for s in servers if s not in done}
         return {s: t for s, t in silent.items()

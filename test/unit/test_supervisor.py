@@ -200,3 +200,36 @@ def test_a_layer_missing_from_the_graph_but_active_on_its_living_server_stays():
     assert supervisor.check('training') is None
     assert len(supervisor.recovery.asked) == 2 and supervisor.recovery.recreated == []
     assert len([t for t in supervisor.recovery.logged if 'announce' in t]) == 1
+
+
+def test_after_the_master_itself_was_stopped_silence_counts_from_the_resume():
+    """A master stopped 5 s: the servers were unheard meanwhile, through no fault of theirs."""
+    from dff_lifecycle.master.heartbeats import HeartbeatWatch
+    clock = FakeClock()
+    resumed = []
+    watch = HeartbeatWatch(['server_1', 'server_2'], lease_s=1.0, clock=clock,
+                           resumed_at=lambda: resumed[-1] if resumed else None)
+    for server in ('server_1', 'server_2'):
+        watch.beat(server)
+        watch.liveliness(server, True)
+    clock.now += 5.0                        # the master stopped: nothing heard
+    resumed.append(clock.now)
+    watch.liveliness('server_2', False)     # its DDS dropped server_2 on the resume
+    for _ in range(20):                     # 3 s: server_1 beats, server_2 is matched again
+        clock.now += 0.15
+        watch.beat('server_1')
+        assert watch.lost() == {} and 'server_2' not in watch.busy()
+        assert watch.silent_for('server_2') < 3.01 and watch.resuming()  # for the graph's rule
+    watch.beat('server_2')
+    watch.liveliness('server_2', True)
+    clock.now += 0.5
+    assert watch.lost() == {}
+    # past the grace, a server killed is named by the usual rule: about a lease
+    clock.now += 4.0
+    assert not watch.resuming()
+    watch.beat('server_2')
+    watch.liveliness('server_2', False)
+    for _ in range(9):
+        clock.now += 0.15
+        watch.beat('server_1')
+    assert set(watch.lost()) == {'server_2'}
