@@ -60,6 +60,10 @@ class LifecycleClient:
         self.timeout_s = timeout_s
         self.resend_s = resend_s
 
+    def reachable(self, node: str) -> bool:
+        """Return True when `<node>/get_state` has a matched server (not the graph's word)."""
+        return self._clients.get(GetState, f'{node}/get_state').service_is_ready()
+
     def get_state(self, node: str) -> tuple[int, str]:
         response = call(self._clients.get(GetState, f'{node}/get_state'),
                         GetState.Request(), self.timeout_s, resend_s=self.resend_s)

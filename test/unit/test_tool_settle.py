@@ -32,3 +32,28 @@ def test_hidden_nodes_neither_count_nor_block():
 
 def test_a_root_namespace_node_is_matched():
     assert graph_consistent(OWN, [OWN, '/talker'], ['/talker/get_parameters'])
+
+
+class Graph:
+    """The two graph queries a tool makes: node names, and services with their types."""
+
+    def __init__(self, nodes: list[str], services: list[str]) -> None:
+        self.nodes, self.services = nodes, services
+
+    def get_node_names_and_namespaces(self):
+        return [(n.rsplit('/', 1)[1], n.rsplit('/', 1)[0] or '/') for n in self.nodes]
+
+    def get_service_names_and_types(self):
+        return [(s, ['lifecycle_msgs/srv/GetState']) for s in self.services]
+
+
+def test_a_named_node_is_found_by_its_service_when_the_graph_lacks_its_name():
+    """Node names and endpoints arrive separately; the service is what the call needs."""
+    from dff_lifecycle.cli.lifecycle import find_node
+    graph = Graph([OWN], [])                       # the name never arrived
+    assert find_node(graph, LAYER, False, 0.0, lambda name: name == LAYER) == LAYER
+    assert find_node(graph, LAYER, False, 0.0) is None            # no service either
+    assert find_node(Graph([OWN, LAYER], [f'{LAYER}/get_state']), LAYER, False, 0.0) == LAYER
+    hidden = '/m/_hidden'
+    assert find_node(graph, hidden, False, 0.0, lambda name: True) is None
+    assert find_node(graph, hidden, True, 0.0, lambda name: True) == hidden
