@@ -10,10 +10,6 @@ HEARTBEAT_LEASE_S = 1.0
 # The DDS participant lease of this project's Fast DDS profiles (ros/fastdds_*.xml): a
 # participant silent this long is dropped by the others (common/freeze.py).
 PARTICIPANT_LEASE_S = 3.0
-# The master's own participant lease (ros/environment.with_participant_lease): nothing needs
-# a gone master out of the graph fast, and containers that drop a master stopped for a few
-# seconds hear it again late or never (docs/reliability.md).
-MASTER_PARTICIPANT_LEASE_S = 10
 
 
 def heartbeat_topic(server: str) -> str:

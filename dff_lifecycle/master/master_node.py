@@ -31,7 +31,7 @@ from typing import Optional
 
 from dff_lifecycle.common.cpu_limit import torch_threads, usable_cores
 from dff_lifecycle.common.freeze import Freeze, FreezeDetector, FreezeWatch, Stops
-from dff_lifecycle.common.liveness import HEARTBEAT_LEASE_S, MASTER_PARTICIPANT_LEASE_S
+from dff_lifecycle.common.liveness import HEARTBEAT_LEASE_S, PARTICIPANT_LEASE_S
 from dff_lifecycle.common.names import MASTER_NAME, NAMESPACE
 from dff_lifecycle.core.config import ConfigError, ModelConfig
 from dff_lifecycle.core.data.datasets import DataNotFoundError, Dataset, load_model_data
@@ -83,11 +83,11 @@ class MasterCoordinator(Node):
         operator is told, and warned when the stop outlasted the master's participant lease.
         """
         self.stops.record(time.monotonic())
-        if freeze.gap_s < MASTER_PARTICIPANT_LEASE_S - 0.5:
+        if freeze.gap_s < PARTICIPANT_LEASE_S - 0.5:
             self.log(f"the master was {freeze.text()}: the servers' silence counts from now")
             return
-        self.log(f'warning: the master was {freeze.text()}, past its DDS participant lease '
-                 f'({MASTER_PARTICIPANT_LEASE_S} s): the server containers have dropped it from '
+        self.log(f'warning: the master was {freeze.text()}, past the DDS participant lease '
+                 f'({PARTICIPANT_LEASE_S:.0f} s): the server containers have dropped it from '
                  'their graph, and a participant that returns is rediscovered from one side '
                  'only (tens of seconds, or not at all); servers that stay silent now are cut '
                  'off from it, not dead')
@@ -252,7 +252,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     # ignored, and dff_launch stops the master with SIGINT.
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        with ros_process(argv, participant_lease_s=MASTER_PARTICIPANT_LEASE_S) as ros:
+        with ros_process(argv) as ros:
             master = MasterCoordinator()
             ros.start(master)  # single-threaded: no callback of the master blocks
             # Any stop longer than the heartbeat lease: the servers were unheard meanwhile.

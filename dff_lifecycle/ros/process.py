@@ -23,7 +23,7 @@ import sys
 import threading
 from typing import Iterator, NoReturn, Optional, Sequence
 
-from dff_lifecycle.ros.environment import configure_environment, with_participant_lease
+from dff_lifecycle.ros.environment import configure_environment
 from dff_lifecycle.ros.exit_timer import ExitTimer
 from dff_lifecycle.ros.parameters import ParameterError
 import rclpy
@@ -92,17 +92,13 @@ class RosProcess:
 
 @contextmanager
 def ros_process(args: Optional[Sequence[str]] = None, *, own_context: bool = False,
-                shutdown_timeout_s: float = 2.0,
-                participant_lease_s: Optional[int] = None) -> Iterator[RosProcess]:
+                shutdown_timeout_s: float = 2.0) -> Iterator[RosProcess]:
     """
     Initialise rclpy for the block (with `args`, e.g. sys.argv and its --ros-args).
 
     own_context: a private context, for tools and tests that share a process.
-    participant_lease_s: this process's DDS participant lease, instead of the profile's.
     """
     configure_environment()
-    if participant_lease_s is not None:
-        with_participant_lease(participant_lease_s)
     enable_stack_dumps()
     context = Context() if own_context else None
     try:

@@ -92,33 +92,3 @@ def test_a_silent_server_is_named_within_two_seconds(ros_domain, tmp_path, sig):
             except ProcessLookupError:
                 pass
         stop_all(procs)
-
-
-def test_a_master_stopped_past_the_servers_lease_trains_on_with_nothing_moved(
-        ros_domain, tmp_path):
-    """
-    The master stopped (SIGSTOP) for 5 s mid-run, past the servers' 3 s participant lease.
-
-    Before, the containers dropped the master, and the participant that came back was
-    matched from one side only: twice in three probes the run ended in error (nothing heard
-    for 180 s; or the layers missing from the master's graph and "created again" onto
-    themselves). Now the master's own lease is 10 s, and layers missing from its graph but
-    active on their living server stay (the server announces itself again).
-    """
-    env = os.environ.copy()
-    procs = start_servers(env, [tmp_path / 'a', tmp_path / 'b'])
-    try:
-        master = start_master(env, SMALL, servers=2, epochs=4)
-        procs.append(master)
-        master.wait_for('checkpoints: first copy of /mnist_small/layer_1', 120)  # it trains
-        os.kill(master.popen.pid, signal.SIGSTOP)
-        try:
-            time.sleep(PARTICIPANT_LEASE_S + 2.0)
-        finally:
-            os.kill(master.popen.pid, signal.SIGCONT)
-        assert master.wait(180) == 0, master.output
-        assert 'test accuracy: ' in master.output
-        for moved in ('recovered:', 'creating again', 'has not answered'):
-            assert moved not in master.output, master.output
-    finally:
-        stop_all(procs)

@@ -3,7 +3,7 @@ from xml.etree import ElementTree
 
 from builtin_interfaces.msg import Time
 from dff_lifecycle.ros.environment import (configure_environment, FASTDDS_LOCALHOST_PROFILE,
-                                           FASTDDS_PROFILE, with_participant_lease)
+                                           FASTDDS_PROFILE)
 from dff_lifecycle.wire.endpoints import TensorReceiver, TensorSender
 from dff_lifecycle.wire.messages import payload_view, tensor_to_msgs
 from dff_lifecycle.wire.qos import STATUS_LATCHED_QOS, STATUS_QOS, TENSOR_QOS
@@ -70,28 +70,6 @@ def test_localhost_runs_with_the_localhost_profile_and_stays_so_in_children():
                                     'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4'})
     assert member['FASTDDS_DEFAULT_PROFILES_FILE'] == str(FASTDDS_PROFILE)
     assert member['FASTDDS_BUILTIN_TRANSPORTS'] == 'UDPv4'
-
-
-def test_a_process_lease_is_our_profile_with_that_lease_and_nothing_else():
-    """The master's 10 s lease: the servers keep 3 s; a user's own profile is left alone."""
-    for scope, base in (('LOCALHOST', FASTDDS_LOCALHOST_PROFILE), ('SUBNET', FASTDDS_PROFILE)):
-        env = configure_environment({'ROS_AUTOMATIC_DISCOVERY_RANGE': scope})
-        derived = with_participant_lease(10, env)
-        assert env['FASTDDS_DEFAULT_PROFILES_FILE'] == str(derived) != str(base)
-        lease = '<leaseDuration><sec>{}</sec></leaseDuration>'
-        assert derived.read_text() == base.read_text().replace(lease.format(3), lease.format(10))
-        assert configure_environment(dict(env)) == env  # a child keeps it
-        assert with_participant_lease(10, env) == derived  # written once, the same file
-    # the variant keeps following the scope, like its profile
-    env = configure_environment({})
-    with_participant_lease(10, env)
-    member = configure_environment({**env, 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET'})
-    assert member['FASTDDS_DEFAULT_PROFILES_FILE'] == str(FASTDDS_PROFILE)
-    for own in ({'FASTDDS_DEFAULT_PROFILES_FILE': '/etc/my_profile.xml'},
-                {'FASTRTPS_DEFAULT_PROFILES_FILE': '/etc/my_profile.xml'}):
-        env = configure_environment(dict(own))
-        assert str(with_participant_lease(10, env)) == '/etc/my_profile.xml'
-        assert env == configure_environment(dict(own))
 
 
 def test_the_localhost_profile_is_rmw_fastrtps_localhost_with_a_larger_segment():
